@@ -1,0 +1,1 @@
+"""Reproductions of the paper's tables: ``python -m sb3_neppo.benchmarks.table1``."""

@@ -1,0 +1,118 @@
+"""Typed NePPO settings and the ``hyperparams/*.yml`` files that feed them. Values are YAML literals, never ``eval``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sb3_neppo.errors import ConfigError
+
+HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+
+
+@dataclass
+class NePPOConfig:
+    """Settings of one NePPO run (the keys of ``hyperparams/neppo.yml``).
+
+    :param potential: ``auto`` (quadratic for normal-form games, state mixer otherwise), ``quadratic``, ``convex``,
+        ``state_mixer`` or a ``package.module:Class`` path to a :class:`~sb3_neppo.potentials.Potential` subclass.
+    :param potential_kwargs: extra constructor arguments of the potential (e.g. ``init`` for the quadratic one).
+    :param solver: ``auto`` or ``exact`` (closed-form solvers; normal-form games only).
+    :param n_iterations: outer iterations of Algorithm 1.
+    :param delta: smoothing radius δ of the two-point estimate.
+    :param lr: step size η of the zeroth-order step.
+    :param lr_schedule: ``inv_sqrt`` (η/√(t+1)) or ``constant``.
+    :param n_directions: random directions averaged per step.
+    :param beta: temperature β of L_β.
+    :param max_grad_norm: clip the gradient estimate to this norm (null: no clipping).
+    :param keep_best: return the iterate with the lowest L_β rather than the last one. Only with exact solvers, where
+        L_β is exact and so an unbiased certificate (choosing the minimum of noisy estimates would be biased low).
+    """
+
+    potential: str = "auto"
+    potential_kwargs: dict[str, Any] = field(default_factory=dict)
+    solver: str = "auto"
+    n_iterations: int = 100
+    delta: float = 0.01
+    lr: float = 0.05
+    lr_schedule: str = "inv_sqrt"
+    n_directions: int = 10
+    beta: float = 1e4
+    max_grad_norm: float | None = None
+    keep_best: bool = False
+
+    def __post_init__(self) -> None:
+        checks = {
+            "potential": (str,),
+            "potential_kwargs": (dict,),
+            "solver": (str,),
+            "n_iterations": (int,),
+            "n_directions": (int,),
+            "delta": (int, float),
+            "lr": (int, float),
+            "lr_schedule": (str,),
+            "beta": (int, float),
+            "max_grad_norm": (int, float, type(None)),
+            "keep_best": (bool,),
+        }
+        for key, types in checks.items():
+            value = getattr(self, key)
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+                raise ConfigError(f"hyperparameter {key} must be {names}, got {value!r}")
+        if self.n_iterations < 1:
+            raise ConfigError(f"n_iterations must be >= 1 (got {self.n_iterations})")
+        if not self.beta > 0:
+            raise ConfigError(f"beta must be > 0 (got {self.beta})")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> NePPOConfig:
+        """Build from a mapping, rejecting unknown keys with the list of valid ones."""
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown hyperparameter {', '.join(unknown)}; valid keys: {', '.join(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as a YAML/JSON literal (``0.4`` -> 0.4, ``[1, 2]`` -> list, ``abc`` -> 'abc')."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML/JSON"
+        raise ConfigError(f"cannot parse value {text!r}: {problem}; quote strings and check brackets") from None
+
+
+def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
+    """``["alpha:0.4", "mixed:false"]`` -> ``{"alpha": 0.4, "mixed": False}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ConfigError(f"{what} entries are key:value, got {item!r} (e.g. alpha:0.4)")
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def load_hyperparams(env_id: str, path: str | Path | None = None, algo: str = "neppo") -> dict[str, Any]:
+    """The settings for ``env_id``: the file's ``default`` entry updated by the ``env_id`` entry."""
+    path = Path(path) if path else HYPERPARAMS_DIR / f"{algo}.yml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read hyperparameter file {path}: {exc.strerror}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"hyperparameter file {path} is not valid YAML") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ConfigError(f"hyperparameter file {path} must map env ids (and 'default') to mappings of settings")
+    merged = dict(data.get("default", {}))
+    merged.update(data.get(env_id, {}))
+    return merged

@@ -1,0 +1,40 @@
+"""Atomic writes of results: a reader never sees a half-written file, a crash never destroys the previous one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import yaml
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
+    """Open a temporary file beside ``path``; on success it is synced and renamed over ``path``, on error removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    with atomic_open(path) as fh:
+        fh.write(json.dumps(data, indent=2) + "\n")
+
+
+def write_yaml_atomic(path: str | os.PathLike, data: Any) -> None:
+    with atomic_open(path) as fh:
+        fh.write(yaml.safe_dump(data, sort_keys=False))

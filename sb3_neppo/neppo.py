@@ -1,0 +1,427 @@
+"""NePPO (Near-Potential Policy Optimization): Algorithm 1 of arXiv 2603.06977, composed from pluggable parts.
+
+Read :meth:`NePPO.learn` top to bottom: it is Algorithm 1. The inner solvers sit behind the three slots of
+:class:`~sb3_neppo.solvers.base.Solvers`; the potential is any :class:`~sb3_neppo.potentials.Potential`; the outer
+step is :class:`~sb3_neppo.zeroth_order.ZerothOrderOptimizer`.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pettingzoo import ParallelEnv
+from tqdm.auto import tqdm
+
+from sb3_neppo import __version__
+from sb3_neppo.config import NePPOConfig
+from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy
+from sb3_neppo.envs.registry import make_env
+from sb3_neppo.errors import ConfigError
+from sb3_neppo.io import atomic_open
+from sb3_neppo.objective import log_sum_exp
+from sb3_neppo.potentials import Potential, build_potential, potential_class, potential_name
+from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers, estimate_f
+from sb3_neppo.solvers.exact import exact_solvers
+from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions
+
+
+@dataclass
+class Branch:
+    """Everything Algorithm 1 computes at one parameter vector w: π^Φ, the best responses, F and L_β."""
+
+    w: np.ndarray
+    policy: JointPolicy
+    best_responses: dict[str, AgentPolicy]
+    F: FEstimate
+    objective: float
+
+
+@dataclass
+class IterationLog:
+    """One row of the per-iteration log, at the iterate w after the step."""
+
+    iteration: int
+    w: np.ndarray
+    objective: float
+    F: np.ndarray
+    F_se: np.ndarray
+    regret: np.ndarray | None
+    grad_norm: float
+    step_size: float
+    env_steps: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Callback = Callable[[IterationLog, "NePPO"], "bool | None"]
+
+
+class NePPO:
+    """Find an approximate Nash equilibrium by learning a potential whose cooperative solution has low regret.
+
+    :param env: a PettingZoo ``ParallelEnv`` or an env id (see :func:`sb3_neppo.envs.make_env`).
+    :param potential: a :class:`Potential` instance, or a name (``auto``, ``quadratic``, ``convex``, ``state_mixer``,
+        ``package.module:Class``).
+    :param solver: ``auto``, ``exact`` or a :class:`Solvers` instance (the three inner slots).
+    :param delta, lr, lr_schedule, n_directions, max_grad_norm: the zeroth-order step (see ``zeroth_order``).
+    :param beta: temperature of L_β.
+    :param keep_best: return the iterate with the lowest exact L_β instead of the last (exact solvers only).
+    :param potential_kwargs: constructor arguments when ``potential`` is a name.
+    :param env_kwargs: arguments of the env when ``env`` is an id.
+    :param seed: seed of everything random in the run (drawn and recorded when None).
+    :param verbose: 0 silent, 1 one line per iteration.
+    """
+
+    def __init__(
+        self,
+        env: ParallelEnv | str,
+        potential: Potential | str = "auto",
+        solver: Solvers | str = "auto",
+        *,
+        delta: float = 0.01,
+        lr: float = 0.05,
+        lr_schedule: str = "inv_sqrt",
+        n_directions: int = 10,
+        beta: float = 1e4,
+        max_grad_norm: float | None = None,
+        keep_best: bool = False,
+        potential_kwargs: dict | None = None,
+        env_kwargs: dict | None = None,
+        seed: int | None = None,
+        verbose: int = 0,
+    ):
+        self.env_id, self.env_kwargs, self.env = _resolve_env(env, env_kwargs)
+        self.agents: list[str] = list(self.env.possible_agents)
+        self.game = self.env.unwrapped.game if isinstance(self.env.unwrapped, MatrixGameEnv) else None
+        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        self.rng = np.random.default_rng(self.seed)
+        self.verbose = verbose
+        self.config = NePPOConfig(
+            potential=potential if isinstance(potential, str) else potential_name(potential),
+            potential_kwargs=dict(potential_kwargs or {}),
+            solver=solver if isinstance(solver, str) else type(solver).__name__,
+            delta=delta,
+            lr=lr,
+            lr_schedule=lr_schedule,
+            n_directions=n_directions,
+            beta=beta,
+            max_grad_norm=max_grad_norm,
+            keep_best=keep_best,
+        )
+        self.solvers = self._make_solvers(solver)
+        if keep_best and not self.solvers.exact:
+            raise ConfigError("keep_best needs exact solvers: the minimum of noisy L_β estimates is biased low")
+        self.potential = self._make_potential(potential)
+        if self.solvers.exact:
+            self.potential.double()  # exact certificates: no float32 rounding in Φ
+        self.optimizer = ZerothOrderOptimizer(
+            delta=delta,
+            lr=lr,
+            lr_schedule=lr_schedule,
+            n_directions=n_directions,
+            max_grad_norm=max_grad_norm,
+            project=self.potential.project_flat,
+        )
+        self._scratch = copy.deepcopy(self.potential)  # evaluates the branches w ± δu without touching w
+        self.policy: JointPolicy | None = None  # π^Φ at the current w: the warm start of both branches
+        self.best_responses: dict[str, AgentPolicy] = {}
+        self.num_iterations = 0
+        self.wall_time_s = 0.0
+        self.last_log: IterationLog | None = None
+        self.last_branch: Branch | None = None  # the current iterate
+        self.best: tuple[int, Branch] | None = None  # (iteration, branch) with the lowest L_β, when keep_best
+
+    # --- construction ---------------------------------------------------------------------------------------------------
+
+    def _make_solvers(self, solver: Solvers | str) -> Solvers:
+        if isinstance(solver, Solvers):
+            return solver
+        if solver not in ("auto", "exact"):
+            raise ConfigError(f"unknown solver '{solver}': use auto or exact (SB3 solvers for Markov games come next)")
+        if self.game is None:
+            raise ConfigError(f"solver '{solver}' needs a normal-form game; '{self.env_id}' is not one")
+        self.env.reset(seed=self.seed)
+        return exact_solvers(self.game, self.env.state(), seed=self.seed)
+
+    def _make_potential(self, potential: Potential | str) -> Potential:
+        if isinstance(potential, Potential):
+            return potential
+        name = potential
+        if name == "auto":
+            name = "quadratic" if self.game is not None else "state_mixer"
+        self.env.reset(seed=self.seed)
+        return build_potential(
+            name,
+            n_agents=len(self.agents),
+            state_dim=int(np.prod(np.shape(self.env.state()))),
+            n_actions=self.game.n_actions if self.game is not None else None,
+            **self.config.potential_kwargs,
+        )
+
+    # --- Algorithm 1 ----------------------------------------------------------------------------------------------------
+
+    def solve_at(self, w: np.ndarray) -> Branch:
+        """Steps 2-4 of Algorithm 1 at one parameter vector: cooperative solve, best responses, F_i and L_β."""
+        phi = self._scratch
+        phi.set_flat_params(w)
+        policy = self.solvers.cooperative.solve(phi, warm_start=self.policy)
+        best_responses = {
+            agent: self.solvers.best_response.solve(agent, policy, warm_start=self.best_responses.get(agent))
+            for agent in self.agents
+        }
+        at_policy, at_deviations = self.solvers.evaluator.evaluate(phi, policy, best_responses)
+        F = estimate_f(self.agents, at_policy, at_deviations)
+        return Branch(np.array(w), policy, best_responses, F, log_sum_exp(F.mean, self.config.beta))
+
+    def learn(
+        self,
+        n_iterations: int,
+        callback: Callback | Sequence[Callback] | None = None,
+        progress_bar: bool = False,
+    ) -> NePPO:
+        """Run ``n_iterations`` outer iterations of Algorithm 1 (continuing from where the last call stopped).
+
+        :param callback: called as ``callback(log, model)`` after each iteration; returning False stops training.
+        :param progress_bar: show a progress bar with the current L_β and max regret.
+        """
+        if int(n_iterations) != n_iterations or n_iterations < 1:
+            raise ConfigError(f"n_iterations must be an integer >= 1 (got {n_iterations})")
+        callbacks = [] if callback is None else [callback] if callable(callback) else list(callback)
+        if self.policy is None:
+            self._adopt(self.solve_at(self.potential.get_flat_params()))
+        bar = tqdm(total=int(n_iterations), desc="NePPO", unit="it", disable=not progress_bar, dynamic_ncols=True)
+        start = time.perf_counter()
+        try:
+            for _ in range(int(n_iterations)):
+                t = self.num_iterations
+                w = self.potential.get_flat_params()
+                # 1. directions u_j on the unit sphere; the branches w ± δu_j
+                directions = sample_directions(self.rng, self.optimizer.n_directions, w.size)
+                w_plus, w_minus = self.optimizer.branches(w, directions)
+                # 2-4. per branch, from the same warm start: cooperative solve, best responses, F_i, L_β
+                loss_plus = [self.solve_at(wp).objective for wp in w_plus]
+                loss_minus = [self.solve_at(wm).objective for wm in w_minus]
+                # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
+                w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
+                self.potential.set_flat_params(w_next)
+                # π^Φ at the new w: what NePPO returns, and the warm start of the next iteration
+                self.num_iterations += 1
+                self._adopt(self.solve_at(w_next))
+                log = self._log(t, float(np.linalg.norm(g)), self.optimizer.step_size(t))
+                bar.update(1)
+                bar.set_postfix(L=f"{log.objective:.4g}", max_regret="-" if log.regret is None else f"{log.regret.max():.4g}")
+                if self.verbose:
+                    tqdm.write(self._format(log))
+                if any(cb(log, self) is False for cb in callbacks):
+                    break
+        finally:
+            bar.close()
+            self.wall_time_s += time.perf_counter() - start
+        return self
+
+    # --- results --------------------------------------------------------------------------------------------------------
+
+    def _adopt(self, branch: Branch) -> None:
+        self.last_branch = branch
+        self.policy, self.best_responses = branch.policy, branch.best_responses
+        if self.config.keep_best and (self.best is None or branch.objective < self.best[1].objective):
+            self.best = (self.num_iterations, branch)
+
+    @property
+    def result(self) -> Branch:
+        """The returned solution: the last iterate, or the best-certified one with ``keep_best``."""
+        if self.last_branch is None:
+            raise RuntimeError("no solution yet: call learn() first")
+        return self.best[1] if self.best is not None else self.last_branch
+
+    @property
+    def result_iteration(self) -> int:
+        return self.best[0] if self.best is not None else self.num_iterations
+
+    def _log(self, t: int, grad_norm: float, step_size: float) -> IterationLog:
+        branch = self.last_branch
+        self.last_log = IterationLog(
+            iteration=t + 1,
+            w=branch.w,
+            objective=branch.objective,
+            F=branch.F.mean,
+            F_se=branch.F.se,
+            regret=self.exact_regret(branch),
+            grad_norm=grad_norm,
+            step_size=step_size,
+            env_steps=self.num_timesteps,
+        )
+        return self.last_log
+
+    def _format(self, log: IterationLog) -> str:
+        regret = "" if log.regret is None else f" max_regret={log.regret.max():.5f}"
+        return f"iter {log.iteration:5d} L={log.objective:.5f} max_F={log.F.max():.5f}{regret} w={np.round(log.w, 4).tolist()}"
+
+    @property
+    def num_timesteps(self) -> int:
+        """Env steps spent so far by every solver (0 with the exact solvers)."""
+        return self.solvers.env_steps
+
+    def exact_strategies(self, branch: Branch) -> list[np.ndarray] | None:
+        """The mixed strategies of a branch's π^Φ in a normal-form game with exact solvers (None otherwise)."""
+        if self.game is None or not self.solvers.exact:
+            return None
+        return [np.asarray(x) for x in branch.policy]
+
+    def exact_regret(self, branch: Branch) -> np.ndarray | None:
+        """Exact per-agent regret of a branch's π^Φ in a normal-form game with exact solvers (None otherwise)."""
+        strategies = self.exact_strategies(branch)
+        return None if strategies is None else self.game.regret(strategies)
+
+    def strategies(self) -> list[np.ndarray] | None:
+        """The mixed strategies of the returned π^Φ in a normal-form game (None otherwise)."""
+        return self.exact_strategies(self.result)
+
+    def regret(self) -> np.ndarray | None:
+        """Exact per-agent regret of the returned π^Φ in a normal-form game (None where it needs the regret evaluator)."""
+        return self.exact_regret(self.result)
+
+    def predict(self, observation: dict | None = None, deterministic: bool = True) -> tuple[dict[str, Any], None]:
+        """SB3-style: each agent's action under π^Φ (a mixed strategy in mixed mode, a pure action otherwise)."""
+        strategies = self.strategies()
+        if strategies is None:
+            raise RuntimeError("predict() is only available for normal-form games so far")
+        actions = {}
+        for agent, x in zip(self.agents, strategies):
+            if self.env.unwrapped.mixed:
+                actions[agent] = action_from_strategy(x)
+            else:
+                actions[agent] = int(np.argmax(x)) if deterministic else int(self.rng.choice(len(x), p=x))
+        return actions, None
+
+    def summary(self) -> dict[str, Any]:
+        """The run summary (the schema of ``summary.json``): F, regret and strategies are those of the returned π^Φ."""
+        result = self.result
+        regret_values = self.exact_regret(result)
+        regret = None if regret_values is None else dict(zip(self.agents, regret_values.tolist()))
+        strategies = self.exact_strategies(result)
+        out: dict[str, Any] = {
+            "algo": "neppo",
+            "version": __version__,
+            "env": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "seed": self.seed,
+            "agents": self.agents,
+            "solver": "exact" if self.solvers.exact else type(self.solvers.cooperative).__name__,
+            "iterations": self.num_iterations,
+            "selected_iteration": self.result_iteration,
+            "env_steps": self.num_timesteps,
+            "wall_time_s": round(self.wall_time_s, 4),
+            "objective": result.objective,
+            "F": dict(zip(self.agents, result.F.mean.tolist())),
+            "F_se": dict(zip(self.agents, result.F.se.tolist())),
+            "regret": regret,
+            "max_regret": None if regret is None else max(regret.values()),
+            "regret_method": "exact" if regret is not None else None,
+            "potential": {
+                "class": type(self.potential).__name__,
+                "name": potential_name(self.potential),
+                "params": result.w.tolist(),
+                **self._describe(result.w),
+            },
+            "hyperparams": self.config.to_dict(),
+        }
+        if strategies is not None:
+            out["strategies"] = {a: x.tolist() for a, x in zip(self.agents, strategies)}
+            out["action_names"] = {a: list(n) for a, n in zip(self.agents, self.game.action_names)}
+        return out
+
+    def _describe(self, w: np.ndarray) -> dict:
+        self._scratch.set_flat_params(w)
+        return self._scratch.describe()
+
+    # --- save / load ----------------------------------------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model to a zip file atomically (a crash never leaves a half-written file)."""
+        path = Path(path)
+        if path.suffix != ".zip":
+            path = path.with_suffix(".zip")
+        if self.env_id is None:
+            raise ConfigError("cannot save a model whose env has no id; build NePPO from an env id or a matrix game")
+        data = {
+            "version": __version__,
+            "env_id": self.env_id,
+            "env_kwargs": self.env_kwargs,
+            "config": self.config.to_dict(),
+            "potential": {"name": potential_name(self.potential), "config": self.potential.get_config()},
+            "seed": self.seed,
+            "num_iterations": self.num_iterations,
+            "wall_time_s": self.wall_time_s,
+            "rng_state": self.rng.bit_generator.state,
+            "best": None if self.best is None else {"iteration": self.best[0], "w": self.best[1].w.tolist()},
+        }
+        weights = io.BytesIO()
+        torch.save(self.potential.state_dict(), weights)
+        with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("data.json", json.dumps(data, indent=2))
+            archive.writestr("potential.pt", weights.getvalue())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: ParallelEnv | None = None, potential: Potential | None = None) -> NePPO:
+        """Load a saved model; it continues training exactly where it stopped (same directions, same numbers)."""
+        path = Path(path)
+        if not path.exists() and path.with_suffix(".zip").exists():
+            path = path.with_suffix(".zip")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                data = json.loads(archive.read("data.json"))
+                state = torch.load(io.BytesIO(archive.read("potential.pt")), weights_only=True)
+        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot load NePPO model {path}: {exc}") from None
+        config = dict(data["config"])
+        config.pop("n_iterations", None)
+        if potential is None:
+            potential = potential_class(data["potential"]["name"])(**data["potential"]["config"])
+        model = cls(
+            env if env is not None else data["env_id"],
+            potential=potential,
+            env_kwargs=None if env is not None else data["env_kwargs"],
+            seed=data["seed"],
+            **{k: v for k, v in config.items() if k not in ("potential", "solver")},
+            solver=config["solver"] if config["solver"] in ("auto", "exact") else "auto",
+        )
+        model.potential.load_state_dict(state)
+        model.num_iterations = data["num_iterations"]
+        model.wall_time_s = data["wall_time_s"]
+        model.rng.bit_generator.state = data["rng_state"]
+        if data.get("best"):
+            model.best = (data["best"]["iteration"], model.solve_at(np.array(data["best"]["w"])))
+        model._adopt(model.solve_at(model.potential.get_flat_params()))
+        model._log(model.num_iterations - 1, float("nan"), float("nan"))
+        return model
+
+
+def _resolve_env(env: ParallelEnv | str, env_kwargs: dict | None) -> tuple[str | None, dict, ParallelEnv]:
+    """(env id, env kwargs, env instance): ids are built through the registry; matrix games get an id that rebuilds them."""
+    if isinstance(env, str):
+        kwargs = dict(env_kwargs or {})
+        return env, kwargs, make_env(env, kwargs)
+    if not isinstance(env, ParallelEnv):
+        raise ConfigError(f"env must be a PettingZoo ParallelEnv or an env id, got {type(env).__name__}")
+    inner = env.unwrapped
+    if isinstance(inner, MatrixGameEnv):
+        game = inner.game
+        kwargs = {
+            "payoffs": game.payoffs.tolist(),
+            "mixed": inner.mixed,
+            "agents": list(game.agents),
+            "action_names": [list(a) for a in game.action_names],
+        }
+        return "matrix", kwargs, env
+    return None, {}, env

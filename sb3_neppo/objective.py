@@ -1,0 +1,22 @@
+"""The NePPO objective: F_i (the paper's eq. 3) and its log-sum-exp smoothing L_β. Pure functions of estimates."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def f_values(phi_coop, phi_dev, j_coop, j_dev) -> np.ndarray:
+    """F_i = [Φ_w(π^Φ) - Φ_w(π_i^J, π^Φ_-i)] - [J_i(π^Φ) - J_i(π_i^J, π^Φ_-i)], elementwise.
+
+    ``phi_coop`` and ``j_coop`` are values at the cooperative solution π^Φ; ``phi_dev`` and ``j_dev`` at player i's
+    best-response deviation. With exact solvers F_i ≥ Reg_i(π^Φ) ≥ 0 (Theorem 3.1). Arrays broadcast, so the same
+    function turns per-episode paired samples into per-episode F samples.
+    """
+    return (np.asarray(phi_coop) - np.asarray(phi_dev)) - (np.asarray(j_coop) - np.asarray(j_dev))
+
+
+def log_sum_exp(f: np.ndarray, beta: float) -> float:
+    """L_β(F) = (1/β) log Σ_i exp(β F_i), computed stably; max_i F_i ≤ L_β ≤ max_i F_i + log(N)/β."""
+    f = np.asarray(f, dtype=np.float64)
+    m = f.max()
+    return float(m + np.log(np.exp(beta * (f - m)).sum()) / beta)

@@ -1,0 +1,26 @@
+"""Inner solvers: the slots of Algorithm 1 and their implementations."""
+
+from sb3_neppo.solvers.base import (
+    BestResponseSolver,
+    CooperativeSolver,
+    Estimate,
+    FEstimate,
+    PolicyEvaluator,
+    Solvers,
+    estimate_f,
+)
+from sb3_neppo.solvers.exact import ExactBestResponseSolver, ExactCooperativeSolver, ExactEvaluator, exact_solvers
+
+__all__ = [
+    "BestResponseSolver",
+    "CooperativeSolver",
+    "Estimate",
+    "ExactBestResponseSolver",
+    "ExactCooperativeSolver",
+    "ExactEvaluator",
+    "FEstimate",
+    "PolicyEvaluator",
+    "Solvers",
+    "estimate_f",
+    "exact_solvers",
+]

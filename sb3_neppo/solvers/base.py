@@ -1,0 +1,101 @@
+"""The pluggable slots of Algorithm 1: a cooperative solver, a best-response solver and a policy evaluator.
+
+A *joint policy* is whatever a cooperative solver produces (a list of mixed strategies for the exact normal-form
+solvers, an SB3 model for the sampled ones); an *agent policy* is whatever a best-response solver produces. NePPO only
+passes them between the three slots, so any set of solvers that agree on these types plugs in.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sb3_neppo.objective import f_values
+from sb3_neppo.potentials import Potential
+
+JointPolicy = Any
+AgentPolicy = Any
+
+
+@dataclass
+class Estimate:
+    """Per-episode samples at one joint policy: ``returns[e, i]`` is J_i in episode e, ``potential[e]`` is Φ_w.
+
+    Exact evaluators return a single "episode" holding the exact values.
+    """
+
+    returns: np.ndarray
+    potential: np.ndarray
+    env_steps: int = 0
+
+
+class CooperativeSolver(ABC):
+    """Solves the cooperative game in which every agent maximises the potential Φ_w."""
+
+    @abstractmethod
+    def solve(self, potential: Potential, warm_start: JointPolicy | None) -> JointPolicy:
+        """Return π^Φ for ``potential``, starting from ``warm_start`` (the current cooperative policy) if given."""
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps spent so far (0 for closed-form solvers)."""
+        return 0
+
+
+class BestResponseSolver(ABC):
+    """Finds agent i's best response (under its own true reward) to the others playing a frozen joint policy."""
+
+    @abstractmethod
+    def solve(self, agent: str, joint: JointPolicy, warm_start: AgentPolicy | None) -> AgentPolicy:
+        """Return a best response of ``agent`` to the other agents of ``joint``."""
+
+    @property
+    def env_steps(self) -> int:
+        return 0
+
+
+class PolicyEvaluator(ABC):
+    """Estimates J_i and Φ_w at a joint policy and at each agent's unilateral deviation from it."""
+
+    @abstractmethod
+    def evaluate(
+        self, potential: Potential, joint: JointPolicy, deviations: Mapping[str, AgentPolicy]
+    ) -> tuple[Estimate, dict[str, Estimate]]:
+        """Estimates at ``joint`` and at (deviations[i], joint_-i) for each agent i, on common random numbers."""
+
+
+@dataclass
+class FEstimate:
+    """F_i per agent with its standard error, from paired per-episode samples."""
+
+    mean: np.ndarray
+    se: np.ndarray
+
+
+def estimate_f(agents: list[str], coop: Estimate, deviations: Mapping[str, Estimate]) -> FEstimate:
+    """F_i from paired samples: episode e of the deviation is compared with episode e at π^Φ (common random numbers)."""
+    means, ses = [], []
+    for i, agent in enumerate(agents):
+        dev = deviations[agent]
+        samples = f_values(coop.potential, dev.potential, coop.returns[:, i], dev.returns[:, i])
+        means.append(float(samples.mean()))
+        ses.append(float(samples.std(ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else 0.0)
+    return FEstimate(np.array(means), np.array(ses))
+
+
+@dataclass
+class Solvers:
+    """The three slots NePPO composes. ``exact`` says the values are exact (no sampling, no env steps)."""
+
+    cooperative: CooperativeSolver
+    best_response: BestResponseSolver
+    evaluator: PolicyEvaluator
+    exact: bool = False
+
+    @property
+    def env_steps(self) -> int:
+        return self.cooperative.env_steps + self.best_response.env_steps + getattr(self.evaluator, "env_steps", 0)

@@ -1,0 +1,146 @@
+"""``python -m sb3_neppo.train``: the rl-baselines3-zoo-style command line.
+
+Example::
+
+    python -m sb3_neppo.train --algo neppo --env matrix-alpha --env-kwargs alpha:0.4 --seed 0 -f logs/
+
+Each run writes ``<log folder>/<algo>/<env>_<n>/`` with ``config.yml`` (the resolved hyperparameters), ``args.yml``,
+``command.txt``, ``progress.csv`` (one row per outer iteration), ``summary.json`` and ``model.zip``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sb3_neppo.config import NePPOConfig, load_hyperparams, parse_key_values
+from sb3_neppo.errors import ConfigError
+from sb3_neppo.io import write_json_atomic, write_yaml_atomic
+from sb3_neppo.neppo import IterationLog, NePPO
+
+ALGOS = ("neppo",)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise ConfigError(f"{message} (see --help)")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m sb3_neppo.train", description="Train NePPO on a multi-agent game.")
+    parser.add_argument("--algo", default="neppo", choices=ALGOS, help="algorithm (default: neppo)")
+    parser.add_argument("--env", default="matrix-alpha", help="env id: matrix, matrix-alpha, prisoners-dilemma, ...")
+    parser.add_argument("--env-kwargs", nargs="+", metavar="KEY:VALUE", help="env arguments, e.g. alpha:0.4")
+    parser.add_argument("-params", "--hyperparams", nargs="+", metavar="KEY:VALUE", help="override hyperparameters")
+    parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: drawn and recorded)")
+    parser.add_argument("-yaml", "--yaml-file", default=None, help="hyperparameter file (default: hyperparams/<algo>.yml)")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("--verbose", type=int, default=0, choices=(0, 1), help="1: one line per iteration")
+    return parser
+
+
+def next_run_folder(log_folder: Path, algo: str, env_id: str) -> Path:
+    """``<log folder>/<algo>/<env>_<n>`` with n one more than the largest existing run (zoo layout)."""
+    base = log_folder / algo
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", env_id)
+    runs = [int(m.group(1)) for p in base.glob(f"{safe}_*") if (m := re.fullmatch(rf"{re.escape(safe)}_(\d+)", p.name))]
+    folder = base / f"{safe}_{max(runs, default=0) + 1}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+class CsvLogger:
+    """Appends one row per outer iteration to ``progress.csv`` (flushed, so a killed run keeps its rows)."""
+
+    def __init__(self, path: Path, agents: list[str], dim: int):
+        self.file = path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(
+            ["iteration", *[f"w_{j}" for j in range(dim)], "L_beta", *[f"F_{a}" for a in agents], *[f"F_se_{a}" for a in agents]]
+            + [*[f"regret_{a}" for a in agents], "max_regret", "grad_norm", "step_size", "env_steps"]
+        )
+
+    def __call__(self, log: IterationLog, model: NePPO) -> None:
+        regret = [""] * len(log.F) + [""] if log.regret is None else [*log.regret.tolist(), float(log.regret.max())]
+        self.writer.writerow(
+            [log.iteration, *log.w.tolist(), log.objective, *log.F.tolist(), *log.F_se.tolist(), *regret]
+            + [log.grad_norm, log.step_size, log.env_steps]
+        )
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def format_summary(summary: dict) -> str:
+    lines = [
+        f"{summary['env']} {summary['env_kwargs'] if summary['env'] != 'matrix' else ''}".rstrip()
+        + f": {summary['iterations']} iterations in {summary['wall_time_s']:.2f} s, seed {summary['seed']}",
+        f"L_beta = {summary['objective']:.6f} (iterate {summary['selected_iteration']})",
+    ]
+    for agent in summary["agents"]:
+        line = f"  {agent:>12}: F = {summary['F'][agent]:.6f}"
+        if summary.get("regret") is not None:
+            line += f"  regret = {summary['regret'][agent]:.6f}"
+        if "strategies" in summary:
+            names = summary["action_names"][agent]
+            line += "  strategy = " + ", ".join(f"{n}: {p:.4f}" for n, p in zip(names, summary["strategies"][agent]))
+        lines.append(line)
+    if summary.get("max_regret") is not None:
+        lines.append(f"max regret = {summary['max_regret']:.6f}")
+    return "\n".join(lines)
+
+
+def run(argv: list[str]) -> Path:
+    """Parse ``argv``, train, write the run folder and return its path."""
+    args = make_parser().parse_args(argv)
+    env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
+    hyperparams = load_hyperparams(args.env, args.yaml_file, args.algo)
+    overrides = parse_key_values(args.hyperparams, "-params")
+    if overrides.get("potential", hyperparams.get("potential")) != hyperparams.get("potential"):
+        hyperparams.pop("potential_kwargs", None)  # the file's kwargs belong to the potential being replaced
+    hyperparams.update(overrides)
+    config = NePPOConfig.from_dict(hyperparams)
+    settings = config.to_dict()
+    n_iterations = settings.pop("n_iterations")
+    model = NePPO(args.env, env_kwargs=env_kwargs, seed=args.seed, verbose=args.verbose, **settings)
+
+    folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
+    write_yaml_atomic(folder / "config.yml", config.to_dict())
+    write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs, "seed": model.seed})
+    (folder / "command.txt").write_text(shlex.join(["python", "-m", "sb3_neppo.train", *argv]) + "\n")
+    logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim)
+    try:
+        model.learn(n_iterations, callback=logger, progress_bar=args.progress)
+    finally:
+        logger.close()
+        model.save(folder / "model.zip")
+    summary = model.summary()
+    write_json_atomic(folder / "summary.json", summary)
+    print(format_summary(summary))
+    print(f"Saved to {folder}")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(sys.argv[1:] if argv is None else argv)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=4, suppress=True)
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Two-point zeroth-order optimisation on the unit sphere, independent of any RL code.
+
+One step of Algorithm 1: draw m directions u_j uniformly on the unit sphere in R^d, evaluate the loss at w ± δ u_j,
+estimate g = d/(2δ) · mean_j (L(w + δu_j) - L(w - δu_j)) u_j, clip ‖g‖, and set w ← Proj(w - η_t g). In expectation g
+is the gradient of the ball-smoothed loss L_δ(w) = E_{v ~ unit ball} L(w + δ v).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from sb3_neppo.errors import ConfigError
+
+SCHEDULES = ("constant", "inv_sqrt")
+
+
+def sample_directions(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """``n`` directions drawn uniformly on the unit sphere in R^dim, shape ``(n, dim)``."""
+    u = rng.standard_normal((n, dim))
+    return u / np.linalg.norm(u, axis=1, keepdims=True)
+
+
+def two_point_gradient(loss_plus: np.ndarray, loss_minus: np.ndarray, directions: np.ndarray, delta: float) -> np.ndarray:
+    """The averaged two-point estimate d/(2δ) · mean_j (L⁺_j - L⁻_j) u_j."""
+    dim = directions.shape[1]
+    diff = np.asarray(loss_plus, dtype=np.float64) - np.asarray(loss_minus, dtype=np.float64)
+    return dim / (2.0 * delta) * (diff[:, None] * directions).mean(0)
+
+
+def clip_norm(g: np.ndarray, max_norm: float | None) -> np.ndarray:
+    """Scale g down to norm ``max_norm`` if it is longer (no clipping when ``max_norm`` is None)."""
+    if max_norm is None:
+        return g
+    norm = float(np.linalg.norm(g))
+    return g * (max_norm / norm) if norm > max_norm else g
+
+
+@dataclass
+class ZerothOrderOptimizer:
+    """Projected two-point zeroth-order descent.
+
+    :param delta: smoothing radius δ > 0.
+    :param lr: base step size η > 0.
+    :param lr_schedule: ``"constant"`` (η_t = η) or ``"inv_sqrt"`` (η_t = η / √(t + 1)).
+    :param n_directions: directions averaged per step (m ≥ 1).
+    :param max_grad_norm: clip ‖g‖ to this (None: no clipping).
+    :param project: projection onto the feasible set, applied after each step.
+    """
+
+    delta: float
+    lr: float
+    lr_schedule: str = "inv_sqrt"
+    n_directions: int = 1
+    max_grad_norm: float | None = None
+    project: Callable[[np.ndarray], np.ndarray] = staticmethod(lambda w: w)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if not self.delta > 0:
+            raise ConfigError(f"delta must be > 0 (got {self.delta}); e.g. -params delta:0.01")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0 (got {self.lr}); e.g. -params lr:0.05")
+        if self.lr_schedule not in SCHEDULES:
+            raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {self.lr_schedule!r})")
+        if int(self.n_directions) != self.n_directions or self.n_directions < 1:
+            raise ConfigError(f"n_directions must be an integer >= 1 (got {self.n_directions})")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ConfigError(f"max_grad_norm must be > 0 or null (got {self.max_grad_norm})")
+
+    def step_size(self, t: int) -> float:
+        """η_t for iteration t (0-based)."""
+        return self.lr / np.sqrt(t + 1.0) if self.lr_schedule == "inv_sqrt" else self.lr
+
+    def branches(self, w: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The perturbed points w + δu_j and w - δu_j, each of shape ``(m, d)``."""
+        return w + self.delta * directions, w - self.delta * directions
+
+    def step(self, w: np.ndarray, t: int, loss_plus, loss_minus, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (new w, the clipped gradient estimate used)."""
+        g = clip_norm(two_point_gradient(loss_plus, loss_minus, directions, self.delta), self.max_grad_norm)
+        return self.project(w - self.step_size(t) * g), g

@@ -1,0 +1,95 @@
+"""The objective F_i / L_beta and the zeroth-order optimiser, independent of RL."""
+
+import numpy as np
+import pytest
+
+from sb3_neppo.errors import ConfigError
+from sb3_neppo.objective import f_values, log_sum_exp
+from sb3_neppo.zeroth_order import ZerothOrderOptimizer, clip_norm, sample_directions, two_point_gradient
+
+
+def test_f_is_potential_gap_minus_utility_gap():
+    # [Φ(π) - Φ(dev)] - [J(π) - J(dev)]
+    assert f_values(1.0, 0.25, 0.5, 1.0) == pytest.approx(0.75 + 0.5)
+    assert f_values(np.array([1.0, 2.0]), np.array([1.0, 1.0]), np.array([0.0, 0.0]), np.array([0.0, 3.0])).tolist() == [0, 4]
+
+
+def test_log_sum_exp_bounds_and_stability():
+    f = np.array([0.1, 0.3, 0.25])
+    for beta in (1.0, 10.0, 1e4):
+        value = log_sum_exp(f, beta)
+        assert f.max() <= value <= f.max() + np.log(3) / beta + 1e-15
+    assert log_sum_exp(np.array([1e3, 1e3 - 1]), 1e4) == pytest.approx(1e3)  # no overflow
+    assert log_sum_exp(np.array([0.2, 0.2]), 1.0) == pytest.approx(0.2 + np.log(2))
+
+
+def test_directions_are_uniform_on_the_sphere():
+    u = sample_directions(np.random.default_rng(0), 100_000, 5)
+    assert np.linalg.norm(u, axis=1) == pytest.approx(np.ones(len(u)))
+    assert np.abs(u.mean(0)).max() < 0.01
+    assert np.abs(np.cov(u.T) - np.eye(5) / 5).max() < 0.005
+
+
+def _mean_estimate(f, w, delta, n=400_000, seed=0):
+    u = sample_directions(np.random.default_rng(seed), n, w.size)
+    samples = w.size / (2 * delta) * (f(w + delta * u) - f(w - delta * u))[:, None] * u
+    return samples.mean(0), samples.std(0) / np.sqrt(n)
+
+
+def test_estimator_mean_is_the_gradient_of_a_quadratic():
+    A = np.array([[2.0, 0.5, 0.0], [0.5, 1.0, -0.3], [0.0, -0.3, 3.0]])
+    b = np.array([1.0, -2.0, 0.5])
+    w = np.array([0.3, -0.7, 1.1])
+
+    def f(x):
+        return 0.5 * np.einsum("ni,ij,nj->n", x, A, x) + x @ b
+
+    mean, se = _mean_estimate(f, w, delta=0.05)
+    assert np.all(np.abs(mean - (A @ w + b)) < 4 * se + 1e-12)
+
+
+def test_estimator_mean_is_the_gradient_of_the_ball_smoothed_quartic():
+    # f(w) = Σ w_j^4; the ball-smoothed f_δ has gradient 4w³ + 12 w δ² / (d + 2), not the plain 4w³
+    w, delta = np.array([0.8, -0.5, 0.3]), 0.5
+    mean, se = _mean_estimate(lambda x: (x**4).sum(1), w, delta)
+    smoothed = 4 * w**3 + 12 * w * delta**2 / (w.size + 2)
+    assert np.all(np.abs(mean - smoothed) < 4 * se)
+    assert np.abs(mean - 4 * w**3).max() > 10 * se.max()  # the test can tell the two apart
+
+
+def test_two_point_gradient_formula():
+    u = np.array([[1.0, 0.0], [0.0, 1.0]])
+    g = two_point_gradient(np.array([1.0, 0.0]), np.array([0.0, 0.5]), u, delta=0.1)
+    assert g.tolist() == pytest.approx([2 / 0.2 * 1.0 / 2, 2 / 0.2 * -0.5 / 2])
+
+
+def test_clipping_step_sizes_and_projection():
+    assert np.linalg.norm(clip_norm(np.array([3.0, 4.0]), 1.0)) == pytest.approx(1.0)
+    assert clip_norm(np.array([0.3, 0.4]), 1.0).tolist() == [0.3, 0.4]
+    assert clip_norm(np.array([30.0, 40.0]), None).tolist() == [30.0, 40.0]
+    opt = ZerothOrderOptimizer(delta=0.01, lr=0.05, lr_schedule="inv_sqrt", project=lambda w: np.clip(w, 0, 1))
+    assert [opt.step_size(t) for t in (0, 3)] == pytest.approx([0.05, 0.025])
+    assert ZerothOrderOptimizer(delta=0.01, lr=0.05, lr_schedule="constant").step_size(99) == 0.05
+    u = np.array([[1.0, 0.0]])
+    w_plus, w_minus = opt.branches(np.array([0.5, 0.5]), u)
+    assert w_plus.tolist() == [[0.51, 0.5]] and w_minus.tolist() == [[0.49, 0.5]]
+    w, g = opt.step(np.array([0.99, 0.5]), 0, [0.0], [1.0], u)  # descent pushes w_0 up, projection caps it
+    assert g.tolist() == pytest.approx([-100.0, 0.0]) and w.tolist() == [1.0, 0.5]
+    clipped = ZerothOrderOptimizer(delta=0.01, lr=0.05, max_grad_norm=10.0)
+    assert clipped.step(np.zeros(2), 0, [0.0], [1.0], u)[1].tolist() == pytest.approx([-10.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"delta": -0.1, "lr": 0.05}, "delta must be > 0"),
+        ({"delta": 0.0, "lr": 0.05}, "delta must be > 0"),
+        ({"delta": 0.01, "lr": 0.0}, "lr must be > 0"),
+        ({"delta": 0.01, "lr": 0.1, "lr_schedule": "cosine"}, "lr_schedule must be one of"),
+        ({"delta": 0.01, "lr": 0.1, "n_directions": 0}, "n_directions must be an integer >= 1"),
+        ({"delta": 0.01, "lr": 0.1, "max_grad_norm": -1}, "max_grad_norm must be > 0"),
+    ],
+)
+def test_bad_optimizer_settings(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        ZerothOrderOptimizer(**kwargs)
