@@ -233,7 +233,9 @@ def potential_name(potential: Potential) -> str:
     return f"{type(potential).__module__}:{type(potential).__qualname__}"
 
 
-def build_potential(name: str, *, n_agents: int, state_dim: int, n_actions: Sequence[int] | None = None, **kwargs) -> Potential:
+def build_potential(
+    name: str, *, n_agents: int, state_dim: int, n_actions: Sequence[int] | None = None, **kwargs
+) -> Potential:
     """Build a potential by name, filling the sizes it needs from the game's (n_agents, state_dim, n_actions)."""
     cls = potential_class(name)
     sizes = {"n_agents": n_agents, "state_dim": state_dim, "n_actions": n_actions}

@@ -63,7 +63,13 @@ class CsvLogger:
         self.file = path.open("w", newline="")
         self.writer = csv.writer(self.file)
         self.writer.writerow(
-            ["iteration", *[f"w_{j}" for j in range(dim)], "L_beta", *[f"F_{a}" for a in agents], *[f"F_se_{a}" for a in agents]]
+            [
+                "iteration",
+                *[f"w_{j}" for j in range(dim)],
+                "L_beta",
+                *[f"F_{a}" for a in agents],
+                *[f"F_se_{a}" for a in agents],
+            ]
             + [*[f"regret_{a}" for a in agents], "max_regret", "grad_norm", "step_size", "env_steps"]
         )
 

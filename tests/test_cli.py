@@ -26,25 +26,35 @@ def _regret_by_hand(payoffs, strategies):
     """Regret from first principles: loops over pure profiles, no library code."""
     payoffs = np.asarray(payoffs, dtype=float)
     n, ks = payoffs.shape[0], payoffs.shape[1:]
+
+    def value(i, own):
+        total = 0.0
+        for profile in itertools.product(*[range(k) for k in ks]):
+            prob = own[profile[i]]
+            for j in range(n):
+                if j != i:
+                    prob *= strategies[j][profile[j]]
+            total += prob * payoffs[(i, *profile)]
+        return total
+
     regrets = []
     for i in range(n):
-        def value(own):
-            total = 0.0
-            for profile in itertools.product(*[range(k) for k in ks]):
-                prob = own[profile[i]]
-                for j in range(n):
-                    if j != i:
-                        prob *= strategies[j][profile[j]]
-                total += prob * payoffs[(i, *profile)]
-            return total
-        best = max(value(np.eye(ks[i])[a]) for a in range(ks[i]))
-        regrets.append(best - value(np.asarray(strategies[i])))
+        best = max(value(i, np.eye(ks[i])[a]) for a in range(ks[i]))
+        regrets.append(best - value(i, np.asarray(strategies[i])))
     return regrets
 
 
 def test_users_3x3_game_reports_strategies_and_regrets_that_recompute(tmp_path):
     folder, summary = _train(
-        tmp_path, "--env", "matrix", "--env-kwargs", f"payoffs:{json.dumps(GAME_3X3)}", "--seed", "0", "-params", "n_iterations:150"
+        tmp_path,
+        "--env",
+        "matrix",
+        "--env-kwargs",
+        f"payoffs:{json.dumps(GAME_3X3)}",
+        "--seed",
+        "0",
+        "-params",
+        "n_iterations:150",
     )
     strategies = [summary["strategies"][a] for a in summary["agents"]]
     assert all(len(x) == 3 and sum(x) == pytest.approx(1.0) and min(x) >= 0 for x in strategies)
@@ -52,8 +62,21 @@ def test_users_3x3_game_reports_strategies_and_regrets_that_recompute(tmp_path):
     assert [summary["regret"][a] for a in summary["agents"]] == pytest.approx(by_hand, abs=1e-9)
     assert summary["max_regret"] == pytest.approx(max(by_hand), abs=1e-9)
     assert all(summary["F"][a] >= summary["regret"][a] - 1e-9 for a in summary["agents"])  # certificate
-    for key in ("algo", "env", "seed", "agents", "iterations", "env_steps", "wall_time_s", "objective", "F", "regret",
-                "max_regret", "potential", "strategies"):
+    for key in (
+        "algo",
+        "env",
+        "seed",
+        "agents",
+        "iterations",
+        "env_steps",
+        "wall_time_s",
+        "objective",
+        "F",
+        "regret",
+        "max_regret",
+        "potential",
+        "strategies",
+    ):
         assert key in summary
     assert (summary["algo"], summary["env"], summary["seed"], summary["iterations"]) == ("neppo", "matrix", 0, 150)
     assert summary["potential"]["class"] == "QuadraticPotential" and len(summary["potential"]["params"]) == 4
@@ -67,8 +90,17 @@ def test_users_3x3_game_reports_strategies_and_regrets_that_recompute(tmp_path):
 
 def test_three_player_game_on_the_command_line(tmp_path):
     payoffs = np.round(np.random.default_rng(1).uniform(-1, 1, (3, 2, 2, 2)), 1).tolist()
-    _, summary = _train(tmp_path, "--env", "matrix", "--env-kwargs", f"payoffs:{json.dumps(payoffs)}", "--seed", "1",
-                        "-params", "n_iterations:200")
+    _, summary = _train(
+        tmp_path,
+        "--env",
+        "matrix",
+        "--env-kwargs",
+        f"payoffs:{json.dumps(payoffs)}",
+        "--seed",
+        "1",
+        "-params",
+        "n_iterations:200",
+    )
     strategies = [summary["strategies"][a] for a in summary["agents"]]
     assert summary["agents"] == ["player_0", "player_1", "player_2"]
     assert [summary["regret"][a] for a in summary["agents"]] == pytest.approx(_regret_by_hand(payoffs, strategies), abs=1e-9)
@@ -77,8 +109,18 @@ def test_three_player_game_on_the_command_line(tmp_path):
 
 def test_alpha_game_run_folder_numbering_and_overrides(tmp_path):
     _train(tmp_path, "--env-kwargs", "alpha:0.0", "--seed", "0", "-params", "n_iterations:5")
-    folder, summary = _train(tmp_path, "--env-kwargs", "alpha:0.0", "mixed:false", "--seed", "0", "-params", "n_iterations:5",
-                             "potential:convex", "keep_best:false")
+    folder, summary = _train(
+        tmp_path,
+        "--env-kwargs",
+        "alpha:0.0",
+        "mixed:false",
+        "--seed",
+        "0",
+        "-params",
+        "n_iterations:5",
+        "potential:convex",
+        "keep_best:false",
+    )
     assert folder.name == "matrix-alpha_2"
     assert summary["env_kwargs"] == {"alpha": 0.0, "mixed": False}
     assert summary["potential"]["class"] == "ConvexCombinationPotential" and summary["iterations"] == 5
@@ -107,7 +149,9 @@ def test_bad_input_gets_one_clear_line(tmp_path, capsys, args, message):
 
 def test_module_entry_point_prints_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "sb3_neppo.train", "--env-kwargs", "alpha:2", "-f", str(tmp_path)], capture_output=True, text=True
+        [sys.executable, "-m", "sb3_neppo.train", "--env-kwargs", "alpha:2", "-f", str(tmp_path)],
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: alpha must lie in [0, 1], got 2.0; e.g. --env-kwargs alpha:0.4"

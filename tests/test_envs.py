@@ -61,7 +61,10 @@ def test_three_player_expected_payoffs_by_hand():
     g = NormalFormGame(PAYOFFS_3P)
     xs = [np.array([0.3, 0.7]), np.array([0.6, 0.4]), np.array([0.2, 0.3, 0.5])]
     P = np.array(PAYOFFS_3P)
-    expect = [sum(P[i, a, b, c] * xs[0][a] * xs[1][b] * xs[2][c] for a in range(2) for b in range(2) for c in range(3)) for i in range(3)]
+    expect = [
+        sum(P[i, a, b, c] * xs[0][a] * xs[1][b] * xs[2][c] for a in range(2) for b in range(2) for c in range(3))
+        for i in range(3)
+    ]
     assert g.expected_payoffs(xs) == pytest.approx(expect)
     dev = [sum(P[2, a, b, c] * xs[0][a] * xs[1][b] for a in range(2) for b in range(2)) for c in range(3)]
     assert g.deviation_payoffs(2, xs) == pytest.approx(dev)

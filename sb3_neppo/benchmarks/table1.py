@@ -94,7 +94,16 @@ def main(argv: list[str] | None = None) -> dict:
     seeds = "seed 0" if args.seeds == 1 else f"median [min, max] over seeds 0..{args.seeds - 1}"
     print("Table 1: max player regret of the returned profile, alpha family (eq. 7), exact solvers")
     print(f"paper's settings; {seeds}; pass = every seed's returned profile (best certificate) <= paper + {TOLERANCE}")
-    header = ["alpha", "paper NePPO", "ours: last iterate", "ours: best certificate", "its L_beta", "pass", "sum-max", "paper MAPPO"]
+    header = [
+        "alpha",
+        "paper NePPO",
+        "ours: last iterate",
+        "ours: best certificate",
+        "its L_beta",
+        "pass",
+        "sum-max",
+        "paper MAPPO",
+    ]
     rows = []
     passed = True
     for alpha in ALPHAS:

@@ -59,7 +59,8 @@ class NormalFormGame:
             raise ConfigError(f"need {n} distinct agent names for a {n}-player game, got {list(agents)}")
         object.__setattr__(self, "agents", agents)
         names = tuple(tuple(a) for a in self.action_names) or tuple(
-            tuple(f"{chr(ord('A') + i) if i < 26 else f'P{i}_'}{j + 1}" for j in range(k)) for i, k in enumerate(self.n_actions)
+            tuple(f"{chr(ord('A') + i) if i < 26 else f'P{i}_'}{j + 1}" for j in range(k))
+            for i, k in enumerate(self.n_actions)
         )
         if tuple(len(a) for a in names) != self.n_actions:
             raise ConfigError(f"action_names must give {self.n_actions} names per player, got {[len(a) for a in names]}")

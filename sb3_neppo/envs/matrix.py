@@ -13,8 +13,6 @@ Every agent observes the same constant vector ``[1.0]`` (a one-step game has a s
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
@@ -58,17 +56,18 @@ class MatrixGameEnv(ParallelEnv):
         self.agents: list[str] = []
         self._k = dict(zip(self.possible_agents, game.n_actions))
         self._obs = np.ones(1, dtype=np.float32)
+        self.observation_spaces = {a: spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32) for a in self.possible_agents}
+        self.action_spaces = {
+            a: spaces.Box(0.0, 1.0, shape=(1 if k == 2 else k,), dtype=np.float32) if self.mixed else spaces.Discrete(k)
+            for a, k in self._k.items()
+        }
+        self.state_space = spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
 
-    @functools.lru_cache(maxsize=None)
     def observation_space(self, agent: str) -> spaces.Space:
-        return spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+        return self.observation_spaces[agent]
 
-    @functools.lru_cache(maxsize=None)
     def action_space(self, agent: str) -> spaces.Space:
-        k = self._k[agent]
-        if not self.mixed:
-            return spaces.Discrete(k)
-        return spaces.Box(0.0, 1.0, shape=(1 if k == 2 else k,), dtype=np.float32)
+        return self.action_spaces[agent]
 
     def state(self) -> np.ndarray:
         return self._obs.copy()

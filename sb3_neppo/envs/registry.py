@@ -46,7 +46,9 @@ def _call_with_kwargs(env_id: str, factory: Callable[..., Any], kwargs: dict) ->
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(kwargs) - set(params))
         if unknown:
-            raise ConfigError(f"env '{env_id}' takes no argument {', '.join(unknown)}; it accepts: {', '.join(params) or 'none'}")
+            raise ConfigError(
+                f"env '{env_id}' takes no argument {', '.join(unknown)}; it accepts: {', '.join(params) or 'none'}"
+            )
     return factory(**kwargs)
 
 
@@ -63,7 +65,9 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> ParallelEnv:
     try:
         module = importlib.import_module(env_id)
     except ImportError as exc:
-        raise ConfigError(f"cannot import env module '{env_id}' ({exc}); check the spelling or pip install its package") from None
+        raise ConfigError(
+            f"cannot import env module '{env_id}' ({exc}); check the spelling or pip install its package"
+        ) from None
     factory = getattr(module, "parallel_env", None)
     if not callable(factory):
         raise ConfigError(f"module '{env_id}' has no parallel_env() factory; give a PettingZoo parallel env module")
