@@ -30,7 +30,7 @@ from sb3_neppo.envs.registry import make_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.io import atomic_open
 from sb3_neppo.objective import log_sum_exp
-from sb3_neppo.potentials import Potential, build_potential, potential_class, potential_name
+from sb3_neppo.potentials import POTENTIALS, Potential, build_potential, potential_name
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers, estimate_f
 from sb3_neppo.solvers.exact import exact_solvers
 from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions
@@ -387,7 +387,10 @@ class NePPO:
         config = dict(data["config"])
         config.pop("n_iterations", None)
         if potential is None:
-            potential = potential_class(data["potential"]["name"])(**data["potential"]["config"])
+            name = data["potential"]["name"]
+            if name not in POTENTIALS:  # never import a module named by a file: the caller builds custom potentials
+                raise ConfigError(f"{path} uses the custom potential {name}; pass potential=<an instance> to NePPO.load")
+            potential = POTENTIALS[name](**data["potential"]["config"])
         model = cls(
             env if env is not None else data["env_id"],
             potential=potential,

@@ -6,7 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from sb3_neppo import NePPO
+from sb3_neppo import ConvexCombinationPotential, NePPO
 from sb3_neppo.benchmarks.table1 import PAPER, TOLERANCE, run_one
 from sb3_neppo.config import NePPOConfig, load_hyperparams
 from sb3_neppo.envs import make_env
@@ -99,6 +99,20 @@ def test_load_bad_file_is_a_clear_error(tmp_path):
     (tmp_path / "junk.zip").write_text("not a zip")
     with pytest.raises(ConfigError, match="cannot load NePPO model"):
         NePPO.load(tmp_path / "junk.zip")
+
+
+def test_load_never_imports_a_module_named_by_the_file(tmp_path):
+    NePPO("matrix-alpha", potential="convex", seed=0, n_directions=2).learn(2).save(tmp_path / "m.zip")
+    with zipfile.ZipFile(tmp_path / "m.zip") as archive:
+        data, weights = json.loads(archive.read("data.json")), archive.read("potential.pt")
+    data["potential"]["name"] = "os:system"
+    with zipfile.ZipFile(tmp_path / "evil.zip", "w") as archive:
+        archive.writestr("data.json", json.dumps(data))
+        archive.writestr("potential.pt", weights)
+    with pytest.raises(ConfigError, match="custom potential os:system; pass potential="):
+        NePPO.load(tmp_path / "evil.zip")
+    loaded = NePPO.load(tmp_path / "evil.zip", potential=ConvexCombinationPotential(2))
+    assert loaded.num_iterations == 2
 
 
 def test_bad_constructor_input():

@@ -67,6 +67,10 @@ class PolicyEvaluator(ABC):
     ) -> tuple[Estimate, dict[str, Estimate]]:
         """Estimates at ``joint`` and at (deviations[i], joint_-i) for each agent i, on common random numbers."""
 
+    @property
+    def env_steps(self) -> int:
+        return 0
+
 
 @dataclass
 class FEstimate:
@@ -98,4 +102,4 @@ class Solvers:
 
     @property
     def env_steps(self) -> int:
-        return self.cooperative.env_steps + self.best_response.env_steps + getattr(self.evaluator, "env_steps", 0)
+        return self.cooperative.env_steps + self.best_response.env_steps + self.evaluator.env_steps
