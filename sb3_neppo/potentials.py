@@ -119,12 +119,14 @@ class StateMixerPotential(RewardMixturePotential):
 
 
 def project_simplex(v: np.ndarray) -> np.ndarray:
-    """Euclidean projection of a vector onto the probability simplex (sort-based, exact)."""
-    u = np.sort(v)[::-1]
-    css = np.cumsum(u) - 1.0
-    idx = np.arange(1, len(v) + 1)
-    rho = np.nonzero(u - css / idx > 0)[0][-1]
-    return np.maximum(v - css[rho] / (rho + 1.0), 0.0)
+    """Euclidean projection onto the probability simplex along the last axis (sort-based, exact, batched)."""
+    v = np.asarray(v, dtype=np.float64)
+    u = np.sort(v, axis=-1)[..., ::-1]
+    css = np.cumsum(u, axis=-1) - 1.0
+    idx = np.arange(1, v.shape[-1] + 1)
+    rho = (u - css / idx > 0).sum(-1, keepdims=True)  # the positive entries form a prefix of the sorted vector
+    theta = np.take_along_axis(css, rho - 1, axis=-1) / rho
+    return np.maximum(v - theta, 0.0)
 
 
 class QuadraticPotential(Potential):

@@ -77,11 +77,14 @@ class ExactCooperativeSolver(CooperativeSolver):
         starts += [[self.rng.dirichlet(np.ones(k)) for k in ks] for _ in range(self.n_restarts)]
         batch = [np.stack([s[i] for s in starts]) for i in range(len(ks))]
         step = 0.1
-        for _ in range(self.ascent_steps):  # projected gradient ascent on all starts at once
+        for _ in range(self.ascent_steps):  # projected gradient ascent on all starts at once, until it settles
             xs = [torch.tensor(x, dtype=torch.float64, requires_grad=True) for x in batch]
-            phi = self.phi.values(potential, xs)
-            grads = torch.autograd.grad(phi.sum(), xs)
-            batch = [np.apply_along_axis(project_simplex, 1, x.detach().numpy() + step * g.numpy()) for x, g in zip(xs, grads)]
+            grads = torch.autograd.grad(self.phi.values(potential, xs).sum(), xs)
+            moved = [project_simplex(x + step * g.numpy()) for x, g in zip(batch, grads)]
+            settled = max(np.abs(m - x).max() for m, x in zip(moved, batch)) < 1e-10
+            batch = moved
+            if settled:
+                break
         with torch.no_grad():
             final = self.phi.values(potential, batch).double().numpy()
         j = int(np.argmax(final))
