@@ -122,3 +122,14 @@ def test_bad_constructor_input():
         NePPO("matrix-alpha", solver="magic")
     with pytest.raises(ConfigError, match="n_iterations must be an integer >= 1"):
         NePPO("matrix-alpha").learn(0)
+
+
+def test_prisoners_dilemma_quadratic_finds_dd_and_convex_certifies_its_own_failure():
+    quadratic = NePPO("prisoners-dilemma", seed=0, keep_best=True).learn(100).summary()
+    assert quadratic["strategies"] == {"player_0": [0.0, 1.0], "player_1": [0.0, 1.0]}  # (D, D)
+    assert max(quadratic["F"].values()) == pytest.approx(0.0, abs=1e-12)
+    # no convex combination of the rewards makes (D, D) optimal: NePPO stays at (C, C) and F says so
+    convex = NePPO("prisoners-dilemma", potential="convex", seed=0).learn(50).summary()
+    assert convex["strategies"] == {"player_0": [1.0, 0.0], "player_1": [1.0, 0.0]}
+    assert convex["regret"] == {"player_0": 2.0, "player_1": 2.0}
+    assert convex["F"] == pytest.approx({"player_0": 2.5, "player_1": 2.5}, abs=0.05)
