@@ -81,6 +81,12 @@ class NePPOConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def model_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`~sb3_neppo.NePPO` (everything but ``n_iterations``, which ``learn`` takes)."""
+        kwargs = self.to_dict()
+        del kwargs["n_iterations"]
+        return kwargs
+
 
 def parse_value(text: str) -> Any:
     """A command-line value as a YAML/JSON literal (``0.4`` -> 0.4, ``[1, 2]`` -> list, ``abc`` -> 'abc')."""

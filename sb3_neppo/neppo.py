@@ -14,7 +14,7 @@ import os
 import time
 import zipfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class IterationLog:
     grad_norm: float
     step_size: float
     env_steps: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 Callback = Callable[[IterationLog, "NePPO"], "bool | None"]
@@ -137,7 +136,6 @@ class NePPO:
         self.best_responses: dict[str, AgentPolicy] = {}
         self.num_iterations = 0
         self.wall_time_s = 0.0
-        self.last_log: IterationLog | None = None
         self.last_branch: Branch | None = None  # the current iterate
         self.best: tuple[int, Branch] | None = None  # (iteration, branch) with the lowest L_β, when keep_best
 
@@ -217,7 +215,7 @@ class NePPO:
                 # π^Φ at the new w: what NePPO returns, and the warm start of the next iteration
                 self.num_iterations += 1
                 self._adopt(self.solve_at(w_next))
-                log = self._log(t, float(np.linalg.norm(g)), self.optimizer.step_size(t))
+                log = self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
                 bar.update(1)
                 bar.set_postfix(L=f"{log.objective:.4g}", max_regret="-" if log.regret is None else f"{log.regret.max():.4g}")
                 if self.verbose:
@@ -248,10 +246,10 @@ class NePPO:
     def result_iteration(self) -> int:
         return self.best[0] if self.best is not None else self.num_iterations
 
-    def _log(self, t: int, grad_norm: float, step_size: float) -> IterationLog:
+    def _iteration_log(self, grad_norm: float, step_size: float) -> IterationLog:
         branch = self.last_branch
-        self.last_log = IterationLog(
-            iteration=t + 1,
+        return IterationLog(
+            iteration=self.num_iterations,
             w=branch.w,
             objective=branch.objective,
             F=branch.F.mean,
@@ -261,7 +259,6 @@ class NePPO:
             step_size=step_size,
             env_steps=self.num_timesteps,
         )
-        return self.last_log
 
     def _format(self, log: IterationLog) -> str:
         regret = "" if log.regret is None else f" max_regret={log.regret.max():.5f}"
@@ -406,7 +403,6 @@ class NePPO:
         if data.get("best"):
             model.best = (data["best"]["iteration"], model.solve_at(np.array(data["best"]["w"])))
         model._adopt(model.solve_at(model.potential.get_flat_params()))
-        model._log(model.num_iterations - 1, float("nan"), float("nan"))
         return model
 
 

@@ -114,9 +114,7 @@ def run(argv: list[str]) -> Path:
         hyperparams.pop("potential_kwargs", None)  # the file's kwargs belong to the potential being replaced
     hyperparams.update(overrides)
     config = NePPOConfig.from_dict(hyperparams)
-    settings = config.to_dict()
-    n_iterations = settings.pop("n_iterations")
-    model = NePPO(args.env, env_kwargs=env_kwargs, seed=args.seed, verbose=args.verbose, **settings)
+    model = NePPO(args.env, env_kwargs=env_kwargs, seed=args.seed, verbose=args.verbose, **config.model_kwargs())
 
     folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
     write_yaml_atomic(folder / "config.yml", config.to_dict())
@@ -124,7 +122,7 @@ def run(argv: list[str]) -> Path:
     (folder / "command.txt").write_text(shlex.join(["python", "-m", "sb3_neppo.train", *argv]) + "\n")
     logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim)
     try:
-        model.learn(n_iterations, callback=logger, progress_bar=args.progress)
+        model.learn(config.n_iterations, callback=logger, progress_bar=args.progress)
     finally:
         logger.close()
         model.save(folder / "model.zip")

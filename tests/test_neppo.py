@@ -14,9 +14,7 @@ from sb3_neppo.errors import ConfigError
 
 
 def paper_settings() -> dict:
-    settings = NePPOConfig.from_dict(load_hyperparams("matrix-alpha")).to_dict()
-    settings.pop("n_iterations")
-    return settings
+    return NePPOConfig.from_dict(load_hyperparams("matrix-alpha")).model_kwargs()
 
 
 def test_hyperparams_are_the_papers_table1_settings():

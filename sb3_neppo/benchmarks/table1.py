@@ -41,10 +41,9 @@ TOLERANCE = 0.005  # the acceptance margin over the paper's NePPO value
 def run_one(alpha: float, seed: int, n_iterations: int | None = None) -> dict:
     """One NePPO run on the alpha game with the paper's settings; regrets of the last and the best-certified iterate."""
     torch.set_num_threads(1)
-    settings = NePPOConfig.from_dict({**load_hyperparams("matrix-alpha"), "keep_best": True}).to_dict()
-    iterations = n_iterations or settings.pop("n_iterations")
-    settings.pop("n_iterations", None)
-    model = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=seed, **settings).learn(iterations)
+    config = NePPOConfig.from_dict({**load_hyperparams("matrix-alpha"), "keep_best": True})
+    model = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=seed, **config.model_kwargs())
+    model.learn(n_iterations or config.n_iterations)
     return {
         "alpha": alpha,
         "seed": seed,

@@ -55,26 +55,21 @@ class PotentialRewardWrapper(BaseParallelWrapper):
         self.potential = potential
         self.possible_agents = list(env.possible_agents)
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
-        self._widths = [_action_width(env.action_space(a)) for a in self.possible_agents]
-        self.action_dim = max(self._widths)
-        self._has_state = callable(getattr(env, "state", None)) and self._env_state_available()
+        self.action_dim = max(_action_width(env.action_space(a)) for a in self.possible_agents)
         obs_dims = [int(np.prod(env.observation_space(a).shape)) for a in self.possible_agents]
         self._obs_offsets = np.cumsum([0, *obs_dims])
-        self._state: np.ndarray | None = None
-        self.state_dim = self._probe_state_dim()
+        observations, _ = env.reset()  # once, to learn where the global state comes from and its size
+        self._has_state = self._env_has_state()
+        self.state_dim = int(self._global_state(observations).size)
+        self._state: np.ndarray | None = None  # s_t: set by reset(), so step() before reset() is caught
         self._check_potential()
 
-    def _env_state_available(self) -> bool:
+    def _env_has_state(self) -> bool:
         try:
-            self.env.reset()
             self.env.state()
             return True
-        except NotImplementedError:
+        except (AttributeError, NotImplementedError):
             return False
-
-    def _probe_state_dim(self) -> int:
-        observations, _ = self.env.reset()
-        return int(self._global_state(observations).size)
 
     def _check_potential(self) -> None:
         n = len(self.possible_agents)

@@ -109,14 +109,14 @@ class ExactEvaluator(PolicyEvaluator):
     def __init__(self, game: NormalFormGame, state: np.ndarray):
         self.game = game
         self.phi = NormalFormPotential(game, state)
+        self.index = {a: i for i, a in enumerate(game.agents)}
 
     def evaluate(self, potential: Potential, joint: Profile, deviations: Mapping[str, np.ndarray]):
         agents = list(deviations)
-        index = {a: i for i, a in enumerate(self.game.agents)}
         profiles = [list(joint)]
         for agent in agents:
             profile = list(joint)
-            profile[index[agent]] = deviations[agent]
+            profile[self.index[agent]] = deviations[agent]
             profiles.append(profile)
         batch = [np.stack([p[i] for p in profiles]) for i in range(self.game.n_agents)]
         returns = self.game.expected_payoffs_batch(batch)
