@@ -21,7 +21,9 @@ class NePPOConfig:
     :param potential: ``auto`` (quadratic for normal-form games, state mixer otherwise), ``quadratic``, ``convex``,
         ``state_mixer`` or a ``package.module:Class`` path to a :class:`~sb3_neppo.potentials.Potential` subclass.
     :param potential_kwargs: extra constructor arguments of the potential (e.g. ``init`` for the quadratic one).
-    :param solver: ``auto`` or ``exact`` (closed-form solvers; normal-form games only).
+    :param solver: ``auto`` (exact for normal-form games, sb3 otherwise), ``exact`` (closed forms; normal-form games
+        only) or ``sb3`` (SB3 PPO cooperative solver and best responses, rollout estimates).
+    :param solver_kwargs: settings of the sb3 solvers (see :class:`~sb3_neppo.solvers.sb3.SB3SolverConfig`).
     :param n_iterations: outer iterations of Algorithm 1.
     :param delta: smoothing radius δ of the two-point estimate.
     :param lr: step size η of the zeroth-order step.
@@ -36,6 +38,7 @@ class NePPOConfig:
     potential: str = "auto"
     potential_kwargs: dict[str, Any] = field(default_factory=dict)
     solver: str = "auto"
+    solver_kwargs: dict[str, Any] = field(default_factory=dict)
     n_iterations: int = 100
     delta: float = 0.01
     lr: float = 0.05
@@ -50,6 +53,7 @@ class NePPOConfig:
             "potential": (str,),
             "potential_kwargs": (dict,),
             "solver": (str,),
+            "solver_kwargs": (dict,),
             "n_iterations": (int,),
             "n_directions": (int,),
             "delta": (int, float),
@@ -105,6 +109,17 @@ def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"{what} entries are key:value, got {item!r} (e.g. alpha:0.4)")
         out[key.strip()] = parse_value(value)
+    return out
+
+
+def merge_hyperparams(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``overrides``; mappings merge key by key (``solver_kwargs:{eval_episodes:4}`` keeps the rest)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_hyperparams(out[key], value)
+        else:
+            out[key] = value
     return out
 
 

@@ -25,14 +25,16 @@ from tqdm.auto import tqdm
 
 from sb3_neppo import __version__
 from sb3_neppo.config import NePPOConfig
-from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy
+from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy, strategy_from_action
 from sb3_neppo.envs.registry import make_env
+from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.io import atomic_open
 from sb3_neppo.objective import log_sum_exp
 from sb3_neppo.potentials import POTENTIALS, Potential, build_potential, potential_name
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers, estimate_f
 from sb3_neppo.solvers.exact import exact_solvers
+from sb3_neppo.solvers.sb3 import PPOCooperativeSolver, sb3_solvers
 from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions
 
 
@@ -71,7 +73,9 @@ class NePPO:
     :param env: a PettingZoo ``ParallelEnv`` or an env id (see :func:`sb3_neppo.envs.make_env`).
     :param potential: a :class:`Potential` instance, or a name (``auto``, ``quadratic``, ``convex``, ``state_mixer``,
         ``package.module:Class``).
-    :param solver: ``auto``, ``exact`` or a :class:`Solvers` instance (the three inner slots).
+    :param solver: ``auto`` (exact for normal-form games, sb3 otherwise), ``exact``, ``sb3`` or a :class:`Solvers`
+        instance (the three inner slots).
+    :param solver_kwargs: settings of the sb3 solvers (:class:`~sb3_neppo.solvers.sb3.SB3SolverConfig`).
     :param delta, lr, lr_schedule, n_directions, max_grad_norm: the zeroth-order step (see ``zeroth_order``).
     :param beta: temperature of L_β.
     :param keep_best: return the iterate with the lowest exact L_β instead of the last (exact solvers only).
@@ -87,6 +91,7 @@ class NePPO:
         potential: Potential | str = "auto",
         solver: Solvers | str = "auto",
         *,
+        solver_kwargs: dict | None = None,
         delta: float = 0.01,
         lr: float = 0.05,
         lr_schedule: str = "inv_sqrt",
@@ -103,12 +108,15 @@ class NePPO:
         self.agents: list[str] = list(self.env.possible_agents)
         self.game = self.env.unwrapped.game if isinstance(self.env.unwrapped, MatrixGameEnv) else None
         self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self.seed)  # directions
+        self.solver_rng = np.random.default_rng([self.seed, 1])  # seeds of the sampled solvers, one per direction
+        self.predict_rng = np.random.default_rng([self.seed, 2])
         self.verbose = verbose
         self.config = NePPOConfig(
             potential=potential if isinstance(potential, str) else potential_name(potential),
             potential_kwargs=dict(potential_kwargs or {}),
             solver=solver if isinstance(solver, str) else type(solver).__name__,
+            solver_kwargs=dict(solver_kwargs or {}),
             delta=delta,
             lr=lr,
             lr_schedule=lr_schedule,
@@ -119,8 +127,11 @@ class NePPO:
         )
         self.solvers = self._make_solvers(solver)
         if keep_best and not self.solvers.exact:
-            raise ConfigError("keep_best needs exact solvers: the minimum of noisy L_β estimates is biased low")
+            raise ConfigError(
+                "keep_best needs exact solvers: the minimum of noisy L_β estimates is biased low (-params keep_best:false)"
+            )
         self.potential = self._make_potential(potential)
+        StepEncoder(self.env).check_potential(self.potential)  # one clear line now, not a traceback mid-training
         if self.solvers.exact:
             self.potential.double()  # exact certificates: no float32 rounding in Φ
         self.optimizer = ZerothOrderOptimizer(
@@ -144,12 +155,22 @@ class NePPO:
     def _make_solvers(self, solver: Solvers | str) -> Solvers:
         if isinstance(solver, Solvers):
             return solver
-        if solver not in ("auto", "exact"):
-            raise ConfigError(f"unknown solver '{solver}': use auto or exact (SB3 solvers for Markov games come next)")
-        if self.game is None:
-            raise ConfigError(f"solver '{solver}' needs a normal-form game; '{self.env_id}' is not one")
+        if solver not in ("auto", "exact", "sb3"):
+            raise ConfigError(f"unknown solver '{solver}': use auto, exact or sb3")
+        if solver == "exact" and self.game is None:
+            raise ConfigError(f"solver 'exact' needs a normal-form game; '{self.env_id}' is not one (use sb3)")
+        if solver == "sb3" or self.game is None:
+            return sb3_solvers(self._env_fn(), self.config.solver_kwargs, seed=self.seed)
+        if self.config.solver_kwargs:
+            raise ConfigError("solver_kwargs are settings of the sb3 solver; drop them or set solver: sb3")
         self.env.reset(seed=self.seed)
         return exact_solvers(self.game, self.env.state(), seed=self.seed)
+
+    def _env_fn(self) -> Callable[[], ParallelEnv]:
+        """Builds fresh copies of the env (from its id, else by copying the instance)."""
+        if self.env_id is not None:
+            return lambda: make_env(self.env_id, self.env_kwargs)
+        return lambda: copy.deepcopy(self.env)
 
     def _make_potential(self, potential: Potential | str) -> Potential:
         if isinstance(potential, Potential):
@@ -183,49 +204,78 @@ class NePPO:
 
     def learn(
         self,
-        n_iterations: int,
+        n_iterations: int | None = None,
         callback: Callback | Sequence[Callback] | None = None,
         progress_bar: bool = False,
+        total_timesteps: int | None = None,
     ) -> NePPO:
-        """Run ``n_iterations`` outer iterations of Algorithm 1 (continuing from where the last call stopped).
+        """Run outer iterations of Algorithm 1, continuing from where the last call stopped.
 
+        :param n_iterations: iterations to run (None: until ``total_timesteps`` is spent).
         :param callback: called as ``callback(log, model)`` after each iteration; returning False stops training.
-        :param progress_bar: show a progress bar with the current L_β and max regret.
+        :param progress_bar: show a progress bar (of iterations, or of the env-step budget) with L_β and max regret.
+        :param total_timesteps: env-step budget of this call with everything counted (cooperative solves, best
+            responses, evaluation rollouts): training stops after the iteration that crosses it, and always completes
+            at least one. Env steps, not SB3's agent-steps.
         """
-        if int(n_iterations) != n_iterations or n_iterations < 1:
-            raise ConfigError(f"n_iterations must be an integer >= 1 (got {n_iterations})")
+        if n_iterations is None and total_timesteps is None:
+            raise ConfigError("give n_iterations or total_timesteps (an env-step budget)")
+        for name, value in (("n_iterations", n_iterations), ("total_timesteps", total_timesteps)):
+            if value is not None and (int(value) != value or value < 1):
+                raise ConfigError(f"{name} must be an integer >= 1 (got {value})")
+        if total_timesteps is not None and self.solvers.exact:
+            raise ConfigError("an env-step budget needs the sampled (sb3) solvers; the exact ones take no env steps")
         callbacks = [] if callback is None else [callback] if callable(callback) else list(callback)
-        if self.policy is None:
-            self._adopt(self.solve_at(self.potential.get_flat_params()))
-        bar = tqdm(total=int(n_iterations), desc="NePPO", unit="it", disable=not progress_bar, dynamic_ncols=True)
-        start = time.perf_counter()
+        budget = None if total_timesteps is None else int(total_timesteps)
+        bar = tqdm(
+            total=budget if budget is not None else int(n_iterations),
+            desc="NePPO",
+            unit="env-step" if budget is not None else "it",
+            disable=not progress_bar,
+            dynamic_ncols=True,
+        )
+        start, start_steps = time.perf_counter(), self.num_timesteps
         try:
-            for _ in range(int(n_iterations)):
+            if self.policy is None:
+                self._adopt(self._solve(self.potential.get_flat_params()))
+            done = 0
+            while n_iterations is None or done < n_iterations:
                 t = self.num_iterations
                 w = self.potential.get_flat_params()
                 # 1. directions u_j on the unit sphere; the branches w ± δu_j
                 directions = sample_directions(self.rng, self.optimizer.n_directions, w.size)
                 w_plus, w_minus = self.optimizer.branches(w, directions)
-                # 2-4. per branch, from the same warm start: cooperative solve, best responses, F_i, L_β
-                loss_plus = [self.solve_at(wp).objective for wp in w_plus]
-                loss_minus = [self.solve_at(wm).objective for wm in w_minus]
+                # 2-4. per branch, from the same warm start (and, for sampled solvers, the same seeds for w ± δu_j):
+                # cooperative solve, best responses, F_i, L_β
+                seeds = [self._solver_seed() for _ in directions]
+                loss_plus = [self._solve(wp, seed).objective for wp, seed in zip(w_plus, seeds)]
+                loss_minus = [self._solve(wm, seed).objective for wm, seed in zip(w_minus, seeds)]
                 # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
                 w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
                 self.potential.set_flat_params(w_next)
                 # π^Φ at the new w: what NePPO returns, and the warm start of the next iteration
                 self.num_iterations += 1
-                self._adopt(self.solve_at(w_next))
+                done += 1
+                self._adopt(self._solve(w_next))
                 log = self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
-                bar.update(1)
+                spent = self.num_timesteps - start_steps
+                bar.update(min(spent, budget) - bar.n if budget is not None else 1)
                 bar.set_postfix(L=f"{log.objective:.4g}", max_regret="-" if log.regret is None else f"{log.regret.max():.4g}")
                 if self.verbose:
                     tqdm.write(self._format(log))
-                if any(cb(log, self) is False for cb in callbacks):
+                if any(cb(log, self) is False for cb in callbacks) or (budget is not None and spent >= budget):
                     break
         finally:
             bar.close()
             self.wall_time_s += time.perf_counter() - start
         return self
+
+    def _solver_seed(self) -> int:
+        return int(self.solver_rng.integers(2**31 - 1))
+
+    def _solve(self, w: np.ndarray, seed: int | None = None) -> Branch:
+        self.solvers.reseed(self._solver_seed() if seed is None else seed)
+        return self.solve_at(w)
 
     # --- results --------------------------------------------------------------------------------------------------------
 
@@ -262,7 +312,9 @@ class NePPO:
 
     def _format(self, log: IterationLog) -> str:
         regret = "" if log.regret is None else f" max_regret={log.regret.max():.5f}"
-        return f"iter {log.iteration:5d} L={log.objective:.5f} max_F={log.F.max():.5f}{regret} w={np.round(log.w, 4).tolist()}"
+        w = f"w={np.round(log.w, 4).tolist()}" if log.w.size <= 8 else f"|w|={np.linalg.norm(log.w):.4g}"
+        steps = f" env_steps={log.env_steps}" if log.env_steps else ""
+        return f"iter {log.iteration:5d} L={log.objective:.5f} max_F={log.F.max():.5f}{regret} {w}{steps}"
 
     @property
     def num_timesteps(self) -> int:
@@ -270,13 +322,29 @@ class NePPO:
         return self.solvers.env_steps
 
     def exact_strategies(self, branch: Branch) -> list[np.ndarray] | None:
-        """The mixed strategies of a branch's π^Φ in a normal-form game with exact solvers (None otherwise)."""
-        if self.game is None or not self.solvers.exact:
+        """The mixed strategies of a branch's π^Φ in a normal-form game (None in Markov games).
+
+        With the exact solvers they are the solution itself; with the sb3 solvers they are read off the learned policy:
+        its (mean) action in mixed mode, its action probabilities in pure mode (one-hot of the most likely action when
+        the solvers play deterministically).
+        """
+        if self.game is None:
             return None
-        return [np.asarray(x) for x in branch.policy]
+        if self.solvers.exact:
+            return [np.asarray(x) for x in branch.policy]
+        observations, _ = self.env.reset(seed=self.seed)
+        if self.env.unwrapped.mixed:
+            actions = branch.policy.act(observations, deterministic=True)
+            return [strategy_from_action(actions[a], k) for a, k in zip(self.agents, self.game.n_actions)]
+        deterministic = self.solvers.cooperative.config.deterministic
+        strategies = []
+        for agent, k in zip(self.agents, self.game.n_actions):
+            probs = branch.policy.action_probabilities(agent, observations[agent])[:k]
+            strategies.append(np.eye(k)[int(np.argmax(probs))] if deterministic else probs / probs.sum())
+        return strategies
 
     def exact_regret(self, branch: Branch) -> np.ndarray | None:
-        """Exact per-agent regret of a branch's π^Φ in a normal-form game with exact solvers (None otherwise)."""
+        """Exact per-agent regret of a branch's π^Φ in a normal-form game (None in Markov games)."""
         strategies = self.exact_strategies(branch)
         return None if strategies is None else self.game.regret(strategies)
 
@@ -289,16 +357,19 @@ class NePPO:
         return self.exact_regret(self.result)
 
     def predict(self, observation: dict | None = None, deterministic: bool = True) -> tuple[dict[str, Any], None]:
-        """SB3-style: each agent's action under π^Φ (a mixed strategy in mixed mode, a pure action otherwise)."""
-        strategies = self.strategies()
-        if strategies is None:
-            raise RuntimeError("predict() is only available for normal-form games so far")
+        """SB3-style: each agent's action under π^Φ for a dict of observations (optional in a normal-form game)."""
+        if not self.solvers.exact:
+            if observation is None:
+                observation = self.env.reset(seed=self.seed)[0] if self.game is not None else None
+            if observation is None:
+                raise ValueError("predict() needs a dict of observations, one per agent")
+            return self.result.policy.act(observation, deterministic, self.predict_rng), None
         actions = {}
-        for agent, x in zip(self.agents, strategies):
+        for agent, x in zip(self.agents, self.strategies()):
             if self.env.unwrapped.mixed:
                 actions[agent] = action_from_strategy(x)
             else:
-                actions[agent] = int(np.argmax(x)) if deterministic else int(self.rng.choice(len(x), p=x))
+                actions[agent] = int(np.argmax(x)) if deterministic else int(self.predict_rng.choice(len(x), p=x))
         return actions, None
 
     def summary(self) -> dict[str, Any]:
@@ -314,7 +385,7 @@ class NePPO:
             "env_kwargs": self.env_kwargs,
             "seed": self.seed,
             "agents": self.agents,
-            "solver": "exact" if self.solvers.exact else type(self.solvers.cooperative).__name__,
+            "solver": self._solver_name(),
             "iterations": self.num_iterations,
             "selected_iteration": self.result_iteration,
             "env_steps": self.num_timesteps,
@@ -324,7 +395,7 @@ class NePPO:
             "F_se": dict(zip(self.agents, result.F.se.tolist())),
             "regret": regret,
             "max_regret": None if regret is None else max(regret.values()),
-            "regret_method": "exact" if regret is not None else None,
+            "regret_method": None if regret is None else "exact" if self.solvers.exact else "exact, from learned strategies",
             "potential": {
                 "class": type(self.potential).__name__,
                 "name": potential_name(self.potential),
@@ -337,6 +408,11 @@ class NePPO:
             out["strategies"] = {a: x.tolist() for a, x in zip(self.agents, strategies)}
             out["action_names"] = {a: list(n) for a, n in zip(self.agents, self.game.action_names)}
         return out
+
+    def _solver_name(self) -> str:
+        if self.solvers.exact:
+            return "exact"
+        return "sb3" if isinstance(self.solvers.cooperative, PPOCooperativeSolver) else type(self.solvers.cooperative).__name__
 
     def _describe(self, w: np.ndarray) -> dict:
         self._scratch.set_flat_params(w)
@@ -361,25 +437,43 @@ class NePPO:
             "num_iterations": self.num_iterations,
             "wall_time_s": self.wall_time_s,
             "rng_state": self.rng.bit_generator.state,
+            "solver_rng_state": self.solver_rng.bit_generator.state,
             "best": None if self.best is None else {"iteration": self.best[0], "w": self.best[1].w.tolist()},
         }
-        weights = io.BytesIO()
-        torch.save(self.potential.state_dict(), weights)
+        files = {"potential.pt": self.potential.state_dict()}
+        if not self.solvers.exact and self.last_branch is not None:  # sampled solutions cannot be re-solved on load
+            branch = self.last_branch
+            data["branch"] = {"w": branch.w.tolist(), "F": branch.F.mean.tolist(), "F_se": branch.F.se.tolist()}
+            files["policy.pt"] = next(iter(branch.policy.policies.values())).state_dict()
+            files["best_responses.pt"] = {a: p.state_dict() for a, p in branch.best_responses.items()}
         with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("data.json", json.dumps(data, indent=2))
-            archive.writestr("potential.pt", weights.getvalue())
+            for name, state in files.items():
+                buffer = io.BytesIO()
+                torch.save(state, buffer)
+                archive.writestr(name, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike, env: ParallelEnv | None = None, potential: Potential | None = None) -> NePPO:
-        """Load a saved model; it continues training exactly where it stopped (same directions, same numbers)."""
+        """Load a saved model and continue training where it stopped.
+
+        With the exact solvers the numbers continue exactly (same directions, same solutions). With the sb3 solvers the
+        saved π^Φ, best responses and F are restored as they were (``predict`` and ``summary`` match the saved run);
+        continued training warm-starts from them but does not replay the PPO optimiser states.
+        """
         path = Path(path)
         if not path.exists() and path.with_suffix(".zip").exists():
             path = path.with_suffix(".zip")
         try:
             with zipfile.ZipFile(path) as archive:
                 data = json.loads(archive.read("data.json"))
-                state = torch.load(io.BytesIO(archive.read("potential.pt")), weights_only=True)
-        except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+                tensors = {
+                    name: torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                    for name in ("potential.pt", "policy.pt", "best_responses.pt")
+                    if name in archive.namelist()
+                }
+                state = tensors["potential.pt"]
+        except (OSError, KeyError, RuntimeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot load NePPO model {path}: {exc}") from None
         config = dict(data["config"])
         config.pop("n_iterations", None)
@@ -394,12 +488,22 @@ class NePPO:
             env_kwargs=None if env is not None else data["env_kwargs"],
             seed=data["seed"],
             **{k: v for k, v in config.items() if k not in ("potential", "solver")},
-            solver=config["solver"] if config["solver"] in ("auto", "exact") else "auto",
+            solver=config["solver"] if config["solver"] in ("auto", "exact", "sb3") else "auto",
         )
         model.potential.load_state_dict(state)
         model.num_iterations = data["num_iterations"]
         model.wall_time_s = data["wall_time_s"]
         model.rng.bit_generator.state = data["rng_state"]
+        if "solver_rng_state" in data:
+            model.solver_rng.bit_generator.state = data["solver_rng_state"]
+        if "branch" in data:
+            saved = data["branch"]
+            cooperative = model.solvers.cooperative
+            profile = cooperative.profile_from_state(tensors["policy.pt"])
+            brs = {a: cooperative.profile_from_state(sd).policies[a] for a, sd in tensors["best_responses.pt"].items()}
+            F = FEstimate(np.array(saved["F"]), np.array(saved["F_se"]))
+            model._adopt(Branch(np.array(saved["w"]), profile, brs, F, log_sum_exp(F.mean, model.config.beta)))
+            return model
         if data.get("best"):
             model.best = (data["best"]["iteration"], model.solve_at(np.array(data["best"]["w"])))
         model._adopt(model.solve_at(model.potential.get_flat_params()))
@@ -411,8 +515,7 @@ def _resolve_env(env: ParallelEnv | str, env_kwargs: dict | None) -> tuple[str |
     if isinstance(env, str):
         kwargs = dict(env_kwargs or {})
         return env, kwargs, make_env(env, kwargs)
-    if not isinstance(env, ParallelEnv):
-        raise ConfigError(f"env must be a PettingZoo ParallelEnv or an env id, got {type(env).__name__}")
+    check_parallel_env(env)
     inner = env.unwrapped
     if isinstance(inner, MatrixGameEnv):
         game = inner.game

@@ -3,6 +3,7 @@
 Example::
 
     python -m sb3_neppo.train --algo neppo --env matrix-alpha --env-kwargs alpha:0.4 --seed 0 -f logs/
+    python -m sb3_neppo.train --algo neppo --env mpe2.simple_tag_v3 -n 200000 --progress
 
 Each run writes ``<log folder>/<algo>/<env>_<n>/`` with ``config.yml`` (the resolved hyperparameters), ``args.yml``,
 ``command.txt``, ``progress.csv`` (one row per outer iteration), ``summary.json`` and ``model.zip``.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sb3_neppo.config import NePPOConfig, load_hyperparams, parse_key_values
+from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.io import write_json_atomic, write_yaml_atomic
 from sb3_neppo.neppo import IterationLog, NePPO
@@ -35,9 +36,21 @@ class _Parser(argparse.ArgumentParser):
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m sb3_neppo.train", description="Train NePPO on a multi-agent game.")
     parser.add_argument("--algo", default="neppo", choices=ALGOS, help="algorithm (default: neppo)")
-    parser.add_argument("--env", default="matrix-alpha", help="env id: matrix, matrix-alpha, prisoners-dilemma, ...")
+    parser.add_argument(
+        "--env",
+        default="matrix-alpha",
+        help="env id: matrix, matrix-alpha, prisoners-dilemma, ..., or a PettingZoo module path (mpe2.simple_tag_v3)",
+    )
     parser.add_argument("--env-kwargs", nargs="+", metavar="KEY:VALUE", help="env arguments, e.g. alpha:0.4")
     parser.add_argument("-params", "--hyperparams", nargs="+", metavar="KEY:VALUE", help="override hyperparameters")
+    parser.add_argument(
+        "-n",
+        "--n-timesteps",
+        type=int,
+        default=None,
+        help="env-step budget, everything counted (cooperative solves, best responses, evaluation rollouts); stops after "
+        "the outer iteration that crosses it (sampled solvers only; default: n_iterations from the hyperparameters)",
+    )
     parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: drawn and recorded)")
     parser.add_argument("-yaml", "--yaml-file", default=None, help="hyperparameter file (default: hyperparams/<algo>.yml)")
@@ -91,8 +104,12 @@ def format_summary(summary: dict) -> str:
         + f": {summary['iterations']} iterations in {summary['wall_time_s']:.2f} s, seed {summary['seed']}",
         f"L_beta = {summary['objective']:.6f} (iterate {summary['selected_iteration']})",
     ]
+    if summary["env_steps"]:
+        lines[0] += f", {summary['env_steps']} env steps"
     for agent in summary["agents"]:
-        line = f"  {agent:>12}: F = {summary['F'][agent]:.6f}"
+        line = f"  {agent:>16}: F = {summary['F'][agent]:.6f}"
+        if summary["F_se"][agent]:
+            line += f" ± {summary['F_se'][agent]:.6f}"
         if summary.get("regret") is not None:
             line += f"  regret = {summary['regret'][agent]:.6f}"
         if "strategies" in summary:
@@ -112,7 +129,7 @@ def run(argv: list[str]) -> Path:
     overrides = parse_key_values(args.hyperparams, "-params")
     if overrides.get("potential", hyperparams.get("potential")) != hyperparams.get("potential"):
         hyperparams.pop("potential_kwargs", None)  # the file's kwargs belong to the potential being replaced
-    hyperparams.update(overrides)
+    hyperparams = merge_hyperparams(hyperparams, overrides)
     config = NePPOConfig.from_dict(hyperparams)
     model = NePPO(args.env, env_kwargs=env_kwargs, seed=args.seed, verbose=args.verbose, **config.model_kwargs())
 
@@ -122,7 +139,10 @@ def run(argv: list[str]) -> Path:
     (folder / "command.txt").write_text(shlex.join(["python", "-m", "sb3_neppo.train", *argv]) + "\n")
     logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim)
     try:
-        model.learn(config.n_iterations, callback=logger, progress_bar=args.progress)
+        if args.n_timesteps is not None:
+            model.learn(total_timesteps=args.n_timesteps, callback=logger, progress_bar=args.progress)
+        else:
+            model.learn(config.n_iterations, callback=logger, progress_bar=args.progress)
     finally:
         logger.close()
         model.save(folder / "model.zip")

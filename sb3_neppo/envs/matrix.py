@@ -72,6 +72,11 @@ class MatrixGameEnv(ParallelEnv):
     def state(self) -> np.ndarray:
         return self._obs.copy()
 
+    def potential_action(self, agent: str, action) -> np.ndarray:
+        """The action as a potential reads it: the mixed strategy it plays (a one-hot in pure mode)."""
+        k = self._k[agent]
+        return strategy_from_action(action, k) if self.mixed else np.eye(k)[int(action)]
+
     def reset(self, seed: int | None = None, options: dict | None = None):
         self.agents = list(self.possible_agents)
         return {a: self._obs.copy() for a in self.agents}, {a: {} for a in self.agents}

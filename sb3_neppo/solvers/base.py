@@ -25,40 +25,43 @@ AgentPolicy = Any
 class Estimate:
     """Per-episode samples at one joint policy: ``returns[e, i]`` is J_i in episode e, ``potential[e]`` is Φ_w.
 
-    Exact evaluators return a single "episode" holding the exact values.
+    Exact evaluators return a single "episode" holding the exact values; sampled ones keep the logged ``rollouts``, from
+    which Φ for another w can be recomputed.
     """
 
     returns: np.ndarray
     potential: np.ndarray
     env_steps: int = 0
+    rollouts: Any = None
 
 
-class CooperativeSolver(ABC):
+class _Slot:
+    def reseed(self, seed: int) -> None:  # a no-op by default: closed-form slots draw no random numbers
+        """Seed the next call. NePPO gives both branches of a direction one seed: common random numbers."""
+
+    @property
+    def env_steps(self) -> int:
+        """Env steps spent so far (0 for closed-form slots)."""
+        return 0
+
+
+class CooperativeSolver(_Slot, ABC):
     """Solves the cooperative game in which every agent maximises the potential Φ_w."""
 
     @abstractmethod
     def solve(self, potential: Potential, warm_start: JointPolicy | None) -> JointPolicy:
         """Return π^Φ for ``potential``, starting from ``warm_start`` (the current cooperative policy) if given."""
 
-    @property
-    def env_steps(self) -> int:
-        """Env steps spent so far (0 for closed-form solvers)."""
-        return 0
 
-
-class BestResponseSolver(ABC):
+class BestResponseSolver(_Slot, ABC):
     """Finds agent i's best response (under its own true reward) to the others playing a frozen joint policy."""
 
     @abstractmethod
     def solve(self, agent: str, joint: JointPolicy, warm_start: AgentPolicy | None) -> AgentPolicy:
         """Return a best response of ``agent`` to the other agents of ``joint``."""
 
-    @property
-    def env_steps(self) -> int:
-        return 0
 
-
-class PolicyEvaluator(ABC):
+class PolicyEvaluator(_Slot, ABC):
     """Estimates J_i and Φ_w at a joint policy and at each agent's unilateral deviation from it."""
 
     @abstractmethod
@@ -66,10 +69,6 @@ class PolicyEvaluator(ABC):
         self, potential: Potential, joint: JointPolicy, deviations: Mapping[str, AgentPolicy]
     ) -> tuple[Estimate, dict[str, Estimate]]:
         """Estimates at ``joint`` and at (deviations[i], joint_-i) for each agent i, on common random numbers."""
-
-    @property
-    def env_steps(self) -> int:
-        return 0
 
 
 @dataclass
@@ -103,3 +102,8 @@ class Solvers:
     @property
     def env_steps(self) -> int:
         return self.cooperative.env_steps + self.best_response.env_steps + self.evaluator.env_steps
+
+    def reseed(self, seed: int) -> None:
+        """Seed the next cooperative solve, best responses and evaluation (see :meth:`CooperativeSolver.reseed`)."""
+        for slot in (self.cooperative, self.best_response, self.evaluator):
+            slot.reseed(seed)

@@ -1,0 +1,125 @@
+"""The frozen-others env: a Gymnasium env in which one agent acts and every other agent plays a fixed joint policy.
+
+Agent i is paid its own *true* reward, so any single-agent algorithm trained on this env learns a best response of i
+to the others' policy. The best-response solver and the regret evaluator use it; so can users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from pettingzoo import ParallelEnv
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.wrappers import check_parallel_env
+from sb3_neppo.errors import ConfigError
+
+
+class JointActor(Protocol):
+    """Anything that acts for a dict of observations, e.g. :class:`sb3_neppo.policy.PolicyProfile`.
+
+    ``act_batch(list of observation dicts, deterministic, list of generators)`` must equal ``act`` on each entry; it
+    lets :class:`FrozenOthersVecEnv` move the frozen agents of all copies in one forward pass.
+    """
+
+    def act(self, observations: dict, deterministic: bool, rng: np.random.Generator | None = None) -> dict: ...
+
+    def act_batch(self, batch: list[dict], deterministic: bool, rng: list[np.random.Generator]) -> list[dict]: ...
+
+
+class FrozenOthersEnv(gym.Env):
+    """``agent`` acts; every other agent plays ``others`` (frozen: this env never trains it) and is paid nothing here.
+
+    :param env: the PettingZoo parallel env (this env owns it from now on).
+    :param agent: the learning agent.
+    :param others: the joint policy the other agents play (only its actions for the others are used).
+    :param deterministic: the others play their most likely action (True) or sample it (False, the default: a
+        stochastic policy *is* its distribution). Samples come from this env's ``np_random``, so ``reset(seed=...)``
+        makes episodes reproducible.
+    :param view: present ``agent``'s observations and actions as a shared policy sees them (padding, agent indicator),
+        so a best response can start from the shared policy's weights. None: the agent's own spaces.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        env: ParallelEnv,
+        agent: str,
+        others: JointActor,
+        deterministic: bool = False,
+        view: AgentView | None = None,
+    ):
+        check_parallel_env(env)
+        if agent not in env.possible_agents:
+            raise ConfigError(f"agent '{agent}' is not in this env; its agents are: {', '.join(env.possible_agents)}")
+        self.env = env
+        self.agent = agent
+        self.others = others
+        self.deterministic = bool(deterministic)
+        self.view = view
+        self.observation_space = view.observation_space if view is not None else env.observation_space(agent)
+        self.action_space = view.action_space if view is not None else env.action_space(agent)
+        self._obs: dict[str, Any] = {}
+        self._others_actions: dict | None = None  # set by FrozenOthersVecEnv: this step's actions, computed in a batch
+
+    def _observe(self, obs) -> np.ndarray:
+        if self.view is not None:
+            return self.view.observe(self.agent, obs)
+        return np.zeros(self.observation_space.shape, self.observation_space.dtype) if obs is None else obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._obs, infos = self.env.reset(seed=seed, options=options)
+        if self.agent not in self._obs:
+            raise RuntimeError(f"agent '{self.agent}' is not active after reset")
+        return self._observe(self._obs[self.agent]), dict(infos.get(self.agent, {}))
+
+    def others_observations(self) -> dict:
+        """The current observations of the frozen agents still in the episode."""
+        return {a: o for a, o in self._obs.items() if a != self.agent and a in self.env.agents}
+
+    def step(self, action):
+        if self._others_actions is not None:
+            joint, self._others_actions = self._others_actions, None
+        else:
+            others = self.others_observations()
+            joint = self.others.act(others, self.deterministic, self.np_random) if others else {}
+        joint[self.agent] = self.view.env_action(self.agent, action) if self.view is not None else action
+        obs, rewards, terminations, truncations, infos = self.env.step(joint)
+        self._obs = obs
+        reward = float(rewards.get(self.agent, 0.0))
+        if not np.isfinite(reward):
+            raise ConfigError(f"the env returned a non-finite reward for {self.agent}: {reward}; fix the env or clip it")
+        terminated = bool(terminations.get(self.agent, False))
+        truncated = bool(truncations.get(self.agent, False)) or (not terminated and self.agent not in self.env.agents)
+        info = dict(infos.get(self.agent, {}))
+        return self._observe(obs.get(self.agent)), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class FrozenOthersVecEnv(DummyVecEnv):
+    """A ``DummyVecEnv`` of :class:`FrozenOthersEnv` copies whose frozen agents act in one forward pass per step.
+
+    Same numbers as stepping the copies one by one (each copy's frozen agents still draw from that copy's
+    ``np_random``); only faster, because one batched forward replaces one per copy.
+    """
+
+    def __init__(self, env_fns: list[Callable[[], FrozenOthersEnv]]):
+        super().__init__(env_fns)
+        if not all(isinstance(env, FrozenOthersEnv) for env in self.envs):
+            raise TypeError("FrozenOthersVecEnv needs FrozenOthersEnv copies (unwrapped)")
+
+    def step_wait(self):
+        envs: list[FrozenOthersEnv] = self.envs  # type: ignore[assignment]
+        batch = [env.others_observations() for env in envs]
+        actions = envs[0].others.act_batch(batch, envs[0].deterministic, [env.np_random for env in envs])
+        for env, joint in zip(envs, actions):
+            env._others_actions = joint
+        return super().step_wait()

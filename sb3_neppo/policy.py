@@ -1,0 +1,141 @@
+"""Joint policies built from SB3 policies: what the SB3 solvers pass between the slots of Algorithm 1.
+
+A :class:`PolicyProfile` maps each agent to an SB3 policy (by default the same shared policy for every agent) and acts
+for a dict of observations. Sampling uses a caller's ``numpy`` generator rather than torch's global one, so frozen
+agents and evaluation rollouts are reproducible and can share random numbers across profiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_neppo.envs.vec import AgentView
+
+
+def frozen_copy(policy: ActorCriticPolicy) -> ActorCriticPolicy:
+    """A copy in eval mode with gradients off: training the original never changes it.
+
+    Rebuilt from the constructor parameters (``copy.deepcopy`` fails on a policy that holds its last distribution).
+    """
+    out = type(policy)(**policy._get_constructor_parameters()).to(policy.device)
+    out.load_state_dict(policy.state_dict())
+    out.set_training_mode(False)
+    for p in out.parameters():
+        p.requires_grad_(False)
+    return out
+
+
+def draw_noise(rng: np.random.Generator, n: int, space: spaces.Space) -> tuple[np.ndarray, np.ndarray]:
+    """The random numbers :func:`policy_actions` samples ``n`` actions from: uniforms ``[n]`` and normals ``[n, D]``."""
+    dim = int(np.prod(space.shape)) if isinstance(space, spaces.Box) else 0
+    return rng.random(n), rng.standard_normal((n, dim))
+
+
+def policy_actions(
+    policy: ActorCriticPolicy,
+    obs: np.ndarray,
+    deterministic: bool,
+    rng: np.random.Generator | None = None,
+    noise: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Actions of ``policy`` for a batch of observations.
+
+    Sampled actions come from ``noise`` (see :func:`draw_noise`) or, failing that, from ``rng`` — never from torch's
+    global generator. Categorical: inverse CDF of a uniform; Gaussian: mean + std · normal, clipped to the Box.
+    """
+    with torch.no_grad():
+        dist = policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32, device=policy.device))
+    space = policy.action_space
+    if not deterministic and noise is None and rng is not None:
+        noise = draw_noise(rng, len(obs), space)
+    deterministic = deterministic or noise is None
+    if isinstance(dist, CategoricalDistribution):
+        probs = dist.distribution.probs.cpu().numpy().astype(np.float64)
+        if deterministic:
+            return probs.argmax(axis=1)
+        cdf = np.cumsum(probs, axis=1)
+        u = noise[0][:, None] * cdf[:, -1:]
+        return np.minimum((u > cdf).sum(axis=1), probs.shape[1] - 1)
+    if isinstance(dist, DiagGaussianDistribution):
+        mean = dist.distribution.mean.cpu().numpy()
+        if deterministic:
+            actions = mean
+        else:
+            actions = mean + dist.distribution.stddev.cpu().numpy() * noise[1].reshape(mean.shape)
+        if isinstance(space, spaces.Box):
+            actions = np.clip(actions, space.low, space.high)
+        return actions.astype(np.float32)
+    raise NotImplementedError(f"{type(dist).__name__} is not supported; use a Discrete or Box action space")
+
+
+class PolicyProfile:
+    """A joint policy: agent -> SB3 policy, acting through an :class:`AgentView`.
+
+    :param view: how the policies see observations and drive actions.
+    :param policies: one policy per agent (the same object for agents sharing a policy).
+    """
+
+    def __init__(self, view: AgentView, policies: Mapping[str, ActorCriticPolicy]):
+        self.view = view
+        self.policies = dict(policies)
+
+    @classmethod
+    def shared(cls, view: AgentView, policy: ActorCriticPolicy) -> PolicyProfile:
+        return cls(view, {a: policy for a in view.agents})
+
+    def with_agent(self, agent: str, policy: ActorCriticPolicy) -> PolicyProfile:
+        """The unilateral deviation (policy for ``agent``, this profile for everyone else)."""
+        return PolicyProfile(self.view, {**self.policies, agent: policy})
+
+    def action_probabilities(self, agent: str, observation) -> np.ndarray:
+        """``agent``'s action probabilities (Discrete action spaces) at one observation."""
+        policy = self.policies[agent]
+        obs = torch.as_tensor(self.view.observe(agent, observation)[None], device=policy.device)
+        with torch.no_grad():
+            dist = policy.get_distribution(obs)
+        if not isinstance(dist, CategoricalDistribution):
+            raise TypeError("action probabilities exist for Discrete action spaces only")
+        return dist.distribution.probs[0].cpu().numpy().astype(np.float64)
+
+    def act(self, observations: Mapping[str, np.ndarray], deterministic: bool, rng: np.random.Generator | None = None):
+        """Env actions for the agents in ``observations``; one forward pass per distinct policy."""
+        return self.act_batch([observations], deterministic, rng)[0]
+
+    def act_batch(
+        self,
+        batch: list[Mapping[str, np.ndarray]],
+        deterministic: bool,
+        rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
+    ) -> list[dict]:
+        """:meth:`act` for several envs at once (one forward pass per distinct policy over all of them).
+
+        The random numbers are drawn per (env, agent) in order before grouping, so swapping one agent's policy (a
+        deviation) leaves every other agent's random numbers unchanged: common random numbers across profiles. With one
+        generator per env, each env's numbers also stay the same whatever the other envs do.
+        """
+        slots = [(e, agent) for e, observations in enumerate(batch) for agent in observations]
+        sample = not deterministic and rng is not None
+        u = z = None
+        if sample and isinstance(rng, np.random.Generator):
+            u, z = draw_noise(rng, len(slots), self.view.action_space)
+        elif sample:
+            parts = [draw_noise(rng[e], len(observations), self.view.action_space) for e, observations in enumerate(batch)]
+            u, z = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        groups: dict[int, list[int]] = {}
+        for k, (_, agent) in enumerate(slots):
+            groups.setdefault(id(self.policies[agent]), []).append(k)
+        out: list[dict] = [{} for _ in batch]
+        for members in groups.values():
+            policy = self.policies[slots[members[0]][1]]
+            obs = np.stack([self.view.observe(slots[k][1], batch[slots[k][0]][slots[k][1]]) for k in members])
+            noise = (u[members], z[members]) if sample else None
+            for k, action in zip(members, policy_actions(policy, obs, not sample, noise=noise)):
+                e, agent = slots[k]
+                out[e][agent] = self.view.env_action(agent, action)
+        return out

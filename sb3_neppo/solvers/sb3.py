@@ -1,0 +1,294 @@
+"""The sampled slots of Algorithm 1: SB3 PPO on the potential-reward VecEnv, PPO best responses, rollout estimates.
+
+* :class:`PPOCooperativeSolver` — one shared PPO policy (agent indicator in its observation) trained for K1 PPO
+  updates on :class:`~sb3_neppo.envs.vec.ParallelVecEnv` paid φ_w; each solve starts from the warm start's weights
+  with a fresh optimiser, so both branches of a direction start from the same state.
+* :class:`PPOBestResponseSolver` — per agent, PPO for K2 updates on
+  :class:`~sb3_neppo.envs.frozen.FrozenOthersEnv` copies (the agent's own true reward, the others frozen), started
+  from the previous best response or from the agent's cooperative policy.
+* :class:`RolloutEvaluator` — J_i and Φ_w by rollouts of π^Φ and of every (BR_i, π^Φ_-i) on the same episode seeds
+  and the same per-episode random numbers (common random numbers), discounted by γ. Φ for any w is recomputed from
+  the logged steps (:meth:`Rollouts.potential_returns`) without new env steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pettingzoo import ParallelEnv
+from stable_baselines3 import PPO
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
+from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
+from sb3_neppo.envs.wrappers import StepEncoder, potential_values
+from sb3_neppo.errors import ConfigError
+from sb3_neppo.policy import PolicyProfile, frozen_copy
+from sb3_neppo.potentials import Potential
+from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
+
+EnvFn = Callable[[], ParallelEnv]
+BR_WARM_STARTS = ("previous", "cooperative", "scratch")
+
+
+@dataclass
+class SB3SolverConfig:
+    """Settings of the SB3 solvers (``solver_kwargs`` in ``hyperparams/neppo.yml``).
+
+    :param n_envs: env copies stepped together by each PPO (the cooperative VecEnv has ``n_envs × n_agents`` slots).
+    :param coop_updates: K1, PPO updates (rollout + optimisation) per cooperative solve.
+    :param br_updates: K2, PPO updates per best response.
+    :param br_warm_start: ``previous`` (the agent's last best response; its cooperative policy the first time),
+        ``cooperative`` (always the agent's cooperative policy) or ``scratch``.
+    :param eval_episodes: episodes per joint policy in the rollout estimates.
+    :param gamma: discount of J_i and Φ_w (and PPO's, unless ``ppo`` sets it).
+    :param deterministic: frozen agents and evaluation rollouts play the most likely action instead of sampling.
+    :param agent_indicator: one-hot agent id in the shared policy's observation (null: when there are 2+ agents).
+    :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
+    :param ppo: keyword arguments of ``stable_baselines3.PPO`` (``n_steps`` is per env copy).
+    :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ).
+    """
+
+    n_envs: int = 8
+    coop_updates: int = 2
+    br_updates: int = 2
+    br_warm_start: str = "previous"
+    eval_episodes: int = 16
+    gamma: float = 0.99
+    deterministic: bool = False
+    agent_indicator: bool | None = None
+    squash_actions: bool = True
+    ppo: dict[str, Any] = field(default_factory=dict)
+    br_ppo: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("n_envs", "coop_updates", "br_updates", "eval_episodes"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"solver_kwargs.{key} must be an integer >= 1, got {value!r}")
+        if self.br_warm_start not in BR_WARM_STARTS:
+            choices = ", ".join(BR_WARM_STARTS)
+            raise ConfigError(f"solver_kwargs.br_warm_start must be one of {choices}, got {self.br_warm_start!r}")
+        if not 0.0 < float(self.gamma) <= 1.0:
+            raise ConfigError(f"solver_kwargs.gamma must be in (0, 1], got {self.gamma!r}")
+        for key in ("ppo", "br_ppo"):
+            if not isinstance(getattr(self, key), dict):
+                raise ConfigError(f"solver_kwargs.{key} must be a mapping of PPO arguments, got {getattr(self, key)!r}")
+        for kwargs in (self.ppo, self.br_ppo):
+            if "env" in kwargs or "policy" in kwargs or "seed" in kwargs:
+                raise ConfigError("solver_kwargs.ppo may not set env, policy or seed: NePPO sets them")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> SB3SolverConfig:
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values or {}) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown solver_kwargs key {', '.join(unknown)}; valid keys: {', '.join(known)}")
+        return cls(**dict(values or {}))
+
+    def ppo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
+        kwargs = {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
+        return kwargs
+
+
+def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
+    try:
+        return PPO("MlpPolicy", env, seed=seed, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad PPO argument in solver_kwargs: {exc}") from None
+
+
+def _start_from(model: PPO, policy: ActorCriticPolicy | dict) -> None:
+    """Load weights into ``model`` and give it a fresh optimiser, so every solve from one warm start starts alike."""
+    state = policy if isinstance(policy, dict) else policy.state_dict()
+    try:
+        model.policy.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot warm-start: the networks differ ({str(exc).splitlines()[0]})") from None
+    model.policy.optimizer = model.policy.optimizer_class(
+        model.policy.parameters(), lr=model.lr_schedule(1.0), **model.policy.optimizer_kwargs
+    )
+
+
+def _learn(model: PPO, updates: int, seed: int) -> int:
+    """K PPO updates from ``seed``; returns the SB3 timesteps taken."""
+    model.set_random_seed(seed)
+    model.learn(total_timesteps=updates * model.n_steps * model.n_envs, reset_num_timesteps=True)
+    return model.num_timesteps
+
+
+class _Seeded:
+    """A slot's seeds: ``reseed`` sets the next solve's seed; without it, seeds come from a counter."""
+
+    def __init__(self, seed: int):
+        self._rng = np.random.default_rng(seed)
+        self._seed: int | None = None
+
+    def reseed(self, seed: int) -> None:
+        self._seed = int(seed)
+
+    def _next_seed(self) -> int:
+        return self._seed if self._seed is not None else int(self._rng.integers(2**31 - 1))
+
+
+class PPOCooperativeSolver(_Seeded, CooperativeSolver):
+    """π^Φ: one shared SB3 PPO policy trained on the potential-reward VecEnv (see the module docstring)."""
+
+    def __init__(self, env_fn: EnvFn, config: SB3SolverConfig, seed: int = 0):
+        super().__init__(seed)
+        self.config = config
+        self.venv = ParallelVecEnv(env_fn, config.n_envs, AgentView(env_fn(), config.agent_indicator, config.squash_actions))
+        self.view = self.venv.view
+        self.model = _make_ppo(self.venv, config.ppo_kwargs(), seed)
+        self.initial_state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+
+    def solve(self, potential: Potential, warm_start: PolicyProfile | None) -> PolicyProfile:
+        if self.venv.potential is not potential:
+            self.venv.encoder.check_potential(potential)
+            self.venv.potential = potential
+        shared = next(iter(warm_start.policies.values())) if warm_start is not None else self.initial_state
+        _start_from(self.model, shared)
+        _learn(self.model, self.config.coop_updates, self._next_seed())
+        return PolicyProfile.shared(self.view, frozen_copy(self.model.policy))
+
+    def profile_from_state(self, state: dict) -> PolicyProfile:
+        """A joint policy with the shared network's weights ``state`` (e.g. loaded from a saved model)."""
+        _start_from(self.model, state)
+        return PolicyProfile.shared(self.view, frozen_copy(self.model.policy))
+
+    @property
+    def env_steps(self) -> int:
+        return self.venv.env_steps
+
+
+class PPOBestResponseSolver(_Seeded, BestResponseSolver):
+    """BR_i: SB3 PPO for agent i on frozen-others envs with agent i's true reward (see the module docstring)."""
+
+    def __init__(self, env_fn: EnvFn, view: AgentView, config: SB3SolverConfig, seed: int = 0):
+        super().__init__(seed)
+        self.env_fn, self.view, self.config = env_fn, view, config
+        self.models: dict[str, PPO] = {}
+        self.initial_states: dict[str, dict] = {}
+        self._steps = 0
+
+    def _model(self, agent: str, joint: PolicyProfile) -> PPO:
+        if agent not in self.models:
+            envs = [
+                (lambda: FrozenOthersEnv(self.env_fn(), agent, joint, self.config.deterministic, self.view))
+                for _ in range(self.config.n_envs)
+            ]
+            self.models[agent] = _make_ppo(FrozenOthersVecEnv(envs), self.config.ppo_kwargs(best_response=True), 0)
+            self.initial_states[agent] = {k: v.clone() for k, v in self.models[agent].policy.state_dict().items()}
+        model = self.models[agent]
+        for env in model.env.envs:
+            env.unwrapped.others = joint
+        return model
+
+    def solve(self, agent: str, joint: PolicyProfile, warm_start: ActorCriticPolicy | None) -> ActorCriticPolicy:
+        model = self._model(agent, joint)
+        mode = self.config.br_warm_start
+        if mode == "scratch":
+            _start_from(model, self.initial_states[agent])
+        elif mode == "previous" and warm_start is not None:
+            _start_from(model, warm_start)
+        else:
+            _start_from(model, joint.policies[agent])
+        seed = self._next_seed() + self.view.index[agent]
+        self._steps += _learn(model, self.config.br_updates, seed)
+        return frozen_copy(model.policy)
+
+    @property
+    def env_steps(self) -> int:
+        return self._steps
+
+
+@dataclass
+class Rollouts:
+    """Logged episodes: per episode, states ``[T, S]``, actions ``[T, N, A]`` and reward vectors ``[T, N]``."""
+
+    states: list[np.ndarray]
+    actions: list[np.ndarray]
+    rewards: list[np.ndarray]
+    gamma: float
+
+    def _discount(self, values: np.ndarray) -> np.ndarray:
+        """Per-episode discounted sums of per-step ``values`` (steps of all episodes concatenated)."""
+        lengths = [len(r) for r in self.rewards]
+        weights = np.concatenate([self.gamma ** np.arange(n) for n in lengths])
+        starts = np.cumsum([0, *lengths[:-1]])
+        weighted = values * (weights if values.ndim == 1 else weights[:, None])
+        return np.add.reduceat(weighted, starts, axis=0)
+
+    def returns(self) -> np.ndarray:
+        """J_i per episode ``[E, N]``."""
+        return self._discount(np.concatenate(self.rewards))
+
+    def potential_returns(self, potential: Potential) -> np.ndarray:
+        """Φ_w per episode ``[E]`` for any potential, from the logged steps in one batched call (no env steps)."""
+        steps = (np.concatenate(x) for x in (self.states, self.actions, self.rewards))
+        phi = potential_values(potential, *steps)
+        return self._discount(phi)
+
+
+class RolloutEvaluator(_Seeded, PolicyEvaluator):
+    """J_i and Φ_w of π^Φ and each deviation by rollouts on common random numbers (see the module docstring)."""
+
+    def __init__(self, env_fn: EnvFn, config: SB3SolverConfig, seed: int = 0):
+        super().__init__(seed)
+        self.config = config
+        self.envs = [env_fn() for _ in range(config.eval_episodes)]
+        self.encoder = StepEncoder(self.envs[0])
+        self._steps = 0
+
+    def rollouts(self, profile: PolicyProfile, seed: int) -> Rollouts:
+        """One episode per env copy, all stepped together; episode e uses env seed ``seed + e`` and its own generator."""
+        n_ep = len(self.envs)
+        rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
+        obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(self.envs)]
+        logs: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_ep)]
+        active = [e for e in range(n_ep) if self.envs[e].agents]
+        while active:
+            joint = profile.act_batch([obs[e] for e in active], self.config.deterministic, [rngs[e] for e in active])
+            for e, actions in zip(active, joint):
+                env = self.envs[e]
+                state = self.encoder.state(env, obs[e])
+                obs[e], rewards, _, _, _ = env.step(actions)
+                logs[e][0].append(state)
+                logs[e][1].append(self.encoder.actions(actions))
+                logs[e][2].append(self.encoder.rewards(rewards))
+                self._steps += 1
+            active = [e for e in active if self.envs[e].agents]
+        return Rollouts(*([np.array(log[k]) for log in logs] for k in range(3)), gamma=self.config.gamma)
+
+    def estimate(self, potential: Potential, profile: PolicyProfile, seed: int) -> Estimate:
+        rollouts = self.rollouts(profile, seed)
+        steps = sum(len(r) for r in rollouts.rewards)
+        return Estimate(rollouts.returns(), rollouts.potential_returns(potential), steps, rollouts)
+
+    def evaluate(
+        self, potential: Potential, joint: PolicyProfile, deviations: Mapping[str, ActorCriticPolicy]
+    ) -> tuple[Estimate, dict[str, Estimate]]:
+        seed = self._next_seed()
+        at_joint = self.estimate(potential, joint, seed)
+        return at_joint, {a: self.estimate(potential, joint.with_agent(a, br), seed) for a, br in deviations.items()}
+
+    @property
+    def env_steps(self) -> int:
+        return self._steps
+
+
+def sb3_solvers(env_fn: EnvFn, config: SB3SolverConfig | Mapping[str, Any] | None = None, seed: int = 0) -> Solvers:
+    """The three sampled slots for the parallel env built by ``env_fn``."""
+    if not isinstance(config, SB3SolverConfig):
+        config = SB3SolverConfig.from_dict(config)
+    cooperative = PPOCooperativeSolver(env_fn, config, seed)
+    return Solvers(
+        cooperative=cooperative,
+        best_response=PPOBestResponseSolver(env_fn, cooperative.view, config, seed + 1),
+        evaluator=RolloutEvaluator(env_fn, config, seed + 2),
+        exact=False,
+    )
