@@ -149,6 +149,7 @@ class NePPO:
         self.wall_time_s = 0.0
         self.last_branch: Branch | None = None  # the current iterate
         self.best: tuple[int, Branch] | None = None  # (iteration, branch) with the lowest L_β, when keep_best
+        self._on_solve: Callable[[], None] | None = None  # progress-bar hook while learn() runs
 
     # --- construction ---------------------------------------------------------------------------------------------------
 
@@ -235,6 +236,8 @@ class NePPO:
             dynamic_ncols=True,
         )
         start, start_steps = time.perf_counter(), self.num_timesteps
+        if budget is not None:  # move the bar after every solve: an iteration of a Markov game can take minutes
+            self._on_solve = lambda: bar.update(min(self.num_timesteps - start_steps, budget) - bar.n)
         try:
             if self.policy is None:
                 self._adopt(self._solve(self.potential.get_flat_params()))
@@ -266,6 +269,7 @@ class NePPO:
                 if any(cb(log, self) is False for cb in callbacks) or (budget is not None and spent >= budget):
                     break
         finally:
+            self._on_solve = None
             bar.close()
             self.wall_time_s += time.perf_counter() - start
         return self
@@ -275,7 +279,10 @@ class NePPO:
 
     def _solve(self, w: np.ndarray, seed: int | None = None) -> Branch:
         self.solvers.reseed(self._solver_seed() if seed is None else seed)
-        return self.solve_at(w)
+        branch = self.solve_at(w)
+        if self._on_solve is not None:
+            self._on_solve()
+        return branch
 
     # --- results --------------------------------------------------------------------------------------------------------
 

@@ -9,54 +9,21 @@ from mpe2 import simple_tag_v3
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from sb3_neppo import NePPO, StateMixerPotential
+from sb3_neppo.benchmarks.alpha_sampled import OUTER, run_pair
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.train import main
 
-# The CI-sized α-family run: the exact and the sampled pipelines from w0 = (0.75, 0.75) with the same outer settings.
-OUTER = dict(
-    potential="quadratic",
-    potential_kwargs={"init": 0.75},
-    delta=0.05,
-    lr=0.3,
-    lr_schedule="inv_sqrt",
-    max_grad_norm=1.0,
-    n_directions=2,
-)
-# One-step game: a linear policy (net_arch []) on the constant observation, deterministic play (the strategy is the
-# policy's action). The cooperative PPO keeps its exploration up (entropy bonus) so it can track a moving potential;
-# best responses start from the agent's cooperative policy and take large steps (a one-step BR is a pure action).
-SAMPLED = dict(
-    n_envs=8,
-    coop_updates=6,
-    br_updates=2,
-    br_warm_start="cooperative",
-    eval_episodes=2,
-    deterministic=True,
-    gamma=1.0,
-    ppo=dict(
-        n_steps=8,
-        batch_size=64,
-        n_epochs=5,
-        learning_rate=0.08,
-        ent_coef=0.05,
-        policy_kwargs=dict(net_arch=[], log_std_init=-0.5),
-    ),
-    br_ppo=dict(learning_rate=0.3, clip_range=1.0, n_epochs=10, ent_coef=0.0),
-)
+# The CI-sized α-family run (the full one: python -m sb3_neppo.benchmarks.alpha_sampled)
 ITERATIONS = 20
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.2, 0.6])
 def test_sampled_pipeline_lands_near_the_exact_one_on_the_alpha_family(alpha):
-    torch.set_num_threads(1)
-    exact = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=0, **OUTER).learn(ITERATIONS)
-    sampled = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=0, solver="sb3", solver_kwargs=SAMPLED, **OUTER)
-    sampled.learn(ITERATIONS)
-    gap = abs(sampled.regret().max() - exact.regret().max())  # both exact regrets of the returned strategies
-    assert gap <= 2 * OUTER["delta"] + 0.02, (sampled.regret(), exact.regret())
-    assert sampled.num_timesteps > 0 and sampled.summary()["regret_method"] == "exact, from learned strategies"
+    result = run_pair(alpha, seed=0, iterations=ITERATIONS)  # exact max regrets of both returned profiles
+    assert abs(result["sampled"] - result["exact"]) <= 2 * OUTER["delta"] + 0.02, result
+    assert result["env_steps"] > 0
     if alpha == 0.0:  # the unique NE (A1, B1): both players put (almost) all mass on their first action
-        assert all(s[0] > 0.95 for s in sampled.strategies())
+        assert max(result["sampled_strategies"]) < 0.05, result
 
 
 def _tiny(tmp_path, env, *extra):

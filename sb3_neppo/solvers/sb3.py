@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from pettingzoo import ParallelEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -51,6 +52,9 @@ class SB3SolverConfig:
     :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
     :param ppo: keyword arguments of ``stable_baselines3.PPO`` (``n_steps`` is per env copy).
     :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ).
+    :param br_log_std: with Box actions, restart a warm-started best response's exploration at this Gaussian log-std
+        (null: keep the warm start's). A warm start whose noise has shrunk around one action cannot see a better one
+        far away; fresh noise can.
     """
 
     n_envs: int = 8
@@ -64,6 +68,7 @@ class SB3SolverConfig:
     squash_actions: bool = True
     ppo: dict[str, Any] = field(default_factory=dict)
     br_ppo: dict[str, Any] = field(default_factory=dict)
+    br_log_std: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("n_envs", "coop_updates", "br_updates", "eval_episodes"):
@@ -91,8 +96,8 @@ class SB3SolverConfig:
         return cls(**dict(values or {}))
 
     def ppo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
-        kwargs = {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
-        return kwargs
+        """Keyword arguments of ``PPO`` for the cooperative solver or (``best_response``) the best responses."""
+        return {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
 
 
 def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
@@ -122,7 +127,7 @@ def _learn(model: PPO, updates: int, seed: int) -> int:
 
 
 class _Seeded:
-    """A slot's seeds: ``reseed`` sets the next solve's seed; without it, seeds come from a counter."""
+    """A slot's seeds: ``reseed`` sets the next solve's seed; without it, each solve draws one from its own generator."""
 
     def __init__(self, seed: int):
         self._rng = np.random.default_rng(seed)
@@ -197,6 +202,9 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
             _start_from(model, warm_start)
         else:
             _start_from(model, joint.policies[agent])
+        if self.config.br_log_std is not None and mode != "scratch" and hasattr(model.policy, "log_std"):
+            with torch.no_grad():
+                model.policy.log_std.fill_(float(self.config.br_log_std))
         seed = self._next_seed() + self.view.index[agent]
         self._steps += _learn(model, self.config.br_updates, seed)
         return frozen_copy(model.policy)
@@ -252,7 +260,8 @@ class RolloutEvaluator(_Seeded, PolicyEvaluator):
         logs: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_ep)]
         active = [e for e in range(n_ep) if self.envs[e].agents]
         while active:
-            joint = profile.act_batch([obs[e] for e in active], self.config.deterministic, [rngs[e] for e in active])
+            present = [{a: o for a, o in obs[e].items() if a in self.envs[e].agents} for e in active]
+            joint = profile.act_batch(present, self.config.deterministic, [rngs[e] for e in active])
             for e, actions in zip(active, joint):
                 env = self.envs[e]
                 state = self.encoder.state(env, obs[e])
