@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -65,6 +65,14 @@ class IterationLog:
 
 
 Callback = Callable[[IterationLog, "NePPO"], "bool | None"]
+
+
+class Recorder(Protocol):
+    """Where NePPO records its solves (see :class:`sb3_neppo.study.StudyRecorder`): keyed (iteration, direction, sign)."""
+
+    def lookup(self, key: tuple[int, int, int]) -> tuple[float, int] | None: ...
+
+    def record(self, key: tuple[int, int, int], w, objective: float, F, F_se, regret, env_steps: int) -> None: ...
 
 
 class NePPO:
@@ -150,6 +158,8 @@ class NePPO:
         self.last_branch: Branch | None = None  # the current iterate
         self.best: tuple[int, Branch] | None = None  # (iteration, branch) with the lowest L_β, when keep_best
         self._on_solve: Callable[[], None] | None = None  # progress-bar hook while learn() runs
+        self.recorder: Recorder | None = None  # records every solve (sb3_neppo.study.StudyRecorder) when a study drives
+        self._timesteps_offset = 0  # env steps spent before a load, or by solves a recorder already had
 
     # --- construction ---------------------------------------------------------------------------------------------------
 
@@ -240,7 +250,7 @@ class NePPO:
             self._on_solve = lambda: bar.update(min(self.num_timesteps - start_steps, budget) - bar.n)
         try:
             if self.policy is None:
-                self._adopt(self._solve(self.potential.get_flat_params()))
+                self._adopt(self._evaluate((0, 0, 0), self.potential.get_flat_params(), self._solver_seed()))
             done = 0
             while n_iterations is None or done < n_iterations:
                 t = self.num_iterations
@@ -251,15 +261,15 @@ class NePPO:
                 # 2-4. per branch, from the same warm start (and, for sampled solvers, the same seeds for w ± δu_j):
                 # cooperative solve, best responses, F_i, L_β
                 seeds = [self._solver_seed() for _ in directions]
-                loss_plus = [self._solve(wp, seed).objective for wp, seed in zip(w_plus, seeds)]
-                loss_minus = [self._solve(wm, seed).objective for wm, seed in zip(w_minus, seeds)]
+                loss_plus = [self._objective((t, j, 1), wp, seed) for j, (wp, seed) in enumerate(zip(w_plus, seeds))]
+                loss_minus = [self._objective((t, j, -1), wm, seed) for j, (wm, seed) in enumerate(zip(w_minus, seeds))]
                 # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
                 w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
                 self.potential.set_flat_params(w_next)
                 # π^Φ at the new w: what NePPO returns, and the warm start of the next iteration
                 self.num_iterations += 1
                 done += 1
-                self._adopt(self._solve(w_next))
+                self._adopt(self._evaluate((self.num_iterations, 0, 0), w_next, self._solver_seed()))
                 log = self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
                 spent = self.num_timesteps - start_steps
                 bar.update(min(spent, budget) - bar.n if budget is not None else 1)
@@ -277,12 +287,26 @@ class NePPO:
     def _solver_seed(self) -> int:
         return int(self.solver_rng.integers(2**31 - 1))
 
-    def _solve(self, w: np.ndarray, seed: int | None = None) -> Branch:
-        self.solvers.reseed(self._solver_seed() if seed is None else seed)
+    def _evaluate(self, key: tuple[int, int, int], w: np.ndarray, seed: int) -> Branch:
+        """Solve at ``w`` with ``seed``; a recorder, if any, gets the solve as a trial keyed (iteration, direction, sign)."""
+        before = self.num_timesteps
+        self.solvers.reseed(seed)
         branch = self.solve_at(w)
+        if self.recorder is not None and self.recorder.lookup(key) is None:
+            steps = self.num_timesteps - before
+            self.recorder.record(key, w, branch.objective, branch.F.mean, branch.F.se, self.exact_regret(branch), steps)
         if self._on_solve is not None:
             self._on_solve()
         return branch
+
+    def _objective(self, key: tuple[int, int, int], w: np.ndarray, seed: int) -> float:
+        """L_β of a branch: the recorder's stored value if that solve already completed (a resumed run), else solved."""
+        done = self.recorder.lookup(key) if self.recorder is not None else None
+        if done is not None:
+            objective, steps = done
+            self._timesteps_offset += steps  # those env steps were spent, before the restart
+            return objective
+        return self._evaluate(key, w, seed).objective
 
     # --- results --------------------------------------------------------------------------------------------------------
 
@@ -326,7 +350,7 @@ class NePPO:
     @property
     def num_timesteps(self) -> int:
         """Env steps spent so far by every solver (0 with the exact solvers)."""
-        return self.solvers.env_steps
+        return self._timesteps_offset + self.solvers.env_steps
 
     def exact_strategies(self, branch: Branch) -> list[np.ndarray] | None:
         """The mixed strategies of a branch's π^Φ in a normal-form game (None in Markov games).
@@ -445,6 +469,7 @@ class NePPO:
             "wall_time_s": self.wall_time_s,
             "rng_state": self.rng.bit_generator.state,
             "solver_rng_state": self.solver_rng.bit_generator.state,
+            "num_timesteps": self.num_timesteps,
             "best": None if self.best is None else {"iteration": self.best[0], "w": self.best[1].w.tolist()},
         }
         files = {"potential.pt": self.potential.state_dict()}
@@ -503,6 +528,7 @@ class NePPO:
         model.rng.bit_generator.state = data["rng_state"]
         if "solver_rng_state" in data:
             model.solver_rng.bit_generator.state = data["solver_rng_state"]
+        model._timesteps_offset = int(data.get("num_timesteps", 0)) - model.solvers.env_steps
         if "branch" in data:
             saved = data["branch"]
             cooperative = model.solvers.cooperative

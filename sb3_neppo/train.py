@@ -15,18 +15,22 @@ import argparse
 import csv
 import re
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.io import write_json_atomic, write_yaml_atomic
+from sb3_neppo.io import atomic_open, write_json_atomic, write_yaml_atomic
 from sb3_neppo.neppo import IterationLog, NePPO
+from sb3_neppo.study import JOURNAL_NAME, StudyRecorder, open_storage, open_study
 
 ALGOS = ("neppo",)
+CHECKPOINT = "checkpoint.zip"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +57,13 @@ def make_parser() -> argparse.ArgumentParser:
         "the outer iteration that crosses it (sampled solvers only; default: n_iterations from the hyperparameters)",
     )
     parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="Optuna storage of the run's study: sqlite:///f.db, postgresql://user:pw@host/db, or a .journal file "
+        "(default: study.journal in the run folder)",
+    )
+    parser.add_argument("--study-name", default=None, help="study name (default: the run folder's name, e.g. matrix-alpha_3)")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: drawn and recorded)")
     parser.add_argument("-yaml", "--yaml-file", default=None, help="hyperparameter file (default: hyperparams/<algo>.yml)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
@@ -77,9 +88,21 @@ def next_run_folder(log_folder: Path, algo: str, env_id: str) -> Path:
 
 
 class CsvLogger:
-    """Appends one row per outer iteration to ``progress.csv`` (flushed, so a killed run keeps its rows)."""
+    """Appends one row per outer iteration to ``progress.csv`` (flushed, so a killed run keeps its rows).
 
-    def __init__(self, path: Path, agents: list[str], dim: int):
+    :param keep_until: resuming: keep the existing rows up to this iteration (later ones are replayed) and append.
+    """
+
+    def __init__(self, path: Path, agents: list[str], dim: int, keep_until: int | None = None):
+        if keep_until is not None and path.exists():
+            rows = list(csv.reader(path.read_text().splitlines()))
+            if rows:
+                kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= keep_until]
+                with atomic_open(path, "w", newline="") as fh:
+                    csv.writer(fh).writerows(kept)
+                self.file = path.open("a", newline="")
+                self.writer = csv.writer(self.file)
+                return
         self.file = path.open("w", newline="")
         self.writer = csv.writer(self.file)
         self.writer.writerow(
@@ -128,9 +151,24 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def find_unfinished_run(log_folder: Path, algo: str, env_id: str, command: str) -> Path | None:
+    """The newest run folder started by exactly ``command`` that has no ``summary.json`` yet (a killed run)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", env_id)
+    candidates = []
+    for folder in (log_folder / algo).glob(f"{safe}_*"):
+        match = re.fullmatch(rf"{re.escape(safe)}_(\d+)", folder.name)
+        command_file = folder / "command.txt"
+        if match and command_file.exists() and not (folder / "summary.json").exists():
+            if command_file.read_text().strip() == command:
+                candidates.append((int(match.group(1)), folder))
+    return max(candidates)[1] if candidates else None
+
+
 def run(argv: list[str]) -> Path:
-    """Parse ``argv``, train, write the run folder and return its path."""
+    """Parse ``argv``, train (resuming the run this same command left unfinished), write the run folder, return it."""
     args = make_parser().parse_args(argv)
+    if args.n_timesteps is not None and args.n_timesteps < 1:
+        raise ConfigError(f"-n must be an env-step budget >= 1 (got {args.n_timesteps})")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
@@ -140,23 +178,55 @@ def run(argv: list[str]) -> Path:
         hyperparams.pop("potential_kwargs", None)  # the file's kwargs belong to the potential being replaced
     hyperparams = merge_hyperparams(hyperparams, overrides)
     config = NePPOConfig.from_dict(hyperparams)
-    model = NePPO(args.env, env_kwargs=env_kwargs, seed=args.seed, verbose=args.verbose, **config.model_kwargs())
+    command = shlex.join(["python", "-m", "sb3_neppo.train", *argv])
 
-    folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
-    write_yaml_atomic(folder / "config.yml", config.to_dict())
-    write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs, "seed": model.seed})
-    (folder / "command.txt").write_text(shlex.join(["python", "-m", "sb3_neppo.train", *argv]) + "\n")
-    logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim)
+    folder = find_unfinished_run(Path(args.log_folder), args.algo, args.env, command)
+    resuming = folder is not None
+    seed = args.seed
+    if resuming and seed is None:
+        seed = yaml.safe_load((folder / "args.yml").read_text())["seed"]  # the seed the first attempt drew
+    if resuming and (folder / CHECKPOINT).exists():
+        model = NePPO.load(folder / CHECKPOINT)
+    else:
+        model = NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
+    model.verbose = args.verbose
+    settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": model.seed, "config": config.to_dict()}
+    if not resuming:
+        folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
+    try:
+        study = open_study(open_storage(args.storage, folder), args.study_name or folder.name, settings)
+    except ConfigError:
+        if not resuming:
+            shutil.rmtree(folder)  # nothing of this attempt is kept
+        raise
+    model.recorder = StudyRecorder(study)
+    if not resuming:
+        write_yaml_atomic(folder / "config.yml", config.to_dict())
+        write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs, "seed": model.seed})
+        (folder / "command.txt").write_text(command + "\n")
+    else:
+        print(f"Resuming {folder} at iteration {model.num_iterations} (study '{study.study_name}')")
+
+    logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim, keep_until=model.num_iterations)
+
+    def checkpoint(log: IterationLog, m: NePPO) -> None:
+        m.save(folder / CHECKPOINT)  # atomic: a kill leaves the previous checkpoint or this one
+
     try:
         if args.n_timesteps is not None:
-            model.learn(total_timesteps=args.n_timesteps, callback=logger, progress_bar=args.progress)
-        else:
-            model.learn(config.n_iterations, callback=logger, progress_bar=args.progress)
+            if model.num_timesteps < args.n_timesteps or model.policy is None:
+                budget = max(args.n_timesteps - model.num_timesteps, 1)
+                model.learn(total_timesteps=budget, callback=[logger, checkpoint], progress_bar=args.progress)
+        elif model.num_iterations < config.n_iterations:
+            remaining = config.n_iterations - model.num_iterations
+            model.learn(remaining, callback=[logger, checkpoint], progress_bar=args.progress)
     finally:
         logger.close()
-        model.save(folder / "model.zip")
+    model.save(folder / "model.zip")
     summary = model.summary()
+    summary["study"] = {"name": study.study_name, "storage": args.storage or str(folder / JOURNAL_NAME)}
     write_json_atomic(folder / "summary.json", summary)
+    (folder / CHECKPOINT).unlink(missing_ok=True)  # model.zip is the final model; summary.json marks the run finished
     print(format_summary(summary))
     print(f"Saved to {folder}")
     return folder

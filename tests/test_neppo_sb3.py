@@ -110,7 +110,7 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
     for args, message in [
         (["--env", "json.decoder"], "module 'json.decoder' has no parallel_env() factory"),
         (["--env", "mpe2.simple_tag_v3", "-params", "solver_kwargs:{n_env: 2}"], "unknown solver_kwargs key n_env;"),
-        (["--env", "mpe2.simple_tag_v3", "-n", "0"], "total_timesteps must be an integer >= 1"),
+        (["--env", "mpe2.simple_tag_v3", "-n", "0"], "-n must be an env-step budget >= 1"),
     ]:
         assert main([*args, "-f", str(tmp_path)]) == 2
         err = capsys.readouterr().err

@@ -1,0 +1,98 @@
+"""The outer loop as an Optuna study: trials per solve, resume after SIGKILL, bad storage and settings."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sb3_neppo.study import JOURNAL_NAME, open_storage
+from sb3_neppo.train import main
+
+ITERATIONS, DIRECTIONS = 60, 10
+ARGS = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "--seed", "3", "-params", f"n_iterations:{ITERATIONS}"]
+
+
+def _train(log_folder: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sb3_neppo.train", *ARGS, "-f", str(log_folder)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder))
+    return study.get_trials(deepcopy=False)
+
+
+def test_a_killed_run_resumes_with_every_completed_trial_exactly_once(tmp_path):
+    reference = _train(tmp_path / "reference")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    proc = _train(tmp_path / "killed")
+    folder = tmp_path / "killed" / "neppo" / "matrix-alpha_1"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # kill it for real, mid-run, once a dozen iterations have been written
+        progress = folder / "progress.csv"
+        if progress.exists() and len(progress.read_text().splitlines()) > 12:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (folder / "summary.json").exists()
+    killed_complete = [t for t in _trials(folder) if t.state == TrialState.COMPLETE]
+    assert 0 < len(killed_complete) < 1 + ITERATIONS * (2 * DIRECTIONS + 1)
+
+    resumed = _train(tmp_path / "killed")  # the same command again
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "Resuming" in out
+    trials = _trials(folder)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    keys = [(t.user_attrs["iteration"], t.user_attrs["direction"], t.user_attrs["sign"]) for t in complete]
+    assert len(keys) == len(set(keys)) == 1 + ITERATIONS * (2 * DIRECTIONS + 1)  # every solve once, none twice
+    assert all(t.number in {c.number for c in complete} for t in killed_complete)  # nothing completed was lost
+    assert all(t.state in (TrialState.COMPLETE, TrialState.FAIL) for t in trials)  # at most the in-flight one redone
+    summary = json.loads((folder / "summary.json").read_text())
+    expected = json.loads((tmp_path / "reference" / "neppo" / "matrix-alpha_1" / "summary.json").read_text())
+    assert summary["iterations"] == expected["iterations"] == ITERATIONS
+    np.testing.assert_array_equal(summary["potential"]["params"], expected["potential"]["params"])  # same numbers
+    rows = (folder / "progress.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, ITERATIONS + 1))  # no row lost or repeated
+    assert not (folder / "checkpoint.zip").exists() and (folder / JOURNAL_NAME).exists()
+
+
+def test_trials_store_w_f_and_regret_and_study_settings_are_checked(tmp_path, capsys):
+    args = ["--env", "matrix-alpha", "--seed", "0", "-params", "n_iterations:2", "n_directions:1", "-f", str(tmp_path)]
+    storage = f"sqlite:///{tmp_path / 'runs.db'}"
+    assert main([*args, "--storage", storage, "--study-name", "shared"]) == 0
+    study = optuna.load_study(study_name="shared", storage=storage)
+    trials = study.get_trials()
+    assert len(trials) == 1 + 2 * 3
+    centre = [t for t in trials if t.user_attrs["sign"] == 0][-1]
+    assert centre.value == pytest.approx(max(centre.user_attrs["F"]), abs=1e-3)  # L_beta ~ max F at beta = 1e4
+    assert len(centre.user_attrs["w"]) == 2 and len(centre.user_attrs["regret"]) == 2
+    # the same study name with other settings: one line, and nothing written
+    assert main([*args, "--storage", storage, "--study-name", "shared", "-params", "delta:0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "study 'shared' was created with other settings (config differ)" in err and err.count("\n") == 1
+    assert len(optuna.load_study(study_name="shared", storage=storage).get_trials()) == 7
+    assert len(list((tmp_path / "neppo").iterdir())) == 1  # the refused attempt left no run folder
+
+
+@pytest.mark.parametrize(
+    "storage, message",
+    [
+        ("not-a-url", "cannot open Optuna storage 'not-a-url'"),
+        ("postgresql://nobody@127.0.0.1:1/none", "cannot open Optuna storage 'postgresql://nobody@127.0.0.1:1/none'"),
+    ],
+)
+def test_bad_storage_is_one_clear_line(tmp_path, capsys, storage, message):
+    assert main(["--env", "matrix-alpha", "--storage", storage, "-f", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "neppo").exists() or not any((tmp_path / "neppo").iterdir())
