@@ -29,6 +29,7 @@ setup(
     ],
     extras_require={
         "tests": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6"],
+        "dashboard": ["optuna-dashboard>=0.21,<1"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
