@@ -35,6 +35,7 @@ from sb3_neppo.potentials import POTENTIALS, Potential, build_potential, potenti
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers, estimate_f
 from sb3_neppo.solvers.exact import exact_solvers
 from sb3_neppo.solvers.sb3 import PPOCooperativeSolver, sb3_solvers
+from sb3_neppo.workers import BranchPool
 from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions
 
 
@@ -91,6 +92,8 @@ class NePPO:
     :param env_kwargs: arguments of the env when ``env`` is an id.
     :param seed: seed of everything random in the run (drawn and recorded when None).
     :param verbose: 0 silent, 1 one line per iteration.
+    :param n_workers: processes that solve the branches of an iteration side by side (1: in this process). The numbers
+        are the same for any number of workers.
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class NePPO:
         env_kwargs: dict | None = None,
         seed: int | None = None,
         verbose: int = 0,
+        n_workers: int = 1,
     ):
         self.env_id, self.env_kwargs, self.env = _resolve_env(env, env_kwargs)
         self.agents: list[str] = list(self.env.possible_agents)
@@ -158,6 +162,12 @@ class NePPO:
         self.last_branch: Branch | None = None  # the current iterate
         self.best: tuple[int, Branch] | None = None  # (iteration, branch) with the lowest L_β, when keep_best
         self._on_solve: Callable[[], None] | None = None  # progress-bar hook while learn() runs
+        self.n_workers = int(n_workers)
+        if self.n_workers < 1:
+            raise ConfigError(f"n_workers must be >= 1 (got {n_workers})")
+        if self.n_workers > 1 and (not isinstance(solver, str) or self.env_id is None):
+            raise ConfigError("n_workers > 1 needs an env id and a named solver (workers rebuild the model from them)")
+        self._pool: BranchPool | None = None  # started by learn() when n_workers > 1
         self.recorder: Recorder | None = None  # records every solve (sb3_neppo.study.StudyRecorder) when a study drives
         self._timesteps_offset = 0  # env steps spent before a load, or by solves a recorder already had
 
@@ -261,8 +271,10 @@ class NePPO:
                 # 2-4. per branch, from the same warm start (and, for sampled solvers, the same seeds for w ± δu_j):
                 # cooperative solve, best responses, F_i, L_β
                 seeds = [self._solver_seed() for _ in directions]
-                loss_plus = [self._objective((t, j, 1), wp, seed) for j, (wp, seed) in enumerate(zip(w_plus, seeds))]
-                loss_minus = [self._objective((t, j, -1), wm, seed) for j, (wm, seed) in enumerate(zip(w_minus, seeds))]
+                m = len(directions)
+                keys = [(t, j, 1) for j in range(m)] + [(t, j, -1) for j in range(m)]
+                losses = self._objectives(keys, [*w_plus, *w_minus], seeds + seeds)
+                loss_plus, loss_minus = losses[:m], losses[m:]
                 # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
                 w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
                 self.potential.set_flat_params(w_next)
@@ -278,11 +290,20 @@ class NePPO:
                     tqdm.write(self._format(log))
                 if any(cb(log, self) is False for cb in callbacks) or (budget is not None and spent >= budget):
                     break
+        except BaseException:
+            self.close()  # a worker may be mid-solve: stop them all
+            raise
         finally:
             self._on_solve = None
             bar.close()
             self.wall_time_s += time.perf_counter() - start
         return self
+
+    def close(self) -> None:
+        """Stop the worker processes (``n_workers > 1``); a later ``learn`` starts new ones."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def _solver_seed(self) -> int:
         return int(self.solver_rng.integers(2**31 - 1))
@@ -299,14 +320,56 @@ class NePPO:
             self._on_solve()
         return branch
 
-    def _objective(self, key: tuple[int, int, int], w: np.ndarray, seed: int) -> float:
-        """L_β of a branch: the recorder's stored value if that solve already completed (a resumed run), else solved."""
-        done = self.recorder.lookup(key) if self.recorder is not None else None
-        if done is not None:
-            objective, steps = done
-            self._timesteps_offset += steps  # those env steps were spent, before the restart
-            return objective
-        return self._evaluate(key, w, seed).objective
+    def _objectives(self, keys: list[tuple[int, int, int]], ws: list[np.ndarray], seeds: list[int]) -> list[float]:
+        """L_β of branches: a recorder's stored value where that solve already completed (a resumed run), else solved
+        here or, with ``n_workers > 1``, in the worker processes."""
+        out: list[float | None] = [None] * len(keys)
+        pending = []
+        for k, key in enumerate(keys):
+            done = self.recorder.lookup(key) if self.recorder is not None else None
+            if done is not None:
+                out[k] = done[0]
+                self._timesteps_offset += done[1]  # those env steps were spent, before the restart
+            else:
+                pending.append(k)
+        if self.n_workers > 1 and len(pending) > 1:
+            if self._pool is None:
+                self._pool = BranchPool(self._worker_spec(), self.n_workers)
+            results = self._pool.solve([(ws[k], seeds[k]) for k in pending], self.warm_state())
+            for k, r in zip(pending, results):
+                self._timesteps_offset += r.env_steps
+                if self.recorder is not None:
+                    self.recorder.record(keys[k], ws[k], r.objective, r.F, r.F_se, r.regret, r.env_steps)
+                if self._on_solve is not None:
+                    self._on_solve()
+                out[k] = r.objective
+        else:
+            for k in pending:
+                out[k] = self._evaluate(keys[k], ws[k], seeds[k]).objective
+        return out
+
+    def _worker_spec(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this model in a worker process."""
+        kwargs = self.config.model_kwargs()
+        kwargs.update(potential=copy.deepcopy(self.potential), env_kwargs=self.env_kwargs, seed=self.seed)
+        return {"env": self.env_id, **kwargs}
+
+    def warm_state(self) -> tuple:
+        """π^Φ and the best responses in a form another process can load (:meth:`set_warm_state`)."""
+        if self.policy is None or self.solvers.exact:
+            return self.policy, self.best_responses
+        shared = next(iter(self.policy.policies.values())).state_dict()
+        return shared, {a: p.state_dict() for a, p in self.best_responses.items()}
+
+    def set_warm_state(self, state: tuple) -> None:
+        """Adopt π^Φ and best responses from :meth:`warm_state` as the warm start of the next solves."""
+        policy, best_responses = state
+        if policy is None or self.solvers.exact:
+            self.policy, self.best_responses = policy, dict(best_responses)
+            return
+        cooperative = self.solvers.cooperative
+        self.policy = cooperative.profile_from_state(policy)
+        self.best_responses = {a: cooperative.profile_from_state(sd).policies[a] for a, sd in best_responses.items()}
 
     # --- results --------------------------------------------------------------------------------------------------------
 
@@ -531,11 +594,10 @@ class NePPO:
         model._timesteps_offset = int(data.get("num_timesteps", 0)) - model.solvers.env_steps
         if "branch" in data:
             saved = data["branch"]
-            cooperative = model.solvers.cooperative
-            profile = cooperative.profile_from_state(tensors["policy.pt"])
-            brs = {a: cooperative.profile_from_state(sd).policies[a] for a, sd in tensors["best_responses.pt"].items()}
+            model.set_warm_state((tensors["policy.pt"], tensors["best_responses.pt"]))
             F = FEstimate(np.array(saved["F"]), np.array(saved["F_se"]))
-            model._adopt(Branch(np.array(saved["w"]), profile, brs, F, log_sum_exp(F.mean, model.config.beta)))
+            objective = log_sum_exp(F.mean, model.config.beta)
+            model._adopt(Branch(np.array(saved["w"]), model.policy, model.best_responses, F, objective))
             return model
         if data.get("best"):
             model.best = (data["best"]["iteration"], model.solve_at(np.array(data["best"]["w"])))

@@ -68,6 +68,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("-yaml", "--yaml-file", default=None, help="hyperparameter file (default: hyperparams/<algo>.yml)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument(
+        "--n-workers", type=int, default=1, help="processes solving the branches of an iteration side by side (default 1)"
+    )
+    parser.add_argument(
         "--num-threads",
         type=int,
         default=1,
@@ -171,6 +174,8 @@ def run(argv: list[str]) -> Path:
         raise ConfigError(f"-n must be an env-step budget >= 1 (got {args.n_timesteps})")
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
+    if args.n_workers < 1:
+        raise ConfigError(f"--n-workers must be >= 1 (got {args.n_workers})")
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
     hyperparams = load_hyperparams(args.env, args.yaml_file, args.algo)
     overrides = parse_key_values(args.hyperparams, "-params")
@@ -189,7 +194,7 @@ def run(argv: list[str]) -> Path:
         model = NePPO.load(folder / CHECKPOINT)
     else:
         model = NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
-    model.verbose = args.verbose
+    model.verbose, model.n_workers = args.verbose, args.n_workers
     settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": model.seed, "config": config.to_dict()}
     if not resuming:
         folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
