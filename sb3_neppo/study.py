@@ -63,7 +63,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def open_study(storage: BaseStorage, study_name: str, settings: Mapping[str, Any]) -> optuna.Study:
+def open_study(
+    storage: BaseStorage,
+    study_name: str,
+    settings: Mapping[str, Any],
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
     """Create the study, or load it if it exists with the same ``settings`` (else a one-line error, nothing written)."""
     settings = _plain(settings)
     try:
@@ -78,8 +84,8 @@ def open_study(storage: BaseStorage, study_name: str, settings: Mapping[str, Any
                 f"study '{study_name}' was created with other settings ({', '.join(diffs)} differ); use the same command "
                 "to resume it, or another --study-name"
             )
-        return optuna.load_study(study_name=study_name, storage=storage)
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize")
+        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize", sampler=sampler, pruner=pruner)
     study.set_user_attr("settings", settings)
     return study
 

@@ -20,11 +20,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import optuna
 import torch
 import yaml
+from optuna.trial import TrialState
 
 from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.hpo import PRUNERS, SAMPLERS, make_pruner, make_sampler, objective_fn, write_report
 from sb3_neppo.io import atomic_open, write_json_atomic, write_yaml_atomic
 from sb3_neppo.neppo import IterationLog, NePPO
 from sb3_neppo.study import JOURNAL_NAME, StudyRecorder, open_storage, open_study
@@ -67,6 +70,12 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: drawn and recorded)")
     parser.add_argument("-yaml", "--yaml-file", default=None, help="hyperparameter file (default: hyperparams/<algo>.yml)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    hpo = parser.add_argument_group("hyperparameter optimisation (Optuna)")
+    hpo.add_argument("-optimize", "--optimize-hyperparameters", action="store_true", help="run a hyperparameter study")
+    hpo.add_argument("--n-trials", type=int, default=20, help="trials of the study (default 20)")
+    hpo.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler (default tpe)")
+    hpo.add_argument("--pruner", default="median", choices=PRUNERS, help="Optuna pruner (default median)")
+    hpo.add_argument("--n-seeds", type=int, default=3, help="seeds each trial is trained on; its value is the mean")
     parser.add_argument(
         "--n-workers", type=int, default=1, help="processes solving the branches of an iteration side by side (default 1)"
     )
@@ -186,6 +195,8 @@ def run(argv: list[str]) -> Path:
     command = shlex.join(["python", "-m", "sb3_neppo.train", *argv])
 
     folder = find_unfinished_run(Path(args.log_folder), args.algo, args.env, command)
+    if args.optimize_hyperparameters:
+        return optimize(args, env_kwargs, hyperparams, command, folder)
     resuming = folder is not None
     seed = args.seed
     if resuming and seed is None:
@@ -234,6 +245,59 @@ def run(argv: list[str]) -> Path:
     (folder / CHECKPOINT).unlink(missing_ok=True)  # model.zip is the final model; summary.json marks the run finished
     print(format_summary(summary))
     print(f"Saved to {folder}")
+    return folder
+
+
+def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str, folder: Path | None) -> Path:
+    """``-optimize``: a hyperparameter study (see :mod:`sb3_neppo.hpo`), resumable like a training run."""
+    if args.n_trials < 1 or args.n_seeds < 1:
+        raise ConfigError("--n-trials and --n-seeds must be >= 1")
+    resuming = folder is not None
+    probe = NePPO(args.env, env_kwargs=env_kwargs, seed=0, **NePPOConfig.from_dict(hyperparams).model_kwargs())
+    sampled_solver = not probe.solvers.exact
+    settings = {"optimize": True, "env": args.env, "env_kwargs": env_kwargs, "hyperparams": hyperparams}
+    settings.update(n_seeds=args.n_seeds, n_timesteps=args.n_timesteps, sampler=args.sampler, pruner=args.pruner)
+    if not resuming:
+        folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
+    try:
+        storage = open_storage(args.storage, folder)
+        study = open_study(
+            storage, args.study_name or folder.name, settings, make_sampler(args.sampler, args.seed), make_pruner(args.pruner)
+        )
+    except ConfigError:
+        if not resuming:
+            shutil.rmtree(folder)
+        raise
+    if not resuming:
+        write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs})
+        (folder / "command.txt").write_text(command + "\n")
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)  # left by a killed process: redone
+    finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+    def build(config: NePPOConfig, seed: int) -> NePPO:
+        return NePPO(args.env, env_kwargs=env_kwargs, seed=seed, n_workers=args.n_workers, **config.model_kwargs())
+
+    def train(model: NePPO, config: NePPOConfig) -> None:
+        if args.n_timesteps is not None:
+            model.learn(total_timesteps=args.n_timesteps)
+        else:
+            model.learn(config.n_iterations)
+        model.close()
+
+    if finished < args.n_trials:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        objective = objective_fn(hyperparams, build, train, args.n_seeds, sampled_solver)
+        study.optimize(objective, n_trials=args.n_trials - finished, show_progress_bar=args.progress)
+    report = write_report(study, hyperparams, folder, sampled_solver)
+    best = study.best_trial
+    summary = {"algo": args.algo, "optimize": True, "env": args.env, "env_kwargs": env_kwargs, "n_seeds": args.n_seeds}
+    summary.update(report, score=best.user_attrs.get("score"), best_params=best.params)
+    summary["study"] = {"name": study.study_name, "storage": args.storage or str(folder / JOURNAL_NAME)}
+    write_json_atomic(folder / "summary.json", summary)
+    print(f"best trial {best.number}: mean final {summary['score']} over {args.n_seeds} seeds = {best.value:.6f}")
+    print(f"  {best.params}")
+    print(f"{report['complete']} complete, {report['pruned']} pruned; best settings: {folder / 'best_hyperparams.yml'}")
     return folder
 
 

@@ -1,0 +1,46 @@
+"""Hyperparameter studies on the command line: trials, pruning, the report, and a best value that reproduces."""
+
+import csv
+import json
+
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from sb3_neppo import NePPO
+from sb3_neppo.config import NePPOConfig
+from sb3_neppo.study import open_storage
+from sb3_neppo.train import main
+
+
+def test_optimize_finds_settings_whose_value_reproduces(tmp_path, capsys):
+    args = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "-optimize", "--n-trials", "8", "--n-seeds", "2"]
+    args += ["--sampler", "random", "--pruner", "median", "--seed", "0", "-params", "n_iterations:30", "-f", str(tmp_path)]
+    assert main(args) == 0
+    folder = tmp_path / "neppo" / "matrix-alpha_1"
+    summary = json.loads((folder / "summary.json").read_text())
+    study = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder))
+    states = [t.state for t in study.trials]
+    assert len(states) == 8 and set(states) <= {TrialState.COMPLETE, TrialState.PRUNED}
+    assert summary["complete"] + summary["pruned"] == 8 and summary["score"] == "max regret"
+    values = [t.value for t in study.trials if t.state == TrialState.COMPLETE]
+    assert summary["best_value"] == min(values) and len(set(np.round(values, 9))) > 1  # the settings do matter
+    # the written best settings are a complete config; training with them on the same seeds gives the best value
+    config = NePPOConfig.from_dict(yaml.safe_load((folder / "best_hyperparams.yml").read_text()))
+    regrets = []
+    for seed in range(2):
+        model = NePPO("matrix-alpha", env_kwargs={"alpha": 0.4}, seed=seed, **config.model_kwargs())
+        regrets.append(model.learn(config.n_iterations).regret().max())
+    assert np.mean(regrets) == summary["best_value"]
+    with (folder / "trials.csv").open() as fh:
+        assert len(list(csv.reader(fh))) == 1 + 8
+    assert (folder / "optimization_history.png").stat().st_size > 0 and (folder / "slice.png").stat().st_size > 0
+    assert "best trial" in capsys.readouterr().out
+
+
+def test_optimize_bad_input(tmp_path, capsys):
+    assert main(["-optimize", "--n-trials", "0", "-f", str(tmp_path)]) == 2
+    assert "--n-trials and --n-seeds must be >= 1" in capsys.readouterr().err
+    assert main(["-optimize", "--sampler", "cmaes", "-f", str(tmp_path)]) == 2
+    assert "invalid choice: 'cmaes'" in capsys.readouterr().err
