@@ -59,6 +59,10 @@ def make_parser() -> argparse.ArgumentParser:
         help="env-step budget, everything counted (cooperative solves, best responses, evaluation rollouts); stops after "
         "the outer iteration that crosses it (sampled solvers only; default: n_iterations from the hyperparameters)",
     )
+    parser.add_argument("-i", "--trained-agent", default=None, help="continue training a saved model.zip (in a new run)")
+    parser.add_argument(
+        "--save-freq", type=int, default=-1, help="also save model_<iteration>.zip every N outer iterations (default: off)"
+    )
     parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
     parser.add_argument(
         "--storage",
@@ -203,9 +207,20 @@ def run(argv: list[str]) -> Path:
         seed = yaml.safe_load((folder / "args.yml").read_text())["seed"]  # the seed the first attempt drew
     if resuming and (folder / CHECKPOINT).exists():
         model = NePPO.load(folder / CHECKPOINT)
+    elif args.trained_agent is not None:
+        if not Path(args.trained_agent).is_file():
+            raise ConfigError(f"-i {args.trained_agent}: no such model file (give a run's model.zip)")
+        model = NePPO.load(args.trained_agent)
+        if model.env_id != args.env:
+            trained = model.env_id
+            raise ConfigError(f"-i {args.trained_agent} was trained on {trained}, not {args.env}; pass --env {trained}")
     else:
         model = NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
     model.verbose, model.n_workers = args.verbose, args.n_workers
+    if resuming:  # the iteration this run started from (> 0 when it continued a saved model with -i)
+        start_iteration = yaml.safe_load((folder / "args.yml").read_text()).get("start_iteration", 0)
+    else:
+        start_iteration = model.num_iterations
     settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": model.seed, "config": config.to_dict()}
     if not resuming:
         folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
@@ -218,7 +233,8 @@ def run(argv: list[str]) -> Path:
     model.recorder = StudyRecorder(study)
     if not resuming:
         write_yaml_atomic(folder / "config.yml", config.to_dict())
-        write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs, "seed": model.seed})
+        extra = {"env_kwargs": env_kwargs, "seed": model.seed, "start_iteration": start_iteration}
+        write_yaml_atomic(folder / "args.yml", {**vars(args), **extra})
         (folder / "command.txt").write_text(command + "\n")
     else:
         print(f"Resuming {folder} at iteration {model.num_iterations} (study '{study.study_name}')")
@@ -227,14 +243,16 @@ def run(argv: list[str]) -> Path:
 
     def checkpoint(log: IterationLog, m: NePPO) -> None:
         m.save(folder / CHECKPOINT)  # atomic: a kill leaves the previous checkpoint or this one
+        if args.save_freq > 0 and log.iteration % args.save_freq == 0:
+            m.save(folder / f"model_{log.iteration}.zip")
 
     try:
         if args.n_timesteps is not None:
             if model.num_timesteps < args.n_timesteps or model.policy is None:
                 budget = max(args.n_timesteps - model.num_timesteps, 1)
                 model.learn(total_timesteps=budget, callback=[logger, checkpoint], progress_bar=args.progress)
-        elif model.num_iterations < config.n_iterations:
-            remaining = config.n_iterations - model.num_iterations
+        elif model.num_iterations < start_iteration + config.n_iterations:
+            remaining = start_iteration + config.n_iterations - model.num_iterations
             model.learn(remaining, callback=[logger, checkpoint], progress_bar=args.progress)
     finally:
         logger.close()

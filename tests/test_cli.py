@@ -155,3 +155,17 @@ def test_module_entry_point_prints_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: alpha must lie in [0, 1], got 2.0; e.g. --env-kwargs alpha:0.4"
+
+
+def test_continue_a_saved_run_with_i_and_save_freq(tmp_path):
+    base = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "--seed", "2", "-f", str(tmp_path)]
+    assert main([*base, "-params", "n_iterations:10"]) == 0
+    first = tmp_path / "neppo" / "matrix-alpha_1"
+    assert main([*base, "-params", "n_iterations:5", "-i", str(first / "model.zip"), "--save-freq", "5"]) == 0
+    second = tmp_path / "neppo" / "matrix-alpha_2"
+    assert main([*base, "-params", "n_iterations:15", "-f", str(tmp_path / "long")]) == 0
+    continued = json.loads((second / "summary.json").read_text())
+    straight = json.loads((tmp_path / "long" / "neppo" / "matrix-alpha_1" / "summary.json").read_text())
+    assert continued["iterations"] == 15 and (second / "model_15.zip").exists()
+    assert continued["potential"]["params"] == straight["potential"]["params"]  # 10 + 5 iterations = 15 in one go
+    assert main([*base, "-i", str(tmp_path / "missing.zip")]) == 2
