@@ -217,10 +217,11 @@ def run(argv: list[str]) -> Path:
     else:
         model = NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
     model.verbose, model.n_workers = args.verbose, args.n_workers
-    if resuming:  # the iteration this run started from (> 0 when it continued a saved model with -i)
-        start_iteration = yaml.safe_load((folder / "args.yml").read_text()).get("start_iteration", 0)
+    if resuming:  # where this run started (> 0 when it continued a saved model with -i)
+        first = yaml.safe_load((folder / "args.yml").read_text())
+        start_iteration, start_timesteps = first.get("start_iteration", 0), first.get("start_timesteps", 0)
     else:
-        start_iteration = model.num_iterations
+        start_iteration, start_timesteps = model.num_iterations, model.num_timesteps
     settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": model.seed, "config": config.to_dict()}
     if not resuming:
         folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
@@ -234,6 +235,7 @@ def run(argv: list[str]) -> Path:
     if not resuming:
         write_yaml_atomic(folder / "config.yml", config.to_dict())
         extra = {"env_kwargs": env_kwargs, "seed": model.seed, "start_iteration": start_iteration}
+        extra["start_timesteps"] = start_timesteps
         write_yaml_atomic(folder / "args.yml", {**vars(args), **extra})
         (folder / "command.txt").write_text(command + "\n")
     else:
@@ -248,8 +250,9 @@ def run(argv: list[str]) -> Path:
 
     try:
         if args.n_timesteps is not None:
-            if model.num_timesteps < args.n_timesteps or model.policy is None:
-                budget = max(args.n_timesteps - model.num_timesteps, 1)
+            spent = model.num_timesteps - start_timesteps
+            if spent < args.n_timesteps or model.policy is None:
+                budget = max(args.n_timesteps - spent, 1)
                 model.learn(total_timesteps=budget, callback=[logger, checkpoint], progress_bar=args.progress)
         elif model.num_iterations < start_iteration + config.n_iterations:
             remaining = start_iteration + config.n_iterations - model.num_iterations
