@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +21,26 @@ ITERATIONS, DIRECTIONS = 60, 10
 ARGS = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "--seed", "3", "-params", f"n_iterations:{ITERATIONS}"]
 
 
-def _train(log_folder: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "sb3_neppo.train", *ARGS, "-f", str(log_folder)]
+def _train(log_folder: Path, storage: list[str]) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "sb3_neppo.train", *ARGS, *storage, "-f", str(log_folder)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
-    study = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder))
-    return study.get_trials(deepcopy=False)
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_a_killed_run_resumes_with_every_completed_trial_exactly_once(tmp_path, request, backend):
+    if backend == "journal":  # the embedded default: study.journal in the run folder
+        storage, name, url = [], None, None
+    else:  # a real PostgreSQL server; a fresh study name per test run (the database outlives it)
+        url, name = request.getfixturevalue("postgres_url"), f"killed-{uuid.uuid4().hex[:12]}"
+        storage = ["--storage", url, "--study-name", name]
 
+    def _trials(folder: Path) -> list[optuna.trial.FrozenTrial]:
+        where = open_storage(url, folder)
+        return optuna.load_study(study_name=name or folder.name, storage=where).get_trials(deepcopy=False)
 
-def test_a_killed_run_resumes_with_every_completed_trial_exactly_once(tmp_path):
-    reference = _train(tmp_path / "reference")
+    reference = _train(tmp_path / "reference", [])  # uninterrupted, on the default storage: the numbers do not depend on it
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
-    proc = _train(tmp_path / "killed")
+    proc = _train(tmp_path / "killed", storage)
     folder = tmp_path / "killed" / "neppo" / "matrix-alpha_1"
     deadline = time.time() + 120
     while time.time() < deadline:  # kill it for real, mid-run, once a dozen iterations have been written
@@ -47,7 +54,7 @@ def test_a_killed_run_resumes_with_every_completed_trial_exactly_once(tmp_path):
     killed_complete = [t for t in _trials(folder) if t.state == TrialState.COMPLETE]
     assert 0 < len(killed_complete) < 1 + ITERATIONS * (2 * DIRECTIONS + 1)
 
-    resumed = _train(tmp_path / "killed")  # the same command again
+    resumed = _train(tmp_path / "killed", storage)  # the same command again
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
     assert "Resuming" in out
@@ -63,7 +70,7 @@ def test_a_killed_run_resumes_with_every_completed_trial_exactly_once(tmp_path):
     np.testing.assert_array_equal(summary["potential"]["params"], expected["potential"]["params"])  # same numbers
     rows = (folder / "progress.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in rows] == list(range(1, ITERATIONS + 1))  # no row lost or repeated
-    assert not (folder / "checkpoint.zip").exists() and (folder / JOURNAL_NAME).exists()
+    assert not (folder / "checkpoint.zip").exists() and (folder / JOURNAL_NAME).exists() == (url is None)
 
 
 def test_trials_store_w_f_and_regret_and_study_settings_are_checked(tmp_path, capsys):
