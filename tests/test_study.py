@@ -103,3 +103,16 @@ def test_bad_storage_is_one_clear_line(tmp_path, capsys, storage, message):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "neppo").exists() or not any((tmp_path / "neppo").iterdir())
+
+
+def test_two_workers_on_a_postgresql_study_match_one_worker_on_the_journal(tmp_path, postgres_url):
+    args = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.6", "--seed", "5", "-params", "n_iterations:3", "n_directions:2"]
+    name = f"workers-{uuid.uuid4().hex[:12]}"
+    assert main([*args, "--n-workers", "2", "--storage", postgres_url, "--study-name", name, "-f", str(tmp_path / "pg")]) == 0
+    assert main([*args, "-f", str(tmp_path / "journal")]) == 0
+    trials = optuna.load_study(study_name=name, storage=postgres_url).get_trials()
+    keys = {(t.user_attrs["iteration"], t.user_attrs["direction"], t.user_attrs["sign"]) for t in trials}
+    assert len(trials) == len(keys) == 1 + 3 * (2 * 2 + 1)
+    summaries = [tmp_path / d / "neppo" / "matrix-alpha_1" / "summary.json" for d in ("pg", "journal")]
+    pg, journal = (json.loads(path.read_text()) for path in summaries)
+    assert pg["potential"]["params"] == journal["potential"]["params"] and pg["study"]["name"] == name
