@@ -10,6 +10,14 @@ from sb3_neppo.solvers.base import (
     estimate_f,
 )
 from sb3_neppo.solvers.exact import ExactBestResponseSolver, ExactCooperativeSolver, ExactEvaluator, exact_solvers
+from sb3_neppo.solvers.sb3 import (
+    PPOBestResponseSolver,
+    PPOCooperativeSolver,
+    RolloutEvaluator,
+    Rollouts,
+    SB3SolverConfig,
+    sb3_solvers,
+)
 
 __all__ = [
     "BestResponseSolver",
@@ -19,8 +27,14 @@ __all__ = [
     "ExactCooperativeSolver",
     "ExactEvaluator",
     "FEstimate",
+    "PPOBestResponseSolver",
+    "PPOCooperativeSolver",
     "PolicyEvaluator",
+    "RolloutEvaluator",
+    "Rollouts",
+    "SB3SolverConfig",
     "Solvers",
     "estimate_f",
     "exact_solvers",
+    "sb3_solvers",
 ]
