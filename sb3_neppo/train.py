@@ -292,8 +292,9 @@ def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, comm
     if not resuming:
         write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs})
         (folder / "command.txt").write_text(command + "\n")
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL)  # left by a killed process: redone
+    if resuming:  # trials this run's killed process left RUNNING are redone
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(trial.number, state=TrialState.FAIL)
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
     def build(config: NePPOConfig, seed: int) -> NePPO:
