@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,15 @@ import yaml
 from sb3_neppo.errors import ConfigError
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+
+
+def dataclass_from_dict(cls: type, values: Mapping[str, Any] | None, what: str) -> Any:
+    """``cls(**values)`` for a settings dataclass; an unknown key is one line naming it and the valid ones."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values or {}) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown {what} {', '.join(unknown)}; valid keys: {', '.join(known)}")
+    return cls(**dict(values or {}))
 
 
 @dataclass
@@ -76,11 +86,7 @@ class NePPOConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> NePPOConfig:
         """Build from a mapping, rejecting unknown keys with the list of valid ones."""
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown hyperparameter {', '.join(unknown)}; valid keys: {', '.join(known)}")
-        return cls(**values)
+        return dataclass_from_dict(cls, values, "hyperparameter")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

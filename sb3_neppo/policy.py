@@ -38,23 +38,16 @@ def draw_noise(rng: np.random.Generator, n: int, space: spaces.Space) -> tuple[n
 
 
 def policy_actions(
-    policy: ActorCriticPolicy,
-    obs: np.ndarray,
-    deterministic: bool,
-    rng: np.random.Generator | None = None,
-    noise: tuple[np.ndarray, np.ndarray] | None = None,
+    policy: ActorCriticPolicy, obs: np.ndarray, noise: tuple[np.ndarray, np.ndarray] | None = None
 ) -> np.ndarray:
-    """Actions of ``policy`` for a batch of observations.
-
-    Sampled actions come from ``noise`` (see :func:`draw_noise`) or, failing that, from ``rng`` — never from torch's
-    global generator. Categorical: inverse CDF of a uniform; Gaussian: mean + std · normal, clipped to the Box.
+    """Actions of ``policy`` for a batch of observations: the most likely ones without ``noise``, else sampled from it
+    (see :func:`draw_noise`), never from torch's global generator. Categorical: inverse CDF of a uniform; Gaussian:
+    mean + std · normal, clipped to the Box.
     """
     with torch.no_grad():
         dist = policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32, device=policy.device))
     space = policy.action_space
-    if not deterministic and noise is None and rng is not None:
-        noise = draw_noise(rng, len(obs), space)
-    deterministic = deterministic or noise is None
+    deterministic = noise is None
     if isinstance(dist, CategoricalDistribution):
         probs = dist.distribution.probs.cpu().numpy().astype(np.float64)
         if deterministic:
@@ -135,7 +128,7 @@ class PolicyProfile:
             policy = self.policies[slots[members[0]][1]]
             obs = np.stack([self.view.observe(slots[k][1], batch[slots[k][0]][slots[k][1]]) for k in members])
             noise = (u[members], z[members]) if sample else None
-            for k, action in zip(members, policy_actions(policy, obs, not sample, noise=noise)):
+            for k, action in zip(members, policy_actions(policy, obs, noise)):
                 e, agent = slots[k]
                 out[e][agent] = self.view.env_action(agent, action)
         return out

@@ -202,9 +202,8 @@ def run(argv: list[str]) -> Path:
     if args.optimize_hyperparameters:
         return optimize(args, env_kwargs, hyperparams, command, folder)
     resuming = folder is not None
-    seed = args.seed
-    if resuming and seed is None:
-        seed = yaml.safe_load((folder / "args.yml").read_text())["seed"]  # the seed the first attempt drew
+    first = yaml.safe_load((folder / "args.yml").read_text()) if resuming else {}  # the first attempt's arguments
+    seed = first.get("seed") if args.seed is None else args.seed  # resuming: the seed the first attempt drew
     if resuming and (folder / CHECKPOINT).exists():
         model = NePPO.load(folder / CHECKPOINT)
     elif args.trained_agent is not None:
@@ -218,7 +217,6 @@ def run(argv: list[str]) -> Path:
         model = NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
     model.verbose, model.n_workers = args.verbose, args.n_workers
     if resuming:  # where this run started (> 0 when it continued a saved model with -i)
-        first = yaml.safe_load((folder / "args.yml").read_text())
         start_iteration, start_timesteps = first.get("start_iteration", 0), first.get("start_timesteps", 0)
     else:
         start_iteration, start_timesteps = model.num_iterations, model.num_timesteps

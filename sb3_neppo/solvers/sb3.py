@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from pettingzoo import ParallelEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 
+from sb3_neppo.config import dataclass_from_dict
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
@@ -89,11 +89,7 @@ class SB3SolverConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SB3SolverConfig:
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(values or {}) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown solver_kwargs key {', '.join(unknown)}; valid keys: {', '.join(known)}")
-        return cls(**dict(values or {}))
+        return dataclass_from_dict(cls, values, "solver_kwargs key")
 
     def ppo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
         """Keyword arguments of ``PPO`` for the cooperative solver or (``best_response``) the best responses."""
