@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from sb3_neppo.solvers.exact import exact_solvers
 from sb3_neppo.solvers.sb3 import PPOCooperativeSolver, sb3_solvers
 from sb3_neppo.workers import BranchPool
 from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions
+
+if TYPE_CHECKING:
+    from sb3_neppo.distributed import JobQueue
 
 
 @dataclass
@@ -169,6 +172,7 @@ class NePPO:
             raise ConfigError("n_workers > 1 needs an env id and a named solver (workers rebuild the model from them)")
         self._pool: BranchPool | None = None  # started by learn() when n_workers > 1
         self.recorder: Recorder | None = None  # records every solve (sb3_neppo.study.StudyRecorder) when a study drives
+        self.queue: JobQueue | None = None  # branches go through the study's job queue (sb3_neppo.distributed) when set
         self._timesteps_offset = 0  # env steps spent before a load, or by solves a recorder already had
 
     # --- construction ---------------------------------------------------------------------------------------------------
@@ -322,7 +326,8 @@ class NePPO:
 
     def _objectives(self, keys: list[tuple[int, int, int]], ws: list[np.ndarray], seeds: list[int]) -> list[float]:
         """L_β of branches: a recorder's stored value where that solve already completed (a resumed run), else solved
-        here or, with ``n_workers > 1``, in the worker processes."""
+        through the study's job queue (when ``queue`` is set: workers anywhere may take some), in the ``n_workers``
+        processes, or here."""
         out: list[float | None] = [None] * len(keys)
         pending = []
         for k, key in enumerate(keys):
@@ -332,21 +337,30 @@ class NePPO:
                 self._timesteps_offset += done[1]  # those env steps were spent, before the restart
             else:
                 pending.append(k)
-        if self.n_workers > 1 and len(pending) > 1:
-            if self._pool is None:
-                self._pool = BranchPool(self._worker_spec(), self.n_workers)
-            results = self._pool.solve([(ws[k], seeds[k]) for k in pending], self.warm_state())
-            for k, r in zip(pending, results):
+        jobs = [(keys[k], ws[k], seeds[k]) for k in pending]
+        if self.queue is not None and jobs:  # through the study, so that workers on other machines can take some
+            own = self.solvers.env_steps
+            results = self.queue.run(self, jobs, self._branch_pool() if self.n_workers > 1 else None)
+            # the env steps of the jobs solved in this very process are counted by its solvers already
+            self._timesteps_offset += sum(r.env_steps for r in results) - (self.solvers.env_steps - own)
+        elif self.n_workers > 1 and len(jobs) > 1:
+            results = self._branch_pool().solve([(w, seed) for _, w, seed in jobs], self.warm_state())
+            for (key, w, _), r in zip(jobs, results):
                 self._timesteps_offset += r.env_steps
                 if self.recorder is not None:
-                    self.recorder.record(keys[k], ws[k], r.objective, r.F, r.F_se, r.regret, r.env_steps)
-                if self._on_solve is not None:
-                    self._on_solve()
-                out[k] = r.objective
+                    self.recorder.record(key, w, r.objective, r.F, r.F_se, r.regret, r.env_steps)
         else:
-            for k in pending:
-                out[k] = self._evaluate(keys[k], ws[k], seeds[k]).objective
+            results = [self._evaluate(*job) for job in jobs]  # moves the progress bar itself
+        for k, r in zip(pending, results):
+            out[k] = r.objective
+        if self._on_solve is not None:
+            self._on_solve()
         return out
+
+    def _branch_pool(self) -> BranchPool:
+        if self._pool is None:
+            self._pool = BranchPool(self._worker_spec(), self.n_workers)
+        return self._pool
 
     def _worker_spec(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this model in a worker process."""

@@ -24,6 +24,7 @@ import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from sb3_neppo.errors import ConfigError
 
@@ -63,6 +64,25 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def display_url(url: str | None) -> str | None:
+    """A storage URL fit to print or store: the password masked."""
+    if url is None or "://" not in url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: nothing to mask
+        return url
+
+
+def stored_settings(storage: BaseStorage, study_name: str) -> dict[str, Any] | None:
+    """The settings a study was created with (None if there is no such study)."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id).get("settings", {})
+
+
 def open_study(
     storage: BaseStorage,
     study_name: str,
@@ -85,7 +105,13 @@ def open_study(
                 "to resume it, or another --study-name"
             )
         return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
-    study = optuna.create_study(study_name=study_name, storage=storage, direction="minimize", sampler=sampler, pruner=pruner)
+    try:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, direction="minimize", sampler=sampler, pruner=pruner
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        message = f"study '{study_name}' was created by another process just now; run the command again to join it"
+        raise ConfigError(message) from None
     study.set_user_attr("settings", settings)
     return study
 
@@ -101,13 +127,17 @@ class StudyRecorder:
         self.study = study
         self.completed: dict[Key, optuna.trial.FrozenTrial] = {}
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            attrs = trial.user_attrs
-            self.completed[(int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"]))] = trial
+            self.adopt(trial)
 
     def lookup(self, key: Key) -> tuple[float, int] | None:
         """(L_β, env steps) of a completed solve, or None."""
         trial = self.completed.get(key)
         return None if trial is None else (float(trial.value), int(trial.user_attrs.get("env_steps", 0)))
+
+    def adopt(self, trial: optuna.trial.FrozenTrial) -> None:
+        """Know of a solve that another process recorded (a job of :mod:`sb3_neppo.distributed`)."""
+        attrs = trial.user_attrs
+        self.completed[(int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"]))] = trial
 
     def record(self, key: Key, w, objective: float, F, F_se, regret, env_steps: int) -> None:
         iteration, direction, sign = key

@@ -23,14 +23,17 @@ import numpy as np
 import optuna
 import torch
 import yaml
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
+from sb3_neppo.distributed import JobQueue, serve
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.hpo import PRUNERS, SAMPLERS, make_pruner, make_sampler, objective_fn, write_report
 from sb3_neppo.io import atomic_open, write_json_atomic, write_yaml_atomic
 from sb3_neppo.neppo import IterationLog, NePPO
-from sb3_neppo.study import JOURNAL_NAME, StudyRecorder, open_storage, open_study
+from sb3_neppo.study import JOURNAL_NAME, StudyRecorder, display_url, open_storage, open_study, stored_settings
+from sb3_neppo.workers import BranchPool
 
 ALGOS = ("neppo",)
 CHECKPOINT = "checkpoint.zip"
@@ -82,6 +85,12 @@ def make_parser() -> argparse.ArgumentParser:
     hpo.add_argument("--n-seeds", type=int, default=3, help="seeds each trial is trained on; its value is the mean")
     parser.add_argument(
         "--n-workers", type=int, default=1, help="processes solving the branches of an iteration side by side (default 1)"
+    )
+    parser.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=60.0,
+        help="with --storage: seconds without a heartbeat after which a worker's branch is given to another (default 60)",
     )
     parser.add_argument(
         "--num-threads",
@@ -180,8 +189,10 @@ def find_unfinished_run(log_folder: Path, algo: str, env_id: str, command: str) 
     return max(candidates)[1] if candidates else None
 
 
-def run(argv: list[str]) -> Path:
-    """Parse ``argv``, train (resuming the run this same command left unfinished), write the run folder, return it."""
+def run(argv: list[str]) -> Path | None:
+    """Parse ``argv``, train (resuming the run this same command left unfinished), write the run folder, return it.
+
+    With ``--storage`` and ``--study-name`` of a run in progress elsewhere, work for that run instead (returns None)."""
     args = make_parser().parse_args(argv)
     if args.n_timesteps is not None and args.n_timesteps < 1:
         raise ConfigError(f"-n must be an env-step budget >= 1 (got {args.n_timesteps})")
@@ -189,6 +200,8 @@ def run(argv: list[str]) -> Path:
         torch.set_num_threads(args.num_threads)
     if args.n_workers < 1:
         raise ConfigError(f"--n-workers must be >= 1 (got {args.n_workers})")
+    if not args.heartbeat_timeout > 0:
+        raise ConfigError(f"--heartbeat-timeout must be > 0 seconds (got {args.heartbeat_timeout})")
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
     hyperparams = load_hyperparams(args.env, args.yaml_file, args.algo)
     overrides = parse_key_values(args.hyperparams, "-params")
@@ -202,19 +215,17 @@ def run(argv: list[str]) -> Path:
     if args.optimize_hyperparameters:
         return optimize(args, env_kwargs, hyperparams, command, folder)
     resuming = folder is not None
+    if args.storage is not None and not resuming and args.study_name is not None:
+        storage = open_storage(args.storage, Path(args.log_folder))
+        stored = stored_settings(storage, args.study_name)
+        if stored is not None:  # a run of this command is in progress (on some machine): help it
+            return join(args, storage, stored, config, env_kwargs)
     first = yaml.safe_load((folder / "args.yml").read_text()) if resuming else {}  # the first attempt's arguments
     seed = first.get("seed") if args.seed is None else args.seed  # resuming: the seed the first attempt drew
     if resuming and (folder / CHECKPOINT).exists():
         model = NePPO.load(folder / CHECKPOINT)
-    elif args.trained_agent is not None:
-        if not Path(args.trained_agent).is_file():
-            raise ConfigError(f"-i {args.trained_agent}: no such model file (give a run's model.zip)")
-        model = NePPO.load(args.trained_agent)
-        if model.env_id != args.env:
-            trained = model.env_id
-            raise ConfigError(f"-i {args.trained_agent} was trained on {trained}, not {args.env}; pass --env {trained}")
     else:
-        model = NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
+        model = build_model(args, config, env_kwargs, seed)
     model.verbose, model.n_workers = args.verbose, args.n_workers
     if resuming:  # where this run started (> 0 when it continued a saved model with -i)
         start_iteration, start_timesteps = first.get("start_iteration", 0), first.get("start_timesteps", 0)
@@ -230,6 +241,14 @@ def run(argv: list[str]) -> Path:
             shutil.rmtree(folder)  # nothing of this attempt is kept
         raise
     model.recorder = StudyRecorder(study)
+    if args.storage is not None and not model.solvers.exact:  # workers on other machines may join (sb3_neppo.distributed)
+        model.queue = JobQueue(study, timeout=args.heartbeat_timeout)
+        model.queue.claim()
+        if not resuming:
+            print(
+                f"Study '{study.study_name}': other machines join this run with the same command and "
+                f"--study-name {study.study_name}"
+            )
     if not resuming:
         write_yaml_atomic(folder / "config.yml", config.to_dict())
         extra = {"env_kwargs": env_kwargs, "seed": model.seed, "start_iteration": start_iteration}
@@ -257,14 +276,53 @@ def run(argv: list[str]) -> Path:
             model.learn(remaining, callback=[logger, checkpoint], progress_bar=args.progress)
     finally:
         logger.close()
+        if model.queue is not None:
+            model.queue.close()
     model.save(folder / "model.zip")
     summary = model.summary()
-    summary["study"] = {"name": study.study_name, "storage": args.storage or str(folder / JOURNAL_NAME)}
+    summary["study"] = {"name": study.study_name, "storage": display_url(args.storage) or str(folder / JOURNAL_NAME)}
     write_json_atomic(folder / "summary.json", summary)
+    if model.queue is not None:
+        model.queue.finish()  # the workers stop
     (folder / CHECKPOINT).unlink(missing_ok=True)  # model.zip is the final model; summary.json marks the run finished
     print(format_summary(summary))
     print(f"Saved to {folder}")
     return folder
+
+
+def build_model(args: argparse.Namespace, config: NePPOConfig, env_kwargs: dict, seed: int | None) -> NePPO:
+    """The model a run starts from: a saved one (``-i``) or a fresh one."""
+    if args.trained_agent is None:
+        return NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
+    if not Path(args.trained_agent).is_file():
+        raise ConfigError(f"-i {args.trained_agent}: no such model file (give a run's model.zip)")
+    model = NePPO.load(args.trained_agent)
+    if model.env_id != args.env:
+        raise ConfigError(f"-i {args.trained_agent} was trained on {model.env_id}, not {args.env}; pass --env {model.env_id}")
+    return model
+
+
+def join(args: argparse.Namespace, storage: BaseStorage, stored: dict, config: NePPOConfig, env_kwargs: dict) -> None:
+    """Work for the run in progress under ``--study-name``: solve its queued branches until it finishes."""
+    seed = stored.get("seed") if args.seed is None else args.seed
+    settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": seed, "config": config.to_dict()}
+    study = open_study(storage, args.study_name, settings)  # other settings: one line, nothing written
+    queue = JobQueue(study, timeout=args.heartbeat_timeout)
+    if not queue.is_joinable():
+        queue.close()
+        raise ConfigError(
+            f"study '{args.study_name}' takes no workers (its run finished, or solves its branches exactly in one process); "
+            "use another --study-name"
+        )
+    model = build_model(args, config, env_kwargs, seed)
+    print(f"Joining study '{args.study_name}' as a worker ({queue.owner}); Ctrl-C hands back the branch in hand")
+    pool = BranchPool(model._worker_spec(), args.n_workers) if args.n_workers > 1 else None
+    try:
+        serve(queue, model, pool, verbose=args.verbose)
+    finally:
+        if pool is not None:
+            pool.close()
+    print(f"The run has finished; this worker solved {queue.solved} branches ({queue.env_steps} env steps)")
 
 
 def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str, folder: Path | None) -> Path:
@@ -313,7 +371,7 @@ def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, comm
     best = study.best_trial
     summary = {"algo": args.algo, "optimize": True, "env": args.env, "env_kwargs": env_kwargs, "n_seeds": args.n_seeds}
     summary.update(report, score=best.user_attrs.get("score"), best_params=best.params)
-    summary["study"] = {"name": study.study_name, "storage": args.storage or str(folder / JOURNAL_NAME)}
+    summary["study"] = {"name": study.study_name, "storage": display_url(args.storage) or str(folder / JOURNAL_NAME)}
     write_json_atomic(folder / "summary.json", summary)
     print(f"best trial {best.number}: mean final {summary['score']} over {args.n_seeds} seeds = {best.value:.6f}")
     print(f"  {best.params}")

@@ -9,7 +9,7 @@ solved in a worker gives the same numbers as one solved in the main process.
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +38,17 @@ def _init_worker(spec: dict[str, Any]) -> None:
     _MODEL = NePPO(**spec)
 
 
-def _solve(w: np.ndarray, seed: int, warm: tuple) -> BranchResult:
-    model = _MODEL
-    model.set_warm_state(warm)
+def solve_branch(model: Any, w: np.ndarray, seed: int) -> BranchResult:
+    """Solve one branch with ``model`` (a NePPO holding the warm start) and ``seed``."""
     before = model.num_timesteps
     model.solvers.reseed(seed)
     branch = model.solve_at(w)
     return BranchResult(branch.objective, branch.F.mean, branch.F.se, model.exact_regret(branch), model.num_timesteps - before)
+
+
+def _solve(w: np.ndarray, seed: int, warm: tuple) -> BranchResult:
+    _MODEL.set_warm_state(warm)
+    return solve_branch(_MODEL, w, seed)
 
 
 class BranchPool:
@@ -52,12 +56,16 @@ class BranchPool:
 
     def __init__(self, spec: dict[str, Any], n_workers: int):
         context = multiprocessing.get_context("spawn")  # fork would copy torch's thread pools and open envs
+        self.n_workers = n_workers
         self.executor = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(spec,))
+
+    def submit(self, w: np.ndarray, seed: int, warm: tuple) -> Future:
+        """Solve the branch at ``w`` with ``seed`` from the warm start ``warm`` (a future of its :class:`BranchResult`)."""
+        return self.executor.submit(_solve, w, seed, warm)
 
     def solve(self, jobs: list[tuple[np.ndarray, int]], warm: tuple) -> list[BranchResult]:
         """Solve ``(w, seed)`` jobs from the warm start ``warm``; results in job order."""
-        futures = [self.executor.submit(_solve, w, seed, warm) for w, seed in jobs]
-        return [f.result() for f in futures]
+        return [f.result() for f in [self.submit(w, seed, warm) for w, seed in jobs]]
 
     def close(self) -> None:
         self.executor.shutdown(cancel_futures=True)

@@ -1,0 +1,350 @@
+"""Workers on other machines: the branches of an iteration as jobs in the run's Optuna storage.
+
+With ``--storage`` the process that owns the run folder (the *coordinator*) does not keep the branches w ± δu_j of an
+iteration to itself: it enqueues each as a WAITING trial (user attributes ``iteration``, ``direction``, ``sign``, ``w``,
+``seed``) and then works through the queue like everyone else. Any process running the same command against the same
+storage and study name, on any machine, is a *worker*: it pops jobs (WAITING -> RUNNING is atomic in Optuna's RDB and
+journal storages), solves them and completes the trial with the attributes a local solve records (``F``, ``F_se``,
+``regret``, ``env_steps``, value L_β). A branch gives the same numbers whoever solves it: its seed travels with it.
+
+Warm start: π^Φ and the best responses that the iteration's branches start from are stored in the study itself (study
+system attributes: ``torch.save`` bytes, base64, in chunks under 64 KB), so a worker needs nothing but the storage, no
+shared file system or artifact store. Only the current iteration's warm start is kept.
+
+Liveness: a process bumps a ``heartbeat`` system attribute of each job it holds every ``timeout / 4`` seconds; the
+coordinator fails a RUNNING job whose heartbeat has not changed for ``timeout`` seconds (timed on its own clock, so the
+machines' clocks need not agree) and enqueues it again. A coordinator that restarts fails the jobs its previous
+incarnation held at once. A job completed late by a worker that was taken for dead is ignored (its trial has failed).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+import torch
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from sb3_neppo.study import Key, _plain
+from sb3_neppo.workers import BranchPool, BranchResult, solve_branch
+
+if TYPE_CHECKING:
+    from sb3_neppo.neppo import NePPO
+
+QUEUE = "neppo:queue"  # study system attribute: {"coordinator": owner id}; its presence marks a joinable run
+WARM = "neppo:warm"  # {"iteration": t, "chunks": n, "numpy": bool}; the chunks under "neppo:warm:<i>"
+FINISHED = "neppo:finished"
+CHUNK = 60_000  # characters: MySQL's TEXT column holds 64 KB
+Job = tuple[Key, np.ndarray, int]  # (iteration, direction, sign), w, seed
+
+
+def job_key(trial: FrozenTrial) -> Key:
+    attrs = trial.user_attrs
+    return int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"])
+
+
+def encode_state(state: Any) -> tuple[list[str], bool]:
+    """``torch.save`` of a warm state as base64 chunks; numpy arrays (the exact solvers' strategies) travel as tensors."""
+    has_numpy = False
+
+    def to_torch(x: Any) -> Any:
+        nonlocal has_numpy
+        if isinstance(x, np.ndarray):
+            has_numpy = True
+            return torch.from_numpy(x.copy())
+        if isinstance(x, Mapping):
+            return {k: to_torch(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(to_torch(v) for v in x)
+        return x
+
+    buffer = io.BytesIO()
+    torch.save(to_torch(state), buffer)
+    text = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return [text[i : i + CHUNK] for i in range(0, len(text), CHUNK)] or [""], has_numpy
+
+
+def decode_state(chunks: list[str], numpy: bool) -> Any:
+    """The inverse of :func:`encode_state` (``weights_only``: a storage cannot make us run code)."""
+    state = torch.load(io.BytesIO(base64.b64decode("".join(chunks))), weights_only=True)
+
+    def to_numpy(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.numpy()
+        if isinstance(x, Mapping):
+            return {k: to_numpy(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(to_numpy(v) for v in x)
+        return x
+
+    return to_numpy(state) if numpy else state
+
+
+class JobQueue:
+    """The job queue of one study (see the module doc): used by the coordinator and by workers.
+
+    :param timeout: seconds without a heartbeat after which the coordinator takes a RUNNING job for dead.
+    :param poll_interval: seconds between looks at the storage while there is nothing to do.
+    """
+
+    def __init__(self, study: optuna.Study, timeout: float = 60.0, poll_interval: float = 0.2):
+        self.study = study
+        self.storage = study._storage  # the public BaseStorage API: atomic pops, system attributes
+        self.study_id = study._study_id
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.timeout = float(timeout)
+        self.poll_interval = float(poll_interval)
+        self._held: set[int] = set()  # trial ids of the jobs this process is solving
+        self._lock = threading.Lock()
+        self._seen: dict[int, tuple[Any, float]] = {}  # coordinator: trial id -> (last heartbeat, when it changed)
+        self._warm_cache: tuple[int, Any] | None = None
+        self._stop = threading.Event()
+        self._beater = threading.Thread(target=self._beat, daemon=True)
+        self._beater.start()
+        self.solved = 0  # jobs this process completed
+        self.env_steps = 0
+
+    # --- study attributes -----------------------------------------------------------------------------------------------
+
+    def _attrs(self) -> dict[str, Any]:
+        return self.storage.get_study_system_attrs(self.study_id)
+
+    def is_joinable(self) -> bool:
+        """Whether a coordinator runs this study through the queue (and has not finished)."""
+        attrs = self._attrs()
+        return QUEUE in attrs and not attrs.get(FINISHED, False)
+
+    @property
+    def finished(self) -> bool:
+        return bool(self._attrs().get(FINISHED, False))
+
+    # --- coordinator ----------------------------------------------------------------------------------------------------
+
+    def claim(self) -> None:
+        """Become the study's coordinator; jobs that a previous coordinator process held are failed (and re-enqueued)."""
+        previous = self._attrs().get(QUEUE, {}).get("coordinator")
+        if previous is not None:
+            for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if trial.system_attrs.get("worker") == previous:
+                    self._fail(trial._trial_id)
+        self.storage.set_study_system_attr(self.study_id, QUEUE, {"coordinator": self.owner})
+
+    def finish(self) -> None:
+        """Tell the workers the run is over."""
+        self.storage.set_study_system_attr(self.study_id, FINISHED, True)
+
+    def publish(self, iteration: int, state: Any) -> None:
+        """Store the warm start of ``iteration``'s jobs (chunks first, then the header that names them)."""
+        chunks, has_numpy = encode_state(state)
+        for i, chunk in enumerate(chunks):
+            self.storage.set_study_system_attr(self.study_id, f"{WARM}:{i}", chunk)
+        self.storage.set_study_system_attr(
+            self.study_id, WARM, {"iteration": iteration, "chunks": len(chunks), "numpy": has_numpy}
+        )
+
+    def enqueue(self, jobs: list[Job], trials: list[FrozenTrial] | None = None) -> None:
+        """Add a WAITING trial for every job that has no waiting, running or completed trial yet."""
+        live = {job_key(t) for t in (self._jobs() if trials is None else trials) if t.state != TrialState.FAIL}
+        for key, w, seed in jobs:
+            if key not in live:
+                attrs = {"iteration": key[0], "direction": key[1], "sign": key[2], "w": w, "seed": seed}
+                self.study.enqueue_trial({}, user_attrs=_plain(attrs))
+
+    def collect(self, jobs: list[Job]) -> dict[Key, FrozenTrial]:
+        """The completed trials of ``jobs`` so far; jobs whose worker went silent are failed and enqueued again."""
+        now, failed = time.monotonic(), set()
+        trials = self._jobs()
+        for trial in trials:
+            if trial.state != TrialState.RUNNING:
+                continue
+            beat = trial.system_attrs.get("heartbeat")
+            last = self._seen.get(trial._trial_id)
+            if last is None or last[0] != beat:
+                self._seen[trial._trial_id] = (beat, now)
+            elif now - last[1] > self.timeout and trial._trial_id not in self._held:
+                self._fail(trial._trial_id)
+                failed.add(trial._trial_id)
+        self.enqueue(jobs, [t for t in trials if t._trial_id not in failed])
+        wanted = {key for key, _, _ in jobs}
+        return {job_key(t): t for t in trials if t.state == TrialState.COMPLETE and job_key(t) in wanted}
+
+    def run(self, model: NePPO, jobs: list[Job], pool: BranchPool | None = None) -> list[BranchResult]:
+        """Coordinator: publish the warm start, enqueue ``jobs``, solve jobs here until every one is complete (by anyone),
+        return their results in order. The completed trials are adopted by ``model.recorder``."""
+        iteration = jobs[0][0][0]
+        self.publish(iteration, model.warm_state())
+        self.enqueue(jobs)
+        runner = JobRunner(self, model, pool, coordinator=True)
+        while True:
+            done = self.collect(jobs)
+            if len(done) == len(jobs):
+                break
+            if not runner.step():
+                time.sleep(self.poll_interval)
+        trials = [done[key] for key, _, _ in jobs]
+        if model.recorder is not None:
+            for trial in trials:
+                model.recorder.adopt(trial)
+        return [result_of(t) for t in trials]
+
+    # --- any process ----------------------------------------------------------------------------------------------------
+
+    def _jobs(self, *states: TrialState) -> list[FrozenTrial]:
+        trials = self.study.get_trials(deepcopy=False, states=states or None)
+        return [t for t in trials if "seed" in t.user_attrs and "iteration" in t.user_attrs]
+
+    def warm(self, iteration: int) -> Any:
+        """The warm start of ``iteration``'s jobs (None if another iteration's is stored)."""
+        if self._warm_cache is not None and self._warm_cache[0] == iteration:
+            return self._warm_cache[1]
+        attrs = self._attrs()
+        header = attrs.get(WARM)
+        if header is None or header["iteration"] != iteration:
+            return None
+        state = decode_state([attrs[f"{WARM}:{i}"] for i in range(header["chunks"])], header["numpy"])
+        self._warm_cache = (iteration, state)
+        return state
+
+    def current_iteration(self) -> int | None:
+        header = self._attrs().get(WARM)
+        return None if header is None else int(header["iteration"])
+
+    def pop(self, iteration: int | None) -> FrozenTrial | None:
+        """Take a WAITING job (of ``iteration``, when given), or None if there is none."""
+        for trial in self._jobs(TrialState.WAITING):
+            if iteration is not None and int(trial.user_attrs["iteration"]) != iteration:
+                continue
+            try:
+                if not self.storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING):
+                    continue  # another process popped it first
+            except UpdateFinishedTrialError:
+                continue
+            with self._lock:
+                self._held.add(trial._trial_id)
+            self.storage.set_trial_system_attr(trial._trial_id, "worker", self.owner)
+            return trial
+        return None
+
+    def complete(self, trial: FrozenTrial, result: BranchResult) -> None:
+        """Store a solved job's results and complete its trial (ignored if it was failed meanwhile)."""
+        attrs = {"F": result.F, "F_se": result.F_se, "regret": result.regret, "env_steps": result.env_steps}
+        try:
+            for name, value in _plain(attrs).items():
+                self.storage.set_trial_user_attr(trial._trial_id, name, value)
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [float(result.objective)])
+            self.solved += 1
+            self.env_steps += result.env_steps
+        except UpdateFinishedTrialError:
+            pass  # taken for dead and solved again elsewhere: that copy counts
+        finally:
+            with self._lock:
+                self._held.discard(trial._trial_id)
+
+    def release(self) -> None:
+        """Fail the jobs this process holds (it is stopping), so that others take them at once."""
+        with self._lock:
+            held = list(self._held)
+        for trial_id in held:
+            self._fail(trial_id)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.release()
+
+    def _fail(self, trial_id: int) -> None:
+        try:
+            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            pass
+        with self._lock:
+            self._held.discard(trial_id)
+
+    def _beat(self) -> None:
+        count = 0
+        while not self._stop.wait(self.timeout / 4):
+            count += 1
+            with self._lock:
+                held = list(self._held)
+            for trial_id in held:
+                try:
+                    self.storage.set_trial_system_attr(trial_id, "heartbeat", count)
+                except Exception:  # the trial was failed as stale, or the storage hiccuped: the next beat retries
+                    pass
+
+
+def result_of(trial: FrozenTrial) -> BranchResult:
+    attrs = trial.user_attrs
+    regret = None if attrs.get("regret") is None else np.asarray(attrs["regret"])
+    return BranchResult(float(trial.value), np.asarray(attrs["F"]), np.asarray(attrs["F_se"]), regret, int(attrs["env_steps"]))
+
+
+class JobRunner:
+    """Pops jobs and solves them, in this process (``pool`` None) or in a :class:`BranchPool` of K processes.
+
+    :param coordinator: ``model`` is the coordinator's, which already holds the warm start; a worker's model loads it
+        from the study.
+    """
+
+    def __init__(self, queue: JobQueue, model: NePPO, pool: BranchPool | None, coordinator: bool = False):
+        self.queue, self.model, self.pool, self.coordinator = queue, model, pool, coordinator
+        self._running: dict[Future, FrozenTrial] = {}
+        self._warm_iteration: int | None = None
+
+    def step(self) -> bool:
+        """Start what fits and finish what is done; False when nothing happened."""
+        progressed = False
+        for future in [f for f in self._running if f.done()]:
+            self.queue.complete(self._running.pop(future), future.result())
+            progressed = True
+        capacity = 1 if self.pool is None else self.pool.n_workers
+        while len(self._running) < capacity:
+            iteration = self.queue.current_iteration()
+            state = None if iteration is None or self.coordinator else self.queue.warm(iteration)
+            if iteration is None or (state is None and not self.coordinator):
+                break  # no jobs published yet
+            trial = self.queue.pop(iteration)
+            if trial is None:
+                break
+            progressed = True
+            w, seed = np.asarray(trial.user_attrs["w"]), int(trial.user_attrs["seed"])
+            if self.pool is not None:
+                warm = self.model.warm_state() if self.coordinator else state
+                self._running[self.pool.submit(w, seed, warm)] = trial
+                continue
+            if not self.coordinator and self._warm_iteration != iteration:
+                self.model.set_warm_state(state)
+                self._warm_iteration = iteration
+            self.queue.complete(trial, solve_branch(self.model, w, seed))
+        return progressed
+
+    def drain(self) -> None:
+        """Wait for the jobs in the pool to finish and complete them."""
+        while self._running:
+            if not self.step():
+                time.sleep(self.queue.poll_interval)
+
+
+def serve(queue: JobQueue, model: NePPO, pool: BranchPool | None = None, verbose: int = 0) -> None:
+    """Worker: solve the study's jobs until the coordinator says the run is over (Ctrl-C hands held jobs back)."""
+    runner = JobRunner(queue, model, pool)
+    try:
+        while not queue.finished:
+            before = queue.solved
+            if not runner.step():
+                time.sleep(queue.poll_interval)
+            elif verbose and queue.solved > before:
+                print(f"solved {queue.solved} branches ({queue.env_steps} env steps)", flush=True)
+        runner.drain()
+    finally:
+        queue.close()
