@@ -28,9 +28,10 @@ setup(
         "matplotlib>=3.8,<4",
     ],
     extras_require={
-        "tests": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6", "psycopg[binary]>=3.2,<4"],
+        "tests": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6", "psycopg[binary]>=3.2,<4", "tensorboard>=2.15,<3"],
         "dashboard": ["optuna-dashboard>=0.21,<1"],
         "postgres": ["psycopg[binary]>=3.2,<4"],  # SQLAlchemy 2.1 reads postgresql:// as psycopg 3
+        "tensorboard": ["tensorboard>=2.15,<3"],  # -tb
     },
     classifiers=[
         "Programming Language :: Python :: 3",

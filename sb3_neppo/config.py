@@ -41,6 +41,9 @@ class NePPOConfig:
     :param n_directions: random directions averaged per step.
     :param beta: temperature β of L_β.
     :param max_grad_norm: clip the gradient estimate to this norm (null: no clipping).
+    :param iterate_solve: ``every``: solve at every new iterate w (2m + 1 solves per iteration; the logged F is at w
+        and that solve warm-starts the next iteration); ``final``: the paper's 2m solves per iteration (the next
+        iteration warm-starts from the branch with the lowest L_β, whose F is logged) and one solve at the final w.
     :param keep_best: return the iterate with the lowest L_β rather than the last one. Only with exact solvers, where
         L_β is exact and so an unbiased certificate (choosing the minimum of noisy estimates would be biased low).
     """
@@ -56,6 +59,7 @@ class NePPOConfig:
     n_directions: int = 10
     beta: float = 1e4
     max_grad_norm: float | None = None
+    iterate_solve: str = "every"
     keep_best: bool = False
 
     def __post_init__(self) -> None:
@@ -71,6 +75,7 @@ class NePPOConfig:
             "lr_schedule": (str,),
             "beta": (int, float),
             "max_grad_norm": (int, float, type(None)),
+            "iterate_solve": (str,),
             "keep_best": (bool,),
         }
         for key, types in checks.items():
@@ -80,6 +85,8 @@ class NePPOConfig:
                 raise ConfigError(f"hyperparameter {key} must be {names}, got {value!r}")
         if self.n_iterations < 1:
             raise ConfigError(f"n_iterations must be >= 1 (got {self.n_iterations})")
+        if self.iterate_solve not in ("every", "final"):
+            raise ConfigError(f"iterate_solve must be every or final (got {self.iterate_solve!r})")
         if not self.beta > 0:
             raise ConfigError(f"beta must be > 0 (got {self.beta})")
 

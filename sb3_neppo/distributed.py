@@ -5,7 +5,8 @@ iteration to itself: it enqueues each as a WAITING trial (user attributes ``iter
 ``seed``) and then works through the queue like everyone else. Any process running the same command against the same
 storage and study name, on any machine, is a *worker*: it pops jobs (WAITING -> RUNNING is atomic in Optuna's RDB and
 journal storages), solves them and completes the trial with the attributes a local solve records (``F``, ``F_se``,
-``regret``, ``env_steps``, value L_β). A branch gives the same numbers whoever solves it: its seed travels with it.
+``regret``, ``env_steps``, value L_β) and, when the job asks (``iterate_solve: final``: the next iteration may start
+from any branch), the branch's policies. A branch gives the same numbers whoever solves it: its seed travels with it.
 
 Warm start: π^Φ and the best responses that the iteration's branches start from are stored in the study itself (study
 system attributes: ``torch.save`` bytes, base64, in chunks under 64 KB), so a worker needs nothing but the storage, no
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 QUEUE = "neppo:queue"  # study system attribute: {"coordinator": owner id}; its presence marks a joinable run
 WARM = "neppo:warm"  # {"iteration": t, "chunks": n, "numpy": bool}; the chunks under "neppo:warm:<i>"
 FINISHED = "neppo:finished"
+STATE = "neppo:state"  # trial system attribute: a solved branch's policies, when the job asks for them
 CHUNK = 60_000  # characters: MySQL's TEXT column holds 64 KB
 Job = tuple[Key, np.ndarray, int]  # (iteration, direction, sign), w, seed
 
@@ -153,15 +155,18 @@ class JobQueue:
             self.study_id, WARM, {"iteration": iteration, "chunks": len(chunks), "numpy": has_numpy}
         )
 
-    def enqueue(self, jobs: list[Job], trials: list[FrozenTrial] | None = None) -> None:
-        """Add a WAITING trial for every job that has no waiting, running or completed trial yet."""
+    def enqueue(self, jobs: list[Job], keep_state: bool, trials: list[FrozenTrial] | None = None) -> None:
+        """Add a WAITING trial for every job that has no waiting, running or completed trial yet.
+
+        ``keep_state``: whoever solves a job stores the branch's policies with it (the next iteration may start there)."""
         live = {job_key(t) for t in (self._jobs() if trials is None else trials) if t.state != TrialState.FAIL}
         for key, w, seed in jobs:
             if key not in live:
                 attrs = {"iteration": key[0], "direction": key[1], "sign": key[2], "w": w, "seed": seed}
+                attrs["keep_state"] = keep_state
                 self.study.enqueue_trial({}, user_attrs=_plain(attrs))
 
-    def collect(self, jobs: list[Job]) -> dict[Key, FrozenTrial]:
+    def collect(self, jobs: list[Job], keep_state: bool) -> dict[Key, FrozenTrial]:
         """The completed trials of ``jobs`` so far; jobs whose worker went silent are failed and enqueued again."""
         now, failed = time.monotonic(), set()
         trials = self._jobs()
@@ -175,19 +180,22 @@ class JobQueue:
             elif now - last[1] > self.timeout and trial._trial_id not in self._held:
                 self._fail(trial._trial_id)
                 failed.add(trial._trial_id)
-        self.enqueue(jobs, [t for t in trials if t._trial_id not in failed])
+        self.enqueue(jobs, keep_state, [t for t in trials if t._trial_id not in failed])
         wanted = {key for key, _, _ in jobs}
         return {job_key(t): t for t in trials if t.state == TrialState.COMPLETE and job_key(t) in wanted}
 
-    def run(self, model: NePPO, jobs: list[Job], pool: BranchPool | None = None) -> list[BranchResult]:
+    def run(
+        self, model: NePPO, jobs: list[Job], pool: BranchPool | None = None, keep_state: bool = False
+    ) -> list[BranchResult]:
         """Coordinator: publish the warm start, enqueue ``jobs``, solve jobs here until every one is complete (by anyone),
-        return their results in order. The completed trials are adopted by ``model.recorder``."""
+        return their results in order (with the branches' policies if ``keep_state``). The completed trials are adopted
+        by ``model.recorder``."""
         iteration = jobs[0][0][0]
         self.publish(iteration, model.warm_state())
-        self.enqueue(jobs)
+        self.enqueue(jobs, keep_state)
         runner = JobRunner(self, model, pool, coordinator=True)
         while True:
-            done = self.collect(jobs)
+            done = self.collect(jobs, keep_state)
             if len(done) == len(jobs):
                 break
             if not runner.step():
@@ -196,7 +204,18 @@ class JobQueue:
         if model.recorder is not None:
             for trial in trials:
                 model.recorder.adopt(trial)
-        return [result_of(t) for t in trials]
+        return [self.result_of(t) for t in trials]
+
+    def result_of(self, trial: FrozenTrial) -> BranchResult:
+        """A completed job's results (and its policies, if it stored them)."""
+        attrs = trial.user_attrs
+        regret = None if attrs.get("regret") is None else np.asarray(attrs["regret"])
+        F, F_se, steps = np.asarray(attrs["F"]), np.asarray(attrs["F_se"]), int(attrs["env_steps"])
+        header, state = trial.system_attrs.get(STATE), None
+        if header is not None:
+            chunks = [trial.system_attrs[f"{STATE}:{i}"] for i in range(header["chunks"])]
+            state = decode_state(chunks, header["numpy"])
+        return BranchResult(float(trial.value), F, F_se, regret, steps, state)
 
     # --- any process ----------------------------------------------------------------------------------------------------
 
@@ -240,6 +259,11 @@ class JobQueue:
         """Store a solved job's results and complete its trial (ignored if it was failed meanwhile)."""
         attrs = {"F": result.F, "F_se": result.F_se, "regret": result.regret, "env_steps": result.env_steps}
         try:
+            if result.state is not None:
+                chunks, has_numpy = encode_state(result.state)
+                for i, chunk in enumerate(chunks):
+                    self.storage.set_trial_system_attr(trial._trial_id, f"{STATE}:{i}", chunk)
+                self.storage.set_trial_system_attr(trial._trial_id, STATE, {"chunks": len(chunks), "numpy": has_numpy})
             for name, value in _plain(attrs).items():
                 self.storage.set_trial_user_attr(trial._trial_id, name, value)
             self.storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [float(result.objective)])
@@ -283,12 +307,6 @@ class JobQueue:
                     pass
 
 
-def result_of(trial: FrozenTrial) -> BranchResult:
-    attrs = trial.user_attrs
-    regret = None if attrs.get("regret") is None else np.asarray(attrs["regret"])
-    return BranchResult(float(trial.value), np.asarray(attrs["F"]), np.asarray(attrs["F_se"]), regret, int(attrs["env_steps"]))
-
-
 class JobRunner:
     """Pops jobs and solves them, in this process (``pool`` None) or in a :class:`BranchPool` of K processes.
 
@@ -318,14 +336,15 @@ class JobRunner:
                 break
             progressed = True
             w, seed = np.asarray(trial.user_attrs["w"]), int(trial.user_attrs["seed"])
+            keep_state = bool(trial.user_attrs.get("keep_state", False))
             if self.pool is not None:
                 warm = self.model.warm_state() if self.coordinator else state
-                self._running[self.pool.submit(w, seed, warm)] = trial
+                self._running[self.pool.submit(w, seed, warm, keep_state)] = trial
                 continue
             if not self.coordinator and self._warm_iteration != iteration:
                 self.model.set_warm_state(state)
                 self._warm_iteration = iteration
-            self.queue.complete(trial, solve_branch(self.model, w, seed))
+            self.queue.complete(trial, solve_branch(self.model, w, seed, keep_state))
         return progressed
 
     def drain(self) -> None:

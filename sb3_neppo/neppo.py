@@ -90,6 +90,9 @@ class NePPO:
     :param solver_kwargs: settings of the sb3 solvers (:class:`~sb3_neppo.solvers.sb3.SB3SolverConfig`).
     :param delta, lr, lr_schedule, n_directions, max_grad_norm: the zeroth-order step (see ``zeroth_order``).
     :param beta: temperature of L_β.
+    :param iterate_solve: ``every`` (solve at each new iterate: it is logged and warm-starts the next iteration) or
+        ``final`` (the paper's 2m solves per iteration: the next one warm-starts from the branch with the lowest L_β;
+        the final iterate is solved once when ``learn`` ends).
     :param keep_best: return the iterate with the lowest exact L_β instead of the last (exact solvers only).
     :param potential_kwargs: constructor arguments when ``potential`` is a name.
     :param env_kwargs: arguments of the env when ``env`` is an id.
@@ -112,6 +115,7 @@ class NePPO:
         n_directions: int = 10,
         beta: float = 1e4,
         max_grad_norm: float | None = None,
+        iterate_solve: str = "every",
         keep_best: bool = False,
         potential_kwargs: dict | None = None,
         env_kwargs: dict | None = None,
@@ -138,9 +142,12 @@ class NePPO:
             n_directions=n_directions,
             beta=beta,
             max_grad_norm=max_grad_norm,
+            iterate_solve=iterate_solve,
             keep_best=keep_best,
         )
         self.solvers = self._make_solvers(solver)
+        if keep_best and iterate_solve == "final":
+            raise ConfigError("keep_best selects among solved iterates; use it with iterate_solve: every")
         if keep_best and not self.solvers.exact:
             raise ConfigError(
                 "keep_best needs exact solvers: the minimum of noisy L_β estimates is biased low (-params keep_best:false)"
@@ -263,8 +270,8 @@ class NePPO:
         if budget is not None:  # move the bar after every solve: an iteration of a Markov game can take minutes
             self._on_solve = lambda: bar.update(min(self.num_timesteps - start_steps, budget) - bar.n)
         try:
-            if self.policy is None:
-                self._adopt(self._evaluate((0, 0, 0), self.potential.get_flat_params(), self._solver_seed()))
+            if self.policy is None and self.config.iterate_solve == "every":
+                self.solve_iterate()
             done = 0
             while n_iterations is None or done < n_iterations:
                 t = self.num_iterations
@@ -277,15 +284,19 @@ class NePPO:
                 seeds = [self._solver_seed() for _ in directions]
                 m = len(directions)
                 keys = [(t, j, 1) for j in range(m)] + [(t, j, -1) for j in range(m)]
-                losses = self._objectives(keys, [*w_plus, *w_minus], seeds + seeds)
+                ws, seeds = [*w_plus, *w_minus], seeds + seeds
+                losses, branches = self._solve_branches(keys, ws, seeds)
                 loss_plus, loss_minus = losses[:m], losses[m:]
                 # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
                 w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
                 self.potential.set_flat_params(w_next)
-                # π^Φ at the new w: what NePPO returns, and the warm start of the next iteration
                 self.num_iterations += 1
                 done += 1
-                self._adopt(self._evaluate((self.num_iterations, 0, 0), w_next, self._solver_seed()))
+                if self.config.iterate_solve == "every":  # π^Φ at the new w: logged, and the next warm start
+                    self._adopt(self._evaluate((self.num_iterations, 0, 0), w_next, self._solver_seed()))
+                else:  # the paper's cost: the next iteration starts from the branch with the lowest L_β
+                    k = int(np.argmin(losses))
+                    self._adopt(branches[k] if branches[k] is not None else self._replay(keys[k], ws[k], seeds[k]))
                 log = self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
                 spent = self.num_timesteps - start_steps
                 bar.update(min(spent, budget) - bar.n if budget is not None else 1)
@@ -294,6 +305,7 @@ class NePPO:
                     tqdm.write(self._format(log))
                 if any(cb(log, self) is False for cb in callbacks) or (budget is not None and spent >= budget):
                     break
+            self.solve_iterate()  # 6. π^Φ at the final w (already solved when iterate_solve is every)
         except BaseException:
             self.close()  # a worker may be mid-solve: stop them all
             raise
@@ -312,6 +324,15 @@ class NePPO:
     def _solver_seed(self) -> int:
         return int(self.solver_rng.integers(2**31 - 1))
 
+    def solve_iterate(self) -> Branch:
+        """Solve at the current w (π^Φ there, its best responses and F) unless that is the current solution already.
+
+        ``learn`` calls it; with ``iterate_solve: final`` it is the one solve at the final iterate."""
+        w = self.potential.get_flat_params()
+        if self.last_branch is None or not np.array_equal(self.last_branch.w, w):
+            self._adopt(self._evaluate((self.num_iterations, 0, 0), w, self._solver_seed()))
+        return self.last_branch
+
     def _evaluate(self, key: tuple[int, int, int], w: np.ndarray, seed: int) -> Branch:
         """Solve at ``w`` with ``seed``; a recorder, if any, gets the solve as a trial keyed (iteration, direction, sign)."""
         before = self.num_timesteps
@@ -324,27 +345,44 @@ class NePPO:
             self._on_solve()
         return branch
 
-    def _objectives(self, keys: list[tuple[int, int, int]], ws: list[np.ndarray], seeds: list[int]) -> list[float]:
-        """L_β of branches: a recorder's stored value where that solve already completed (a resumed run), else solved
-        through the study's job queue (when ``queue`` is set: workers anywhere may take some), in the ``n_workers``
-        processes, or here."""
-        out: list[float | None] = [None] * len(keys)
+    def _replay(self, key: tuple[int, int, int], w: np.ndarray, seed: int) -> Branch:
+        """Solve again a branch that a resumed run knows only as a stored trial, for its policy: the same warm start and
+        seed give the same policy. Its env steps were counted when it was first solved, so they are not again."""
+        before = self.solvers.env_steps
+        self.solvers.reseed(seed)
+        branch = self.solve_at(w)
+        self._timesteps_offset -= self.solvers.env_steps - before
+        return branch
+
+    def _solve_branches(
+        self, keys: list[tuple[int, int, int]], ws: list[np.ndarray], seeds: list[int]
+    ) -> tuple[list[float], list[Branch | None]]:
+        """L_β of branches and, with ``iterate_solve: final``, the branches themselves (the next warm start is one).
+
+        A recorder's stored value is used where that solve already completed (a resumed run: its branch is None);
+        the others are solved through the study's job queue (when ``queue`` is set: workers anywhere may take some), in
+        the ``n_workers`` processes, or here."""
+        keep = self.config.iterate_solve == "final"
+        losses: list[float] = [0.0] * len(keys)
+        branches: list[Branch | None] = [None] * len(keys)
         pending = []
         for k, key in enumerate(keys):
             done = self.recorder.lookup(key) if self.recorder is not None else None
             if done is not None:
-                out[k] = done[0]
+                losses[k] = done[0]
                 self._timesteps_offset += done[1]  # those env steps were spent, before the restart
             else:
                 pending.append(k)
         jobs = [(keys[k], ws[k], seeds[k]) for k in pending]
-        if self.queue is not None and jobs:  # through the study, so that workers on other machines can take some
+        if not jobs:
+            return losses, branches
+        if self.queue is not None:  # through the study, so that workers on other machines can take some
             own = self.solvers.env_steps
-            results = self.queue.run(self, jobs, self._branch_pool() if self.n_workers > 1 else None)
+            results = self.queue.run(self, jobs, self._branch_pool() if self.n_workers > 1 else None, keep)
             # the env steps of the jobs solved in this very process are counted by its solvers already
             self._timesteps_offset += sum(r.env_steps for r in results) - (self.solvers.env_steps - own)
         elif self.n_workers > 1 and len(jobs) > 1:
-            results = self._branch_pool().solve([(w, seed) for _, w, seed in jobs], self.warm_state())
+            results = self._branch_pool().solve([(w, seed) for _, w, seed in jobs], self.warm_state(), keep)
             for (key, w, _), r in zip(jobs, results):
                 self._timesteps_offset += r.env_steps
                 if self.recorder is not None:
@@ -352,10 +390,14 @@ class NePPO:
         else:
             results = [self._evaluate(*job) for job in jobs]  # moves the progress bar itself
         for k, r in zip(pending, results):
-            out[k] = r.objective
+            losses[k] = r.objective
+            if isinstance(r, Branch):
+                branches[k] = r
+            elif r.state is not None:
+                branches[k] = Branch(np.array(ws[k]), *self._from_state(r.state), FEstimate(r.F, r.F_se), r.objective)
         if self._on_solve is not None:
             self._on_solve()
-        return out
+        return losses, branches
 
     def _branch_pool(self) -> BranchPool:
         if self._pool is None:
@@ -370,20 +412,27 @@ class NePPO:
 
     def warm_state(self) -> tuple:
         """π^Φ and the best responses in a form another process can load (:meth:`set_warm_state`)."""
-        if self.policy is None or self.solvers.exact:
-            return self.policy, self.best_responses
-        shared = next(iter(self.policy.policies.values())).state_dict()
-        return shared, {a: p.state_dict() for a, p in self.best_responses.items()}
+        return self.branch_state(self.policy, self.best_responses)
+
+    def branch_state(self, policy: JointPolicy | None, best_responses: dict[str, AgentPolicy]) -> tuple:
+        """A joint policy and best responses as plain data (state dicts; the strategies themselves when exact)."""
+        if policy is None or self.solvers.exact:
+            return policy, best_responses
+        shared = next(iter(policy.policies.values())).state_dict()
+        return shared, {a: p.state_dict() for a, p in best_responses.items()}
+
+    def _from_state(self, state: tuple) -> tuple[JointPolicy | None, dict[str, AgentPolicy]]:
+        policy, best_responses = state
+        if policy is None or self.solvers.exact:
+            return policy, dict(best_responses)
+        cooperative = self.solvers.cooperative
+        return cooperative.profile_from_state(policy), {
+            a: cooperative.profile_from_state(sd).policies[a] for a, sd in best_responses.items()
+        }
 
     def set_warm_state(self, state: tuple) -> None:
         """Adopt π^Φ and best responses from :meth:`warm_state` as the warm start of the next solves."""
-        policy, best_responses = state
-        if policy is None or self.solvers.exact:
-            self.policy, self.best_responses = policy, dict(best_responses)
-            return
-        cooperative = self.solvers.cooperative
-        self.policy = cooperative.profile_from_state(policy)
-        self.best_responses = {a: cooperative.profile_from_state(sd).policies[a] for a, sd in best_responses.items()}
+        self.policy, self.best_responses = self._from_state(state)
 
     # --- results --------------------------------------------------------------------------------------------------------
 

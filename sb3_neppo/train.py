@@ -26,6 +26,7 @@ import yaml
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from sb3_neppo.callbacks import EvalCallback, TensorBoardLogger
 from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
 from sb3_neppo.distributed import JobQueue, serve
 from sb3_neppo.errors import ConfigError
@@ -67,6 +68,16 @@ def make_parser() -> argparse.ArgumentParser:
         "--save-freq", type=int, default=-1, help="also save model_<iteration>.zip every N outer iterations (default: off)"
     )
     parser.add_argument("-f", "--log-folder", default="logs", help="log folder (default: logs)")
+    parser.add_argument(
+        "-tb", "--tensorboard-log", default=None, help="TensorBoard folder: the run logs to <folder>/<env>_<n> (default: off)"
+    )
+    parser.add_argument(
+        "--eval-freq",
+        type=int,
+        default=-1,
+        help="every N outer iterations, π^Φ's true per-agent returns on held-out episodes -> evaluations.npz (default: off)",
+    )
+    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes of each evaluation (default 10)")
     parser.add_argument(
         "--storage",
         default=None,
@@ -200,6 +211,8 @@ def run(argv: list[str]) -> Path | None:
         torch.set_num_threads(args.num_threads)
     if args.n_workers < 1:
         raise ConfigError(f"--n-workers must be >= 1 (got {args.n_workers})")
+    if args.eval_episodes < 1:
+        raise ConfigError(f"--eval-episodes must be >= 1 (got {args.eval_episodes})")
     if not args.heartbeat_timeout > 0:
         raise ConfigError(f"--heartbeat-timeout must be > 0 seconds (got {args.heartbeat_timeout})")
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
@@ -259,6 +272,13 @@ def run(argv: list[str]) -> Path | None:
         print(f"Resuming {folder} at iteration {model.num_iterations} (study '{study.study_name}')")
 
     logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim, keep_until=model.num_iterations)
+    callbacks: list = [logger]
+    tensorboard = TensorBoardLogger(Path(args.tensorboard_log) / folder.name) if args.tensorboard_log else None
+    if args.eval_freq > 0:
+        resume_from = model.num_iterations if resuming else None
+        callbacks.append(EvalCallback(args.eval_freq, args.eval_episodes, folder, tensorboard, resume_from, args.verbose))
+    if tensorboard is not None:
+        callbacks.append(tensorboard)
 
     def checkpoint(log: IterationLog, m: NePPO) -> None:
         m.save(folder / CHECKPOINT)  # atomic: a kill leaves the previous checkpoint or this one
@@ -270,12 +290,15 @@ def run(argv: list[str]) -> Path | None:
             spent = model.num_timesteps - start_timesteps
             if spent < args.n_timesteps or model.policy is None:
                 budget = max(args.n_timesteps - spent, 1)
-                model.learn(total_timesteps=budget, callback=[logger, checkpoint], progress_bar=args.progress)
+                model.learn(total_timesteps=budget, callback=[*callbacks, checkpoint], progress_bar=args.progress)
         elif model.num_iterations < start_iteration + config.n_iterations:
             remaining = start_iteration + config.n_iterations - model.num_iterations
-            model.learn(remaining, callback=[logger, checkpoint], progress_bar=args.progress)
+            model.learn(remaining, callback=[*callbacks, checkpoint], progress_bar=args.progress)
+        model.solve_iterate()  # resuming a run killed in its last solve (iterate_solve: final); else a no-op
     finally:
         logger.close()
+        if tensorboard is not None:
+            tensorboard.close()
         if model.queue is not None:
             model.queue.close()
     model.save(folder / "model.zip")

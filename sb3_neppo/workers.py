@@ -28,6 +28,7 @@ class BranchResult:
     F_se: np.ndarray
     regret: np.ndarray | None
     env_steps: int
+    state: Any = None  # the branch's π^Φ and best responses (NePPO.branch_state), when asked for
 
 
 def _init_worker(spec: dict[str, Any]) -> None:
@@ -38,17 +39,19 @@ def _init_worker(spec: dict[str, Any]) -> None:
     _MODEL = NePPO(**spec)
 
 
-def solve_branch(model: Any, w: np.ndarray, seed: int) -> BranchResult:
-    """Solve one branch with ``model`` (a NePPO holding the warm start) and ``seed``."""
+def solve_branch(model: Any, w: np.ndarray, seed: int, keep_state: bool = False) -> BranchResult:
+    """Solve one branch with ``model`` (a NePPO holding the warm start) and ``seed``; ``keep_state``: return its policies."""
     before = model.num_timesteps
     model.solvers.reseed(seed)
     branch = model.solve_at(w)
-    return BranchResult(branch.objective, branch.F.mean, branch.F.se, model.exact_regret(branch), model.num_timesteps - before)
+    state = model.branch_state(branch.policy, branch.best_responses) if keep_state else None
+    regret = model.exact_regret(branch)
+    return BranchResult(branch.objective, branch.F.mean, branch.F.se, regret, model.num_timesteps - before, state)
 
 
-def _solve(w: np.ndarray, seed: int, warm: tuple) -> BranchResult:
+def _solve(w: np.ndarray, seed: int, warm: tuple, keep_state: bool) -> BranchResult:
     _MODEL.set_warm_state(warm)
-    return solve_branch(_MODEL, w, seed)
+    return solve_branch(_MODEL, w, seed, keep_state)
 
 
 class BranchPool:
@@ -59,13 +62,13 @@ class BranchPool:
         self.n_workers = n_workers
         self.executor = ProcessPoolExecutor(n_workers, mp_context=context, initializer=_init_worker, initargs=(spec,))
 
-    def submit(self, w: np.ndarray, seed: int, warm: tuple) -> Future:
+    def submit(self, w: np.ndarray, seed: int, warm: tuple, keep_state: bool = False) -> Future:
         """Solve the branch at ``w`` with ``seed`` from the warm start ``warm`` (a future of its :class:`BranchResult`)."""
-        return self.executor.submit(_solve, w, seed, warm)
+        return self.executor.submit(_solve, w, seed, warm, keep_state)
 
-    def solve(self, jobs: list[tuple[np.ndarray, int]], warm: tuple) -> list[BranchResult]:
+    def solve(self, jobs: list[tuple[np.ndarray, int]], warm: tuple, keep_state: bool = False) -> list[BranchResult]:
         """Solve ``(w, seed)`` jobs from the warm start ``warm``; results in job order."""
-        return [f.result() for f in [self.submit(w, seed, warm) for w, seed in jobs]]
+        return [f.result() for f in [self.submit(w, seed, warm, keep_state) for w, seed in jobs]]
 
     def close(self) -> None:
         self.executor.shutdown(cancel_futures=True)

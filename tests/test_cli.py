@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from sb3_neppo.neppo import NePPO
-from sb3_neppo.train import main
+from sb3_neppo.train import main, run
 
 GAME_3X3 = [[[4, 0, 1], [2, 3, 0], [1, 1, 2]], [[1, 3, 0], [0, 2, 4], [2, 1, 3]]]
 
@@ -169,3 +169,28 @@ def test_continue_a_saved_run_with_i_and_save_freq(tmp_path):
     assert continued["iterations"] == 15 and (second / "model_15.zip").exists()
     assert continued["potential"]["params"] == straight["potential"]["params"]  # 10 + 5 iterations = 15 in one go
     assert main([*base, "-i", str(tmp_path / "missing.zip")]) == 2
+
+
+def test_tensorboard_and_evaluations(tmp_path):
+    """``-tb`` writes TensorBoard scalars; ``--eval-freq`` keeps π^Φ's true returns in evaluations.npz (here exact: the
+    expected payoffs of the learned strategies) and changes no training number."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sb3_neppo.envs.games import alpha_game
+
+    args = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.2", "--seed", "1", "-params", "n_iterations:4"]
+    plain = run([*args, "-f", str(tmp_path / "plain")])
+    folder = run([*args, "-f", str(tmp_path / "logs"), "-tb", str(tmp_path / "tb"), "--eval-freq", "2"])
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["potential"] == json.loads((plain / "summary.json").read_text())["potential"]
+    with np.load(folder / "evaluations.npz") as evaluations:
+        assert evaluations["iterations"].tolist() == [2, 4] and list(evaluations["agents"]) == summary["agents"]
+        assert evaluations["results"].shape == (2, 1, 2)
+        strategies = [np.array(summary["strategies"][a]) for a in summary["agents"]]
+        np.testing.assert_allclose(evaluations["results"][-1, 0], alpha_game(0.2).expected_payoffs(strategies), atol=1e-9)
+    events = EventAccumulator(str(tmp_path / "tb" / folder.name))
+    events.Reload()
+    scalars = events.Tags()["scalars"]
+    assert {"neppo/L_beta", "neppo/max_regret", "F/player_0", "eval/return_player_1"} <= set(scalars)
+    assert [e.step for e in events.Scalars("neppo/L_beta")] == [1, 2, 3, 4]
+    assert events.Scalars("neppo/L_beta")[-1].value == pytest.approx(summary["objective"], rel=1e-5)

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from sb3_neppo.distributed import decode_state, encode_state
 
-ITERATIONS, DIRECTIONS = 6, 2
+ITERATIONS, DIRECTIONS = 8, 2
 SB3 = "solver_kwargs:{n_envs: 2, br_updates: 1, eval_episodes: 4, ppo: {n_steps: 25, batch_size: 50, n_epochs: 4}}"
 ARGS = ["--env", "mpe2.simple_tag_v3", "--env-kwargs", "max_cycles:25", "--seed", "4"]
 ARGS += ["-params", f"n_iterations:{ITERATIONS}", f"n_directions:{DIRECTIONS}", "delta:0.05", "lr:0.5", SB3]
@@ -50,13 +50,12 @@ def test_warm_states_survive_the_storage_encoding():
 
 def test_workers_on_other_machines_join_and_a_dead_one_is_replaced(tmp_path, postgres_url):
     """A coordinator and two joining processes (other log folders: other machines) share the branches of a PostgreSQL
-    study; one joiner is SIGKILLed while it holds a branch, which goes to another after the heartbeat timeout. The run
+    study. The first joiner is SIGKILLed while it holds a branch: the run waits for that branch until the heartbeat
+    timeout (long enough for the second joiner, with two worker processes, to start), then it is solved again. The run
     ends with every solve complete once and the numbers of a single process on the default journal."""
     name = f"join-{uuid.uuid4().hex[:12]}"
-    shared = ["--storage", postgres_url, "--study-name", name, "--heartbeat-timeout", "4"]
-    reference = _start(tmp_path / "alone")
-    assert reference.wait(timeout=300) == 0, reference.stderr.read()
-
+    shared = ["--storage", postgres_url, "--study-name", name, "--heartbeat-timeout", "20"]
+    reference = _start(tmp_path / "alone")  # side by side with the shared run: it slows it, and changes no number
     coordinator = _start(tmp_path / "coordinator", *shared)
     storage = optuna.storages.RDBStorage(postgres_url)
 
@@ -65,7 +64,6 @@ def test_workers_on_other_machines_join_and_a_dead_one_is_replaced(tmp_path, pos
 
     _wait_until(study_exists)
     doomed = _start(tmp_path / "machine-b", *shared)
-    helper = _start(tmp_path / "machine-c", *shared, "--n-workers", "2")  # a machine with two processes
     study = optuna.load_study(study_name=name, storage=storage)
 
     def doomed_holds_a_branch() -> bool:
@@ -75,16 +73,18 @@ def test_workers_on_other_machines_join_and_a_dead_one_is_replaced(tmp_path, pos
     _wait_until(doomed_holds_a_branch)
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait()
+    helper = _start(tmp_path / "machine-c", *shared, "--n-workers", "2")  # a machine with two processes
     out, err = coordinator.communicate(timeout=600)
     assert coordinator.returncode == 0, err
     helper_out, err = helper.communicate(timeout=120)
     assert helper.returncode == 0, err
     assert "Joining study" in helper_out and "The run has finished" in helper_out
 
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     keys = [(t.user_attrs["iteration"], t.user_attrs["direction"], t.user_attrs["sign"]) for t in complete]
-    assert len(keys) == len(set(keys)) == 1 + ITERATIONS * (2 * DIRECTIONS + 1)  # every solve once
+    assert len(keys) == len(set(keys)) == ITERATIONS * 2 * DIRECTIONS + 1  # every solve once (iterate_solve: final)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert failed and all(f":{doomed.pid}:" in t.system_attrs["worker"] for t in failed)  # only the dead one's branch
     assert {t.system_attrs["worker"].split(":")[1] for t in complete if "worker" in t.system_attrs} >= {

@@ -10,7 +10,9 @@ from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from sb3_neppo import NePPO, StateMixerPotential
 from sb3_neppo.benchmarks.alpha_sampled import OUTER, run_pair
+from sb3_neppo.callbacks import EvalCallback
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.study import StudyRecorder, open_storage, open_study
 from sb3_neppo.train import main
 
 # The CI-sized α-family run (the full one: python -m sb3_neppo.benchmarks.alpha_sampled)
@@ -86,6 +88,41 @@ def test_same_seed_same_numbers_and_save_load_restores_the_solution(tmp_path):
     assert loaded.predict(observations)[0].keys() == observations.keys()
     for agent, action in model.predict(observations, deterministic=True)[0].items():
         assert loaded.predict(observations, deterministic=True)[0][agent] == action
+
+
+def test_iterate_solve_final_costs_the_papers_two_solves_and_resumes_exactly(tmp_path):
+    """``iterate_solve: final``: 2 solves per iteration (1 direction) plus one at the end, against 3 per iteration; a run
+    resumed from a mid-run checkpoint, whose branches are all stored trials, solves the adopted branch again for its
+    policy and ends with the same numbers and env-step count."""
+    torch.set_num_threads(1)
+    config = dict(n_envs=2, br_updates=1, eval_episodes=3, ppo=dict(n_steps=8, batch_size=16, n_epochs=2, learning_rate=0.02))
+    kwargs = dict(env_kwargs={"max_cycles": 8}, solver="sb3", solver_kwargs=config, seed=2, delta=0.05, lr=0.5, n_directions=1)
+    every = NePPO("mpe2.simple_tag_v3", **kwargs).learn(3)
+    study = open_study(open_storage(None, tmp_path), "final", {})
+    final = NePPO("mpe2.simple_tag_v3", iterate_solve="final", **kwargs)
+    final.recorder = StudyRecorder(study)
+    final.learn(3, callback=lambda log, m: m.save(tmp_path / "at1.zip") if log.iteration == 1 else None)
+    per_solve = every.num_timesteps / (1 + 3 * 3)
+    assert final.num_timesteps == pytest.approx(per_solve * (3 * 2 + 1), rel=0.01)  # 7 solves, not 10
+    np.testing.assert_array_equal(final.result.w, final.potential.get_flat_params())  # π^Φ at the final w
+    assert not np.array_equal(final.result.w, every.result.w)  # other warm starts, another path
+
+    evaluations = []
+    for _ in range(2):  # held-out evaluations: reproducible, and they change no training number
+        evaluate = EvalCallback(eval_freq=2, n_episodes=3)
+        again = NePPO("mpe2.simple_tag_v3", iterate_solve="final", **kwargs).learn(3, callback=evaluate)
+        np.testing.assert_array_equal(again.result.w, final.result.w)
+        assert again.num_timesteps == final.num_timesteps and evaluate.iterations == [2]
+        evaluations.append(np.array(evaluate.results))
+    assert evaluations[0].shape == (1, 3, 4) and np.isfinite(evaluations[0]).all()
+    np.testing.assert_array_equal(evaluations[0], evaluations[1])
+
+    resumed = NePPO.load(tmp_path / "at1.zip")
+    resumed.recorder = StudyRecorder(study)  # iterations 1 and 2 are stored: their branches are not solved again
+    resumed.learn(2)
+    np.testing.assert_array_equal(resumed.result.w, final.result.w)
+    np.testing.assert_array_equal(resumed.result.F.mean, final.result.F.mean)
+    assert resumed.num_timesteps == final.num_timesteps
 
 
 class _NaNReward(BaseParallelWrapper):

@@ -14,6 +14,10 @@ SB3 = dict(n_envs=2, br_updates=2, eval_episodes=3, ppo=dict(n_steps=8, batch_si
     [
         ("matrix-alpha", dict(env_kwargs={"alpha": 0.4}, n_directions=4)),
         ("mpe2.simple_tag_v3", dict(env_kwargs={"max_cycles": 8}, solver_kwargs=SB3, delta=0.05, lr=0.5, n_directions=2)),
+        (  # the paper's cost: the next iteration starts from a branch, whose policies come back from a worker
+            "mpe2.simple_tag_v3",
+            dict(env_kwargs={"max_cycles": 8}, solver_kwargs=SB3, delta=0.05, lr=0.5, n_directions=1, iterate_solve="final"),
+        ),
     ],
 )
 def test_two_workers_give_the_same_numbers_as_one(env, kwargs):
