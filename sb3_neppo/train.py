@@ -113,13 +113,14 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def next_run_folder(log_folder: Path, algo: str, env_id: str) -> Path:
+def next_run_folder(log_folder: Path, algo: str, env_id: str, create: bool = True) -> Path:
     """``<log folder>/<algo>/<env>_<n>`` with n one more than the largest existing run (zoo layout)."""
     base = log_folder / algo
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", env_id)
     runs = [int(m.group(1)) for p in base.glob(f"{safe}_*") if (m := re.fullmatch(rf"{re.escape(safe)}_(\d+)", p.name))]
     folder = base / f"{safe}_{max(runs, default=0) + 1}"
-    folder.mkdir(parents=True, exist_ok=False)
+    if create:
+        folder.mkdir(parents=True, exist_ok=False)
     return folder
 
 
@@ -228,11 +229,12 @@ def run(argv: list[str]) -> Path | None:
     if args.optimize_hyperparameters:
         return optimize(args, env_kwargs, hyperparams, command, folder)
     resuming = folder is not None
-    if args.storage is not None and not resuming and args.study_name is not None:
+    if args.storage is not None and not resuming:
+        name = args.study_name or next_run_folder(Path(args.log_folder), args.algo, args.env, create=False).name
         storage = open_storage(args.storage, Path(args.log_folder))
-        stored = stored_settings(storage, args.study_name)
+        stored = stored_settings(storage, name)
         if stored is not None:  # a run of this command is in progress (on some machine): help it
-            return join(args, storage, stored, config, env_kwargs)
+            return join(args, storage, name, stored, config, env_kwargs)
     first = yaml.safe_load((folder / "args.yml").read_text()) if resuming else {}  # the first attempt's arguments
     seed = first.get("seed") if args.seed is None else args.seed  # resuming: the seed the first attempt drew
     if resuming and (folder / CHECKPOINT).exists():
@@ -325,20 +327,22 @@ def build_model(args: argparse.Namespace, config: NePPOConfig, env_kwargs: dict,
     return model
 
 
-def join(args: argparse.Namespace, storage: BaseStorage, stored: dict, config: NePPOConfig, env_kwargs: dict) -> None:
-    """Work for the run in progress under ``--study-name``: solve its queued branches until it finishes."""
+def join(
+    args: argparse.Namespace, storage: BaseStorage, name: str, stored: dict, config: NePPOConfig, env_kwargs: dict
+) -> None:
+    """Work for the run in progress in study ``name``: solve its queued branches until it finishes."""
     seed = stored.get("seed") if args.seed is None else args.seed
     settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": seed, "config": config.to_dict()}
-    study = open_study(storage, args.study_name, settings)  # other settings: one line, nothing written
+    study = open_study(storage, name, settings)  # other settings: one line, nothing written
     queue = JobQueue(study, timeout=args.heartbeat_timeout)
     if not queue.is_joinable():
         queue.close()
         raise ConfigError(
-            f"study '{args.study_name}' takes no workers (its run finished, or solves its branches exactly in one process); "
+            f"study '{name}' takes no workers (its run finished, or solves its branches exactly in one process); "
             "use another --study-name"
         )
     model = build_model(args, config, env_kwargs, seed)
-    print(f"Joining study '{args.study_name}' as a worker ({queue.owner}); Ctrl-C hands back the branch in hand")
+    print(f"Joining study '{name}' as a worker ({queue.owner}); Ctrl-C hands back the branch in hand")
     pool = BranchPool(model._worker_spec(), args.n_workers) if args.n_workers > 1 else None
     try:
         serve(queue, model, pool, verbose=args.verbose)
