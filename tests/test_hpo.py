@@ -44,3 +44,40 @@ def test_optimize_bad_input(tmp_path, capsys):
     assert "--n-trials and --n-seeds must be >= 1" in capsys.readouterr().err
     assert main(["-optimize", "--sampler", "cmaes", "-f", str(tmp_path)]) == 2
     assert "invalid choice: 'cmaes'" in capsys.readouterr().err
+
+
+def test_a_killed_study_resumes_to_exactly_n_trials(tmp_path):
+    """SIGKILL mid-study, run the same command again: the trial in flight is failed and redone, the completed ones
+    are kept, and the study ends with exactly --n-trials finished trials."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--env", "matrix-alpha", "-optimize", "--n-trials", "10", "--n-seeds", "2", "--sampler", "random"]
+    args += ["--pruner", "none", "--seed", "1", "-params", "n_iterations:150", "-f", str(tmp_path)]
+    cmd = [sys.executable, "-m", "sb3_neppo.train", *args]
+    folder = tmp_path / "neppo" / "matrix-alpha_1"
+
+    def finished() -> list:
+        if not (folder / "study.journal").exists():
+            return []
+        study = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder))
+        return [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while len(finished()) < 3:
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "slow"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = {t.number: t.value for t in finished()}
+    assert 3 <= len(before) < 10 and not (folder / "summary.json").exists()
+    assert subprocess.run(cmd, capture_output=True, timeout=300).returncode == 0  # the same command again
+    study = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder))
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 10 and set(states) <= {TrialState.COMPLETE, TrialState.FAIL}
+    assert {t.number: t.value for t in study.trials if t.number in before} == before  # nothing completed was lost
+    assert json.loads((folder / "summary.json").read_text())["complete"] == 10
