@@ -28,10 +28,18 @@ setup(
         "matplotlib>=3.8,<4",
     ],
     extras_require={
-        "tests": ["pytest>=8,<10", "hypothesis>=6.100,<7", "ruff>=0.6", "psycopg[binary]>=3.2,<4", "tensorboard>=2.15,<3"],
+        "tests": [
+            "pytest>=8,<10",
+            "hypothesis>=6.100,<7",
+            "ruff>=0.6",
+            "psycopg[binary]>=3.2,<4",
+            "tensorboard>=2.15,<3",
+            "vmas>=1.5,<2",
+        ],
         "dashboard": ["optuna-dashboard>=0.21,<1"],
         "postgres": ["psycopg[binary]>=3.2,<4"],  # SQLAlchemy 2.1 reads postgresql:// as psycopg 3
         "tensorboard": ["tensorboard>=2.15,<3"],  # -tb
+        "vmas": ["vmas>=1.5,<2"],  # --env vmas:<scenario>
     },
     classifiers=[
         "Programming Language :: Python :: 3",

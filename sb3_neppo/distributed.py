@@ -10,7 +10,8 @@ from any branch), the branch's policies. A branch gives the same numbers whoever
 
 Warm start: π^Φ and the best responses that the iteration's branches start from are stored in the study itself (study
 system attributes: ``torch.save`` bytes, base64, in chunks under 64 KB), so a worker needs nothing but the storage, no
-shared file system or artifact store. Only the current iteration's warm start is kept.
+shared file system or artifact store. Only the current iteration's warm start is kept, and the branches' policies go
+to one slot per (direction, sign), overwritten each iteration: the storage does not grow with them.
 
 Liveness: a process bumps a ``heartbeat`` system attribute of each job it holds every ``timeout / 4`` seconds; the
 coordinator fails a RUNNING job whose heartbeat has not changed for ``timeout`` seconds (timed on its own clock, so the
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 QUEUE = "neppo:queue"  # study system attribute: {"coordinator": owner id}; its presence marks a joinable run
 WARM = "neppo:warm"  # {"iteration": t, "chunks": n, "numpy": bool}; the chunks under "neppo:warm:<i>"
 FINISHED = "neppo:finished"
-STATE = "neppo:state"  # trial system attribute: a solved branch's policies, when the job asks for them
+STATE = "neppo:state"  # study system attributes "neppo:state:<direction>:<sign>": a branch's policies, when asked for
 CHUNK = 60_000  # characters: MySQL's TEXT column holds 64 KB
 Job = tuple[Key, np.ndarray, int]  # (iteration, direction, sign), w, seed
 
@@ -122,10 +123,15 @@ class JobQueue:
     def _attrs(self) -> dict[str, Any]:
         return self.storage.get_study_system_attrs(self.study_id)
 
-    def is_joinable(self) -> bool:
-        """Whether a coordinator runs this study through the queue (and has not finished)."""
-        attrs = self._attrs()
-        return QUEUE in attrs and not attrs.get(FINISHED, False)
+    def wait_joinable(self, timeout: float = 30.0) -> bool:
+        """Whether a coordinator runs this study through the queue and has not finished (waiting up to ``timeout``
+        seconds for a coordinator that has just created the study to say so)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            attrs = self._attrs()
+            if QUEUE in attrs or attrs.get(FINISHED, False) or time.monotonic() > deadline:
+                return attrs.get(QUEUE) is not None and not attrs.get(FINISHED, False)
+            time.sleep(self.poll_interval)
 
     @property
     def finished(self) -> bool:
@@ -141,6 +147,11 @@ class JobQueue:
                 if trial.system_attrs.get("worker") == previous:
                     self._fail(trial._trial_id)
         self.storage.set_study_system_attr(self.study_id, QUEUE, {"coordinator": self.owner})
+
+    @staticmethod
+    def refuse_workers(study: optuna.Study) -> None:
+        """Mark a run that solves its branches in one place (the exact solvers): processes that try to join are told."""
+        study._storage.set_study_system_attr(study._study_id, QUEUE, None)
 
     def finish(self) -> None:
         """Tell the workers the run is over."""
@@ -158,7 +169,7 @@ class JobQueue:
     def enqueue(self, jobs: list[Job], keep_state: bool, trials: list[FrozenTrial] | None = None) -> None:
         """Add a WAITING trial for every job that has no waiting, running or completed trial yet.
 
-        ``keep_state``: whoever solves a job stores the branch's policies with it (the next iteration may start there)."""
+        ``keep_state``: whoever solves a job also stores the branch's policies (the next iteration may start there)."""
         live = {job_key(t) for t in (self._jobs() if trials is None else trials) if t.state != TrialState.FAIL}
         for key, w, seed in jobs:
             if key not in live:
@@ -204,18 +215,29 @@ class JobQueue:
         if model.recorder is not None:
             for trial in trials:
                 model.recorder.adopt(trial)
-        return [self.result_of(t) for t in trials]
+        results = [self.result_of(t) for t in trials]
+        if keep_state:
+            for result, trial in zip(results, trials):
+                result.state = self.state_of(trial)
+        return results
 
     def result_of(self, trial: FrozenTrial) -> BranchResult:
-        """A completed job's results (and its policies, if it stored them)."""
+        """A completed job's numbers."""
         attrs = trial.user_attrs
         regret = None if attrs.get("regret") is None else np.asarray(attrs["regret"])
         F, F_se, steps = np.asarray(attrs["F"]), np.asarray(attrs["F_se"]), int(attrs["env_steps"])
-        header, state = trial.system_attrs.get(STATE), None
-        if header is not None:
-            chunks = [trial.system_attrs[f"{STATE}:{i}"] for i in range(header["chunks"])]
-            state = decode_state(chunks, header["numpy"])
-        return BranchResult(float(trial.value), F, F_se, regret, steps, state)
+        return BranchResult(float(trial.value), F, F_se, regret, steps)
+
+    def state_of(self, trial: FrozenTrial) -> Any:
+        """The policies a completed job stored (None if its slot now holds another trial's: NePPO then solves the
+        branch again, which gives the same policies)."""
+        _, direction, sign = job_key(trial)
+        slot = f"{STATE}:{direction}:{sign}"
+        attrs = self._attrs()
+        header = attrs.get(slot)
+        if header is None or header["trial"] != trial._trial_id:
+            return None
+        return decode_state([attrs[f"{slot}:{i}"] for i in range(header["chunks"])], header["numpy"])
 
     # --- any process ----------------------------------------------------------------------------------------------------
 
@@ -259,11 +281,14 @@ class JobQueue:
         """Store a solved job's results and complete its trial (ignored if it was failed meanwhile)."""
         attrs = {"F": result.F, "F_se": result.F_se, "regret": result.regret, "env_steps": result.env_steps}
         try:
-            if result.state is not None:
+            if result.state is not None:  # in the branch's slot of the study: one iteration's states are kept, not all
+                _, direction, sign = job_key(trial)
+                slot = f"{STATE}:{direction}:{sign}"
                 chunks, has_numpy = encode_state(result.state)
                 for i, chunk in enumerate(chunks):
-                    self.storage.set_trial_system_attr(trial._trial_id, f"{STATE}:{i}", chunk)
-                self.storage.set_trial_system_attr(trial._trial_id, STATE, {"chunks": len(chunks), "numpy": has_numpy})
+                    self.storage.set_study_system_attr(self.study_id, f"{slot}:{i}", chunk)
+                header = {"trial": trial._trial_id, "chunks": len(chunks), "numpy": has_numpy}
+                self.storage.set_study_system_attr(self.study_id, slot, header)
             for name, value in _plain(attrs).items():
                 self.storage.set_trial_user_attr(trial._trial_id, name, value)
             self.storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [float(result.objective)])

@@ -210,11 +210,10 @@ class NePPO:
         name = potential
         if name == "auto":
             name = "quadratic" if self.game is not None else "state_mixer"
-        self.env.reset(seed=self.seed)
         return build_potential(
             name,
             n_agents=len(self.agents),
-            state_dim=int(np.prod(np.shape(self.env.state()))),
+            state_dim=StepEncoder(self.env).state_dim,  # env.state(), or the observations concatenated
             n_actions=self.game.n_actions if self.game is not None else None,
             **self.config.potential_kwargs,
         )

@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,11 @@ def make_parser() -> argparse.ArgumentParser:
     hpo.add_argument("--n-seeds", type=int, default=3, help="seeds each trial is trained on; its value is the mean")
     parser.add_argument(
         "--n-workers", type=int, default=1, help="processes solving the branches of an iteration side by side (default 1)"
+    )
+    parser.add_argument(
+        "--join",
+        action="store_true",
+        help="only work for the run in --study-name on --storage, waiting for it to start if need be (never coordinate)",
     )
     parser.add_argument(
         "--heartbeat-timeout",
@@ -229,12 +235,13 @@ def run(argv: list[str]) -> Path | None:
     if args.optimize_hyperparameters:
         return optimize(args, env_kwargs, hyperparams, command, folder)
     resuming = folder is not None
+    if args.join and (args.storage is None or args.study_name is None):
+        raise ConfigError("--join needs the run's --storage and --study-name")
     if args.storage is not None and not resuming:
         name = args.study_name or next_run_folder(Path(args.log_folder), args.algo, args.env, create=False).name
         storage = open_storage(args.storage, Path(args.log_folder))
-        stored = stored_settings(storage, name)
-        if stored is not None:  # a run of this command is in progress (on some machine): help it
-            return join(args, storage, name, stored, config, env_kwargs)
+        if args.join or stored_settings(storage, name) is not None:  # a run of this command is in progress: help it
+            return join(args, storage, name, config, env_kwargs)
     first = yaml.safe_load((folder / "args.yml").read_text()) if resuming else {}  # the first attempt's arguments
     seed = first.get("seed") if args.seed is None else args.seed  # resuming: the seed the first attempt drew
     if resuming and (folder / CHECKPOINT).exists():
@@ -256,7 +263,9 @@ def run(argv: list[str]) -> Path | None:
             shutil.rmtree(folder)  # nothing of this attempt is kept
         raise
     model.recorder = StudyRecorder(study)
-    if args.storage is not None and not model.solvers.exact:  # workers on other machines may join (sb3_neppo.distributed)
+    if args.storage is not None and model.solvers.exact:  # microseconds a branch: nothing to share
+        JobQueue.refuse_workers(study)
+    elif args.storage is not None:  # workers on other machines may join (sb3_neppo.distributed)
         model.queue = JobQueue(study, timeout=args.heartbeat_timeout)
         model.queue.claim()
         if not resuming:
@@ -327,15 +336,22 @@ def build_model(args: argparse.Namespace, config: NePPOConfig, env_kwargs: dict,
     return model
 
 
-def join(
-    args: argparse.Namespace, storage: BaseStorage, name: str, stored: dict, config: NePPOConfig, env_kwargs: dict
-) -> None:
-    """Work for the run in progress in study ``name``: solve its queued branches until it finishes."""
-    seed = stored.get("seed") if args.seed is None else args.seed
+def join(args: argparse.Namespace, storage: BaseStorage, name: str, config: NePPOConfig, env_kwargs: dict) -> None:
+    """Work for the run in progress in study ``name``: solve its queued branches until it finishes.
+
+    With ``--join`` wait for the study to appear first (workers may start before the coordinator)."""
+    if args.join:
+        print(f"Waiting for study '{name}' to appear on {display_url(args.storage)}", flush=True)
+    deadline = time.monotonic() + 30  # a coordinator that has just created the study writes its settings next
+    while not (stored := stored_settings(storage, name)):
+        if not args.join and time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    seed = (stored or {}).get("seed") if args.seed is None else args.seed
     settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": seed, "config": config.to_dict()}
     study = open_study(storage, name, settings)  # other settings: one line, nothing written
     queue = JobQueue(study, timeout=args.heartbeat_timeout)
-    if not queue.is_joinable():
+    if not queue.wait_joinable():
         queue.close()
         raise ConfigError(
             f"study '{name}' takes no workers (its run finished, or solves its branches exactly in one process); "

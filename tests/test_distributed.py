@@ -49,21 +49,26 @@ def test_warm_states_survive_the_storage_encoding():
 
 
 def test_workers_on_other_machines_join_and_a_dead_one_is_replaced(tmp_path, postgres_url):
-    """A coordinator and two joining processes (other log folders: other machines) share the branches of a PostgreSQL
-    study. The first joiner is SIGKILLed while it holds a branch: the run waits for that branch until the heartbeat
-    timeout (long enough for the second joiner, with two worker processes, to start), then it is solved again. The run
-    ends with every solve complete once and the numbers of a single process on the default journal."""
+    """A coordinator and two workers started before it with ``--join`` (other log folders: other machines) share the
+    branches of a PostgreSQL study. The first worker is SIGKILLed while it holds a branch: the run waits for that branch
+    until the heartbeat timeout, then it is solved again. The run ends with every solve complete once and the numbers
+    of a single process on the default journal."""
     name = f"join-{uuid.uuid4().hex[:12]}"
-    shared = ["--storage", postgres_url, "--study-name", name, "--heartbeat-timeout", "20"]
+    shared = ["--storage", postgres_url, "--study-name", name, "--heartbeat-timeout", "10"]
+    doomed = _start(tmp_path / "machine-b", *shared, "--join")
+    helper = _start(tmp_path / "machine-c", *shared, "--join", "--n-workers", "2")  # a machine with two processes
+    time.sleep(5)  # the workers wait for the study
     reference = _start(tmp_path / "alone")  # side by side with the shared run: it slows it, and changes no number
     coordinator = _start(tmp_path / "coordinator", *shared)
     storage = optuna.storages.RDBStorage(postgres_url)
 
     def study_exists() -> bool:
-        return name in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        try:
+            return storage.get_study_id_from_name(name) is not None
+        except KeyError:
+            return False
 
     _wait_until(study_exists)
-    doomed = _start(tmp_path / "machine-b", *shared)
     study = optuna.load_study(study_name=name, storage=storage)
 
     def doomed_holds_a_branch() -> bool:
@@ -73,13 +78,11 @@ def test_workers_on_other_machines_join_and_a_dead_one_is_replaced(tmp_path, pos
     _wait_until(doomed_holds_a_branch)
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait()
-    helper = _start(tmp_path / "machine-c", *shared, "--n-workers", "2")  # a machine with two processes
     out, err = coordinator.communicate(timeout=600)
     assert coordinator.returncode == 0, err
     helper_out, err = helper.communicate(timeout=120)
     assert helper.returncode == 0, err
     assert "Joining study" in helper_out and "The run has finished" in helper_out
-
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -119,9 +122,16 @@ def test_joining_with_other_settings_or_a_finished_run_is_one_line(tmp_path, pos
     assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize("timeout", ["0", "-1"])
-def test_bad_heartbeat_timeout(tmp_path, capsys, timeout):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--heartbeat-timeout", "0"], "--heartbeat-timeout must be > 0"),
+        (["--heartbeat-timeout", "-1"], "--heartbeat-timeout must be > 0"),
+        (["--join"], "--join needs the run's --storage and --study-name"),
+    ],
+)
+def test_bad_worker_flags(tmp_path, capsys, args, message):
     from sb3_neppo.train import main
 
-    assert main(["--env", "matrix-alpha", "--heartbeat-timeout", timeout, "-f", str(tmp_path)]) == 2
-    assert "--heartbeat-timeout must be > 0" in capsys.readouterr().err
+    assert main(["--env", "matrix-alpha", *args, "-f", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err

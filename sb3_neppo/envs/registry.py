@@ -1,8 +1,9 @@
 """Env ids -> PettingZoo parallel envs.
 
 Built-in ids are the normal-form games (``matrix``, ``matrix-alpha``, ``prisoners-dilemma``, ``stag-hunt``,
-``matching-pennies``). Any other id containing a dot is read as an importable module path with a ``parallel_env``
-factory (e.g. ``mpe2.simple_tag_v3``), PettingZoo's convention.
+``matching-pennies``). ``vmas:<scenario>`` is a VMAS scenario (``vmas:simple_tag``; see :mod:`sb3_neppo.envs.vmas`).
+Any other id containing a dot is read as an importable module path with a ``parallel_env`` factory (e.g.
+``mpe2.simple_tag_v3``), PettingZoo's convention.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> ParallelEnv:
     kwargs = dict(env_kwargs or {})
     if env_id in ENVS:
         return _call_with_kwargs(env_id, ENVS[env_id], kwargs)
+    if env_id.startswith("vmas:"):
+        from sb3_neppo.envs.vmas import VmasParallelEnv  # vmas is an optional dependency
+
+        return VmasParallelEnv(env_id.removeprefix("vmas:"), **kwargs)
     if "." not in env_id:
         raise ConfigError(
             f"unknown env id '{env_id}': use one of {', '.join(sorted(ENVS))}, or an importable PettingZoo module path "
