@@ -5,8 +5,10 @@ import pytest
 import torch
 from pettingzoo.test import parallel_api_test
 
-from sb3_neppo import NePPO
+from sb3_neppo import NePPO, StateMixerPotential
 from sb3_neppo.envs import make_env
+from sb3_neppo.envs.vmas import VmasVecEnv
+from sb3_neppo.envs.wrappers import PotentialRewardWrapper, StepEncoder
 from sb3_neppo.errors import ConfigError
 
 
@@ -53,3 +55,37 @@ def test_bad_vmas_scenario_is_one_line():
         make_env("vmas:simple_tagg")
     with pytest.raises(ConfigError, match="max_steps must be >= 1"):
         make_env("vmas:simple_tag", {"max_steps": 0})
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_vmas_vec_env_steps_the_worlds_the_pettingzoo_path_steps(continuous):
+    """One batched world and the PettingZoo env on the same seed and actions: the same observations (through the same
+    AgentView), true rewards, truncation, and the potential reward of the potential wrapper."""
+    kwargs = {"max_steps": 6, "continuous_actions": continuous}
+    env = make_env("vmas:simple_world_comm", kwargs)
+    potential = StateMixerPotential(len(env.possible_agents), StepEncoder(env).state_dim)
+    torch.nn.init.normal_(potential.mixer.weight, std=0.05)  # not the uniform mix: agents weigh differently
+    venv = VmasVecEnv(env, n_worlds=1, potential=potential)
+    reference = PotentialRewardWrapper(make_env("vmas:simple_world_comm", kwargs), potential)
+    view = venv.view
+    venv.seed(7)
+    obs = venv.reset()
+    ref_obs, _ = reference.reset(seed=7)
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        np.testing.assert_allclose(obs, np.stack([view.observe(a, ref_obs[a]) for a in env.possible_agents]), atol=1e-6)
+        actions = (
+            np.stack([view.action_space.sample() for _ in env.possible_agents])
+            if continuous
+            else rng.integers(0, view.action_space.n, len(env.possible_agents))
+        )
+        obs, rewards, dones, infos = venv.step(actions)
+        joint = {a: view.env_action(a, actions[i]) for i, a in enumerate(env.possible_agents)}
+        ref_obs, ref_rewards, _, truncated, ref_infos = reference.step(joint)
+        np.testing.assert_allclose(rewards, [ref_rewards[a] for a in env.possible_agents], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            [i["true_reward"] for i in infos], [ref_infos[a]["true_reward"] for a in env.possible_agents]
+        )
+        assert dones.all() == (t == 5) and all(truncated.values()) == (t == 5)
+    assert all(i["TimeLimit.truncated"] and i["episode"]["l"] == 6 for i in infos)
+    assert venv.env_steps == 6

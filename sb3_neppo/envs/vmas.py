@@ -2,7 +2,8 @@
 
 ``make_env("vmas:simple_tag")`` gives :class:`VmasParallelEnv`: one VMAS world behind the PettingZoo parallel API, so
 everything that takes a PettingZoo env (the potential wrapper, the SB3 solvers, the CLI) runs on VMAS scenarios as it is.
-It steps one world at a time; the batched path steps many worlds per call.
+It steps one world at a time. :class:`VmasVecEnv` is the batched path: B worlds × N agents as one SB3 VecEnv, stepped
+in one VMAS call, with the potential reward computed on the whole batch at once.
 
 VMAS keeps its own random state (``vmas_random_state``): ``reset(seed=s)`` makes an episode's start a function of s
 alone, whatever else draws random numbers, which is what paired (common-random-number) evaluation needs.
@@ -10,14 +11,19 @@ alone, whatever else draws random numbers, which is what paired (common-random-n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
+from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.potentials import Potential
 
 MPE_SCENARIOS = (
     "simple",
@@ -76,7 +82,7 @@ class VmasParallelEnv(ParallelEnv):
     metadata = {"name": "vmas", "is_parallelizable": True}
 
     def __init__(self, scenario: str, max_steps: int = 25, continuous_actions: bool = False, **scenario_kwargs: Any):
-        self.scenario = scenario
+        self.scenario, self.max_steps, self.scenario_kwargs = scenario, max_steps, dict(scenario_kwargs)
         self.world = make_vmas(scenario, 1, continuous_actions, max_steps, None, **scenario_kwargs)
         self.continuous_actions = continuous_actions
         self.possible_agents = [agent.name for agent in self.world.agents]
@@ -116,3 +122,150 @@ class VmasParallelEnv(ParallelEnv):
         if terminated[0] or truncated[0]:
             self.agents = []
         return obs, rew, term, trunc, infos
+
+
+class VmasVecEnv(VecEnv):
+    """``n_worlds`` worlds of a VMAS scenario as one SB3 ``VecEnv`` with a slot per (world, agent): slot ``b·N + i``,
+    the layout of :class:`~sb3_neppo.envs.vec.ParallelVecEnv`, stepped with one VMAS call and no Python loop per world.
+
+    Observations and actions go through the same :class:`~sb3_neppo.envs.vec.AgentView` rules (padding, agent
+    indicator, wrap-round Discrete actions, sigmoid-squashed bounded Box actions), applied to the whole batch; the
+    potential reads the same state (the observations concatenated), actions and rewards as
+    :class:`~sb3_neppo.envs.wrappers.StepEncoder` would, so a potential means the same on both paths. ``infos`` carry
+    each slot's ``true_reward``, and at episode ends ``terminal_observation``, ``TimeLimit.truncated`` and an
+    ``episode`` record with the true return.
+
+    :param env: the :class:`VmasParallelEnv` that names the scenario and its settings.
+    :param n_worlds: worlds stepped together (B).
+    :param view: the shared policy's view (default: one built from ``env``).
+    :param potential: pay every slot φ_w of its world (else each agent its own reward).
+    """
+
+    def __init__(self, env: VmasParallelEnv, n_worlds: int, view: AgentView | None = None, potential: Potential | None = None):
+        if int(n_worlds) < 1:
+            raise ConfigError(f"n_worlds must be >= 1 (got {n_worlds})")
+        self.env = env
+        self.n_worlds = int(n_worlds)
+        self.world = make_vmas(env.scenario, self.n_worlds, env.continuous_actions, env.max_steps, 0, **env.scenario_kwargs)
+        self.encoder = StepEncoder(env)
+        self.view = view if view is not None else AgentView(env)
+        self.agents = list(env.possible_agents)
+        self.n_agents = len(self.agents)
+        self.potential = potential
+        if potential is not None:
+            self.encoder.check_potential(potential)
+        spaces_ = [env.action_space(a) for a in self.agents]
+        self._discrete = isinstance(spaces_[0], spaces.Discrete)
+        self._n = np.array([int(s.n) for s in spaces_]) if self._discrete else None
+        self._obs_dims = [int(np.prod(env.observation_space(a).shape)) for a in self.agents]
+        self.env_steps = 0
+        self._obs: list[torch.Tensor] = []
+        self._returns = np.zeros((self.n_worlds, self.n_agents, 2))  # episode return (paid, true) per slot
+        self._lengths = np.zeros(self.n_worlds, dtype=int)
+        self._actions: np.ndarray | None = None
+        super().__init__(self.n_worlds * self.n_agents, self.view.observation_space, self.view.action_space)
+
+    # --- the AgentView rules, on the whole batch -----------------------------------------------------------------------
+
+    def _observe(self, observations: list[torch.Tensor]) -> np.ndarray:
+        out = np.zeros((self.n_worlds, self.n_agents, self.view.observation_space.shape[0]), np.float32)
+        for i, obs in enumerate(observations):
+            out[:, i, : self._obs_dims[i]] = obs.reshape(self.n_worlds, -1).numpy()
+            if self.view.agent_indicator:
+                out[:, i, self.view.obs_dim + i] = 1.0
+        return out.reshape(self.num_envs, -1)
+
+    def _env_actions(self, actions: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
+        """The agents' own actions (a tensor per agent, as VMAS takes them) and their encoding for the potential."""
+        encoded = np.zeros((self.n_worlds, self.n_agents, self.encoder.action_dim))
+        if self._discrete:
+            chosen = actions.reshape(self.n_worlds, self.n_agents).astype(np.int64) % self._n
+            np.put_along_axis(encoded, chosen[..., None], 1.0, axis=2)
+            return [torch.as_tensor(chosen[:, i]) for i in range(self.n_agents)], encoded
+        batch = actions.reshape(self.n_worlds, self.n_agents, -1).astype(np.float64)
+        out = []
+        for i, agent in enumerate(self.agents):
+            space = self.view.act_spaces[agent]
+            dim = int(np.prod(space.shape))
+            flat, low, high = batch[:, i, :dim], space.low.reshape(-1), space.high.reshape(-1)
+            if self.view.squash:
+                bounded = np.isfinite(low) & np.isfinite(high)
+                squashed = low + (high - low) / (1.0 + np.exp(-np.clip(flat, -60.0, 60.0)))
+                flat = np.where(bounded, squashed, flat)
+            flat = np.clip(flat, low, high)
+            encoded[:, i, :dim] = flat
+            out.append(torch.as_tensor(flat, dtype=torch.float32))
+        return out, encoded
+
+    def _state(self) -> np.ndarray:
+        return torch.cat([o.reshape(self.n_worlds, -1) for o in self._obs], dim=1).double().numpy()
+
+    # --- VecEnv API ----------------------------------------------------------------------------------------------------
+
+    def reset(self) -> np.ndarray:
+        seed = self._seeds[0]
+        self._obs = self.world.reset(seed=seed)
+        self._reset_seeds()
+        self._reset_options()
+        self._returns[:] = 0.0
+        self._lengths[:] = 0
+        return self._observe(self._obs)
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self):
+        joint, encoded = self._env_actions(self._actions)
+        states = self._state()
+        observations, rewards, terminated, truncated, _ = self.world.step(joint)
+        true_rewards = torch.stack([r.reshape(-1) for r in rewards], dim=1).double().numpy()
+        if not np.isfinite(true_rewards).all():
+            raise ConfigError("the VMAS scenario returned a non-finite reward; fix the scenario or clip its rewards")
+        paid = true_rewards.copy()
+        if self.potential is not None:
+            paid[:] = potential_values(self.potential, states, encoded, true_rewards)[:, None]
+        self._returns[..., 0] += paid
+        self._returns[..., 1] += true_rewards
+        self._lengths += 1
+        self.env_steps += self.n_worlds
+        self._obs = observations
+        done = (terminated | truncated).numpy()
+        obs = self._observe(observations)
+        infos: list[dict] = [{"true_reward": float(r)} for r in true_rewards.reshape(-1)]
+        finished = np.flatnonzero(done)
+        for b in finished:
+            cut = bool(truncated[b]) and not bool(terminated[b])
+            for i in range(self.n_agents):
+                k = b * self.n_agents + i
+                r, true_r = self._returns[b, i]
+                infos[k].update(terminal_observation=obs[k].copy(), **{"TimeLimit.truncated": cut})
+                infos[k]["episode"] = {"r": float(r), "l": int(self._lengths[b]), "true_r": float(true_r)}
+        if finished.size:
+            if finished.size == self.n_worlds:  # fixed-length episodes: every world ends together
+                self._obs = self.world.reset()
+            else:
+                for b in finished:
+                    self._obs = self.world.reset_at(int(b))
+            self._returns[finished] = 0.0
+            self._lengths[finished] = 0
+            obs = self._observe(self._obs)
+        dones = np.repeat(done, self.n_agents)
+        return obs, paid.reshape(-1).astype(np.float32), dones, infos
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return [getattr(self.env, attr_name) for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        setattr(self.env, attr_name, value)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        return [getattr(self.env, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None for _ in range(self.num_envs)]

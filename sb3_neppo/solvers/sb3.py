@@ -1,8 +1,9 @@
 """The sampled slots of Algorithm 1: SB3 PPO on the potential-reward VecEnv, PPO best responses, rollout estimates.
 
 * :class:`PPOCooperativeSolver` — one shared PPO policy (agent indicator in its observation) trained for K1 PPO
-  updates on :class:`~sb3_neppo.envs.vec.ParallelVecEnv` paid φ_w; each solve starts from the warm start's weights
-  with a fresh optimiser, so both branches of a direction start from the same state.
+  updates on :class:`~sb3_neppo.envs.vec.ParallelVecEnv` (or, for VMAS scenarios, the batched
+  :class:`~sb3_neppo.envs.vmas.VmasVecEnv`) paid φ_w; each solve starts from the warm start's weights with a fresh
+  optimiser, so both branches of a direction start from the same state.
 * :class:`PPOBestResponseSolver` — per agent, PPO for K2 updates on
   :class:`~sb3_neppo.envs.frozen.FrozenOthersEnv` copies (the agent's own true reward, the others frozen), started
   from the previous best response or from the agent's cooperative policy.
@@ -26,6 +27,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from sb3_neppo.config import dataclass_from_dict
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
+from sb3_neppo.envs.vmas import VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
@@ -142,7 +144,12 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
     def __init__(self, env_fn: EnvFn, config: SB3SolverConfig, seed: int = 0):
         super().__init__(seed)
         self.config = config
-        self.venv = ParallelVecEnv(env_fn, config.n_envs, AgentView(env_fn(), config.agent_indicator, config.squash_actions))
+        env = env_fn()
+        view = AgentView(env, config.agent_indicator, config.squash_actions)
+        if isinstance(env.unwrapped, VmasParallelEnv):  # n_envs worlds stepped in one batched VMAS call
+            self.venv: ParallelVecEnv | VmasVecEnv = VmasVecEnv(env.unwrapped, config.n_envs, view)
+        else:
+            self.venv = ParallelVecEnv(env_fn, config.n_envs, view)
         self.view = self.venv.view
         self.model = _make_ppo(self.venv, config.ppo_kwargs(), seed)
         self.initial_state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}

@@ -1,0 +1,110 @@
+"""Training throughput of the cooperative solver (SB3 PPO on the potential-reward VecEnv): VMAS batch vs PettingZoo.
+
+    python -m sb3_neppo.benchmarks.vmas_throughput [--scenarios simple_tag simple_world_comm] [--repeats 3]
+        [--updates 2] [--worlds 512] [--batch-size 6400]
+
+Both paths train the same PPO (the mpe2 entry of ``hyperparams/neppo.yml``: 25 steps per update and env, 10 epochs,
+Adam 7e-4, one hidden layer of 64, ...) on the same state-mixer potential, except the number of parallel envs (16 mpe2
+copies vs ``--worlds`` VMAS worlds) and the minibatch size (400 vs ``--batch-size``), which the output states. Env
+steps/s count env steps (one step of one world), medians of ``--repeats`` runs with the paths interleaved; each run's
+time is split into rollouts (env stepping and policy forward passes) and PPO updates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+from sb3_neppo.config import load_hyperparams
+from sb3_neppo.envs.registry import make_env
+from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
+from sb3_neppo.envs.vmas import VmasVecEnv
+from sb3_neppo.envs.wrappers import StepEncoder
+from sb3_neppo.potentials import StateMixerPotential
+
+MPE2_COPIES, MPE2_BATCH = 16, 400
+
+
+class RolloutTimer(BaseCallback):
+    """Wall time spent collecting rollouts (the rest of ``learn`` is PPO updates)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rollout_s = 0.0
+        self._start = 0.0
+
+    def _on_rollout_start(self) -> None:
+        self._start = time.perf_counter()
+
+    def _on_rollout_end(self) -> None:
+        self.rollout_s += time.perf_counter() - self._start
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int, seed: int) -> dict[str, float]:
+    """Env steps/s of ``updates`` PPO updates on one path, with the time split."""
+    if path == "vmas":
+        env = make_env(f"vmas:{scenario}", {"max_steps": 25})
+        batch = batch_size
+    else:
+        env_id = f"mpe2.{scenario}_v3"
+        env = make_env(env_id, {"max_cycles": 25})
+        batch = MPE2_BATCH
+    potential = StateMixerPotential(len(env.possible_agents), StepEncoder(env).state_dim)
+    view = AgentView(env)
+    if path == "vmas":
+        venv = VmasVecEnv(env, worlds, view, potential)
+    else:
+        venv = ParallelVecEnv(lambda: make_env(env_id, {"max_cycles": 25}), MPE2_COPIES, view, potential)
+    ppo = dict(load_hyperparams("mpe2.simple_tag_v3")["solver_kwargs"]["ppo"], batch_size=batch)
+    model = PPO("MlpPolicy", venv, seed=seed, **ppo)
+    timer = RolloutTimer()
+    start = time.perf_counter()
+    model.learn(total_timesteps=updates * model.n_steps * venv.num_envs, callback=timer)
+    elapsed = time.perf_counter() - start
+    return {"steps_per_s": venv.env_steps / elapsed, "rollout_share": timer.rollout_s / elapsed}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sb3_neppo.benchmarks.vmas_throughput", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenarios", nargs="+", default=["simple_tag", "simple_world_comm"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=2, help="PPO updates per run on each path")
+    parser.add_argument("--worlds", type=int, default=512, help="VMAS worlds stepped together")
+    parser.add_argument("--batch-size", type=int, default=6400, help="PPO minibatch on the VMAS path")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    rows = []
+    for scenario in args.scenarios:
+        runs: dict[str, list[dict]] = {"mpe2": [], "vmas": []}
+        for repeat in range(args.repeats):
+            for path in runs:  # interleaved: a noisy machine hurts both alike
+                runs[path].append(measure(path, scenario, args.updates, args.worlds, args.batch_size, seed=repeat))
+                print(f"{scenario} repeat {repeat} {path}: {runs[path][-1]['steps_per_s']:.0f} env-steps/s", flush=True)
+        med = {p: statistics.median(r["steps_per_s"] for r in runs[p]) for p in runs}
+        share = {p: statistics.median(r["rollout_share"] for r in runs[p]) for p in runs}
+        rows.append((scenario, med, share))
+    print(f"\nmedians of {args.repeats} repeats x {args.updates} PPO updates; PPO as hyperparams/neppo.yml (mpe2) except:")
+    print(f"mpe2: {MPE2_COPIES} env copies, minibatch {MPE2_BATCH}; VMAS: {args.worlds} worlds, minibatch {args.batch_size}")
+    print(
+        "| scenario | PettingZoo (mpe2) env-steps/s | rollout share | VMAS env-steps/s | rollout share | VMAS / PettingZoo |"
+    )
+    print("|---|---|---|---|---|---|")
+    for scenario, med, share in rows:
+        ratio = med["vmas"] / med["mpe2"]
+        print(
+            f"| {scenario} | {med['mpe2']:.0f} | {share['mpe2']:.0%} | {med['vmas']:.0f} | {share['vmas']:.0%} | {ratio:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
