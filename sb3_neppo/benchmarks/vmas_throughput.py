@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((scenario, med, share))
     print(f"\nmedians of {args.repeats} repeats x {args.updates} PPO updates; PPO as hyperparams/neppo.yml (mpe2) except:")
     print(f"mpe2: {MPE2_COPIES} env copies, minibatch {MPE2_BATCH}; VMAS: {args.worlds} worlds, minibatch {args.batch_size}")
-    print(
-        "| scenario | PettingZoo (mpe2) env-steps/s | rollout share | VMAS env-steps/s | rollout share | VMAS / mpe2 |"
-    )
+    print("| scenario | PettingZoo (mpe2) env-steps/s | rollout share | VMAS env-steps/s | rollout share | VMAS / mpe2 |")
     print("|---|---|---|---|---|---|")
     for scenario, med, share in rows:
         ratio = med["vmas"] / med["mpe2"]
