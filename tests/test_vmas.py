@@ -4,12 +4,16 @@ import numpy as np
 import pytest
 import torch
 from pettingzoo.test import parallel_api_test
+from stable_baselines3 import PPO
 
 from sb3_neppo import NePPO, StateMixerPotential
 from sb3_neppo.envs import make_env
-from sb3_neppo.envs.vmas import VmasVecEnv
+from sb3_neppo.envs.frozen import FrozenOthersEnv
+from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import PotentialRewardWrapper, StepEncoder
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.policy import PolicyProfile, frozen_copy
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -89,3 +93,26 @@ def test_vmas_vec_env_steps_the_worlds_the_pettingzoo_path_steps(continuous):
         assert dones.all() == (t == 5) and all(truncated.values()) == (t == 5)
     assert all(i["TimeLimit.truncated"] and i["episode"]["l"] == 6 for i in infos)
     assert venv.env_steps == 6
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_vmas_frozen_others_vec_env_plays_the_episodes_of_the_frozen_others_env(continuous):
+    """One batched world and FrozenOthersEnv on the PettingZoo path, same seed, the others playing their most likely
+    action: the same observations and rewards for the learning agent, step for step."""
+    kwargs = {"max_steps": 5, "continuous_actions": continuous}
+    env = make_env("vmas:simple_tag", kwargs)
+    view = AgentView(env)
+    model = PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=16, seed=0)
+    others = PolicyProfile.shared(view, frozen_copy(model.policy))
+    batched = VmasFrozenOthersVecEnv(env, "agent_0", others, n_worlds=1, deterministic=True, view=view)
+    single = FrozenOthersEnv(make_env("vmas:simple_tag", kwargs), "agent_0", others, deterministic=True, view=view)
+    batched.seed(3)
+    obs = batched.reset()
+    ref, _ = single.reset(seed=3)
+    for t in range(5):
+        np.testing.assert_allclose(obs[0], ref, atol=1e-6)
+        action = view.action_space.sample()
+        obs, rewards, dones, infos = batched.step(np.array([action]))
+        ref, reward, terminated, truncated, _ = single.step(action)
+        assert rewards[0] == pytest.approx(reward, abs=1e-6) and dones[0] == (terminated or truncated) == (t == 4)
+    assert infos[0]["TimeLimit.truncated"] and batched.env_steps == 5

@@ -23,6 +23,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.policy import draw_noise, policy_actions
 from sb3_neppo.potentials import Potential
 
 MPE_SCENARIOS = (
@@ -263,6 +264,101 @@ class VmasVecEnv(VecEnv):
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
         return [getattr(self.env, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+    def get_images(self) -> Sequence[np.ndarray | None]:
+        return [None for _ in range(self.num_envs)]
+
+
+class VmasFrozenOthersVecEnv(VecEnv):
+    """The frozen-others env on the batched backend: in each of ``n_worlds`` VMAS worlds ``agent`` acts (one VecEnv
+    slot per world, paid its own true reward) and every other agent plays ``others``, all worlds' frozen agents in
+    one forward pass per distinct policy. The batched counterpart of
+    :class:`~sb3_neppo.envs.frozen.FrozenOthersEnv` (with a ``view``); the same episodes, step for step.
+
+    :param others: the joint policy the other agents play (a :class:`~sb3_neppo.policy.PolicyProfile`); assign
+        ``others`` to change it between trainings.
+    :param deterministic: the others play their most likely action, else sample it from this env's generator
+        (seeded by ``seed()``).
+    """
+
+    def __init__(
+        self,
+        env: VmasParallelEnv,
+        agent: str,
+        others: Any,
+        n_worlds: int,
+        deterministic: bool = False,
+        view: AgentView | None = None,
+    ):
+        if agent not in env.possible_agents:
+            raise ConfigError(f"agent '{agent}' is not in this env; its agents are: {', '.join(env.possible_agents)}")
+        self.joint = VmasVecEnv(env, n_worlds, view)
+        self.view, self.agent, self.others = self.joint.view, agent, others
+        self.deterministic = bool(deterministic)
+        self.n_agents = self.joint.n_agents
+        self._i = env.possible_agents.index(agent)
+        self._slots = np.arange(n_worlds) * self.n_agents + self._i  # the learning agent's slot in each world
+        self._others = [(i, a) for i, a in enumerate(env.possible_agents) if a != agent]
+        self._obs: np.ndarray | None = None  # the joint VecEnv's last observations, every slot
+        self._rng = np.random.default_rng(0)
+        super().__init__(n_worlds, self.view.observation_space, self.view.action_space)
+
+    @property
+    def env_steps(self) -> int:
+        return self.joint.env_steps
+
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        self._rng = np.random.default_rng(seed)
+        self.joint.seed(seed)
+        return super().seed(seed)
+
+    def reset(self) -> np.ndarray:
+        self._obs = self.joint.reset()
+        self._reset_seeds()
+        self._reset_options()
+        return self._obs[self._slots]
+
+    def step_async(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions)
+        n_worlds = self.num_envs
+        joint = np.zeros((n_worlds, self.n_agents, *actions.shape[1:]), dtype=actions.dtype)
+        joint[:, self._i] = actions
+        groups: dict[int, list[tuple[int, str]]] = {}
+        for i, a in self._others:
+            groups.setdefault(id(self.others.policies[a]), []).append((i, a))
+        noise = None if self.deterministic else draw_noise(self._rng, n_worlds * len(self._others), self.view.action_space)
+        obs = self._obs.reshape(n_worlds, self.n_agents, -1)
+        for members in groups.values():
+            policy = self.others.policies[members[0][1]]
+            index = [i for i, _ in members]
+            batch = obs[:, index].reshape(n_worlds * len(index), -1)
+            rows = None
+            if noise is not None:  # the numbers of (world, agent) in world-major order, whatever the grouping
+                order = np.array([[w * len(self._others) + self._others.index(m) for m in members] for w in range(n_worlds)])
+                rows = (noise[0][order.reshape(-1)], noise[1][order.reshape(-1)])
+            chosen = policy_actions(policy, batch, rows)
+            joint[:, index] = chosen.reshape(n_worlds, len(index), *chosen.shape[1:]).astype(actions.dtype)
+        self.joint.step_async(joint.reshape(n_worlds * self.n_agents, *actions.shape[1:]))
+
+    def step_wait(self):
+        self._obs, _, dones, infos = self.joint.step_wait()
+        rewards = np.array([infos[k]["true_reward"] for k in self._slots], dtype=np.float32)
+        return self._obs[self._slots], rewards, dones[self._slots], [infos[k] for k in self._slots]
+
+    def close(self) -> None:
+        self.joint.close()
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return self.joint.get_attr(attr_name, indices)
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        self.joint.set_attr(attr_name, value, indices)
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        return self.joint.env_method(method_name, *method_args, indices=indices, **method_kwargs)
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]

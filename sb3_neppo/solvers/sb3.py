@@ -27,7 +27,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from sb3_neppo.config import dataclass_from_dict
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
-from sb3_neppo.envs.vmas import VmasParallelEnv, VmasVecEnv
+from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
@@ -185,15 +185,24 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
 
     def _model(self, agent: str, joint: PolicyProfile) -> PPO:
         if agent not in self.models:
-            envs = [
-                (lambda: FrozenOthersEnv(self.env_fn(), agent, joint, self.config.deterministic, self.view))
-                for _ in range(self.config.n_envs)
-            ]
-            self.models[agent] = _make_ppo(FrozenOthersVecEnv(envs), self.config.ppo_kwargs(best_response=True), 0)
+            env = self.env_fn()
+            if isinstance(env.unwrapped, VmasParallelEnv):  # n_envs worlds, the frozen agents of all in one forward
+                venv = VmasFrozenOthersVecEnv(
+                    env.unwrapped, agent, joint, self.config.n_envs, self.config.deterministic, self.view
+                )
+            else:
+                copies = [env] + [self.env_fn() for _ in range(self.config.n_envs - 1)]
+                venv = FrozenOthersVecEnv(
+                    [(lambda e=e: FrozenOthersEnv(e, agent, joint, self.config.deterministic, self.view)) for e in copies]
+                )
+            self.models[agent] = _make_ppo(venv, self.config.ppo_kwargs(best_response=True), 0)
             self.initial_states[agent] = {k: v.clone() for k, v in self.models[agent].policy.state_dict().items()}
         model = self.models[agent]
-        for env in model.env.envs:
-            env.unwrapped.others = joint
+        if isinstance(model.env, VmasFrozenOthersVecEnv):
+            model.env.others = joint
+        else:
+            for env in model.env.envs:
+                env.unwrapped.others = joint
         return model
 
     def solve(self, agent: str, joint: PolicyProfile, warm_start: ActorCriticPolicy | None) -> ActorCriticPolicy:
