@@ -14,6 +14,7 @@ from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import PotentialRewardWrapper, StepEncoder
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
+from sb3_neppo.solvers.sb3 import RolloutEvaluator, SB3SolverConfig, VmasRolloutEvaluator
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -116,3 +117,25 @@ def test_vmas_frozen_others_vec_env_plays_the_episodes_of_the_frozen_others_env(
         ref, reward, terminated, truncated, _ = single.step(action)
         assert rewards[0] == pytest.approx(reward, abs=1e-6) and dones[0] == (terminated or truncated) == (t == 4)
     assert infos[0]["TimeLimit.truncated"] and batched.env_steps == 5
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_vmas_rollout_evaluator_plays_the_episode_of_the_pettingzoo_evaluator(deterministic):
+    """One evaluation world on the batched backend and the PettingZoo evaluator, same seed, sampled or not: the same
+    returns and Φ for π and for a deviation (common random numbers hold across the two backends)."""
+    kwargs = {"max_steps": 6}
+    env = make_env("vmas:simple_tag", kwargs)
+    config = SB3SolverConfig(eval_episodes=1, deterministic=deterministic, gamma=0.95)
+    view = AgentView(env)
+    model = PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=16, seed=0)
+    joint = PolicyProfile.shared(view, frozen_copy(model.policy))
+    deviation = PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=16, seed=1).policy
+    potential = StateMixerPotential(4, StepEncoder(env).state_dim)
+    torch.nn.init.normal_(potential.mixer.weight, std=0.05)
+    batched = VmasRolloutEvaluator(env, config, view)
+    single = RolloutEvaluator(lambda: make_env("vmas:simple_tag", kwargs), config)
+    for profile in (joint, joint.with_agent("agent_0", frozen_copy(deviation))):
+        a, b = batched.estimate(potential, profile, seed=5), single.estimate(potential, profile, seed=5)
+        np.testing.assert_allclose(a.returns, b.returns, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(a.potential, b.potential, rtol=1e-6, atol=1e-6)
+    assert batched.env_steps == single.env_steps == 12

@@ -164,6 +164,7 @@ class VmasVecEnv(VecEnv):
         self._returns = np.zeros((self.n_worlds, self.n_agents, 2))  # episode return (paid, true) per slot
         self._lengths = np.zeros(self.n_worlds, dtype=int)
         self._actions: np.ndarray | None = None
+        self.last_step: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         super().__init__(self.n_worlds * self.n_agents, self.view.observation_space, self.view.action_space)
 
     # --- the AgentView rules, on the whole batch -----------------------------------------------------------------------
@@ -222,6 +223,7 @@ class VmasVecEnv(VecEnv):
         true_rewards = torch.stack([r.reshape(-1) for r in rewards], dim=1).double().numpy()
         if not np.isfinite(true_rewards).all():
             raise ConfigError("the VMAS scenario returned a non-finite reward; fix the scenario or clip its rewards")
+        self.last_step = (states, encoded, true_rewards)  # s_t, a_t (as the potential reads it), r_t: for logging
         paid = true_rewards.copy()
         if self.potential is not None:
             paid[:] = potential_values(self.potential, states, encoded, true_rewards)[:, None]

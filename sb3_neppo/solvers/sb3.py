@@ -30,7 +30,7 @@ from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.policy import PolicyProfile, frozen_copy
+from sb3_neppo.policy import PolicyProfile, draw_noise, frozen_copy, policy_actions
 from sb3_neppo.potentials import Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
 
@@ -302,14 +302,76 @@ class RolloutEvaluator(_Seeded, PolicyEvaluator):
         return self._steps
 
 
+class VmasRolloutEvaluator(RolloutEvaluator):
+    """:class:`RolloutEvaluator` on the batched VMAS backend: the ``eval_episodes`` episodes of a joint policy run as
+    that many worlds of one VMAS batch, every agent of every world acting in one forward pass per distinct policy.
+
+    Common random numbers as on the PettingZoo path: the worlds start from ``reset(seed=seed)`` whatever the policy, and
+    world e samples its agents' actions from its own generator ``(seed, e)``, agents in order, so a deviation changes
+    only the deviating agent's actions (with one world it plays the very episode of :class:`RolloutEvaluator`).
+    """
+
+    def __init__(self, env: VmasParallelEnv, config: SB3SolverConfig, view: AgentView, seed: int = 0):
+        _Seeded.__init__(self, seed)
+        self.config = config
+        self.venv = VmasVecEnv(env, config.eval_episodes, view)
+        self.view = view
+
+    def rollouts(self, profile: PolicyProfile, seed: int) -> Rollouts:
+        venv, n_ep, n = self.venv, self.venv.n_worlds, self.venv.n_agents
+        rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
+        venv.seed(seed)
+        obs = venv.reset().reshape(n_ep, n, -1)
+        logs: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_ep)]
+        running = np.ones(n_ep, dtype=bool)
+        groups: dict[int, list[int]] = {}
+        for i, agent in enumerate(self.view.agents):
+            groups.setdefault(id(profile.policies[agent]), []).append(i)
+        while running.any():
+            noise = None
+            if not self.config.deterministic:
+                parts = [draw_noise(rng, n, self.view.action_space) for rng in rngs]
+                noise = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])  # [E, N], [E, N, D]
+            actions = None
+            for members in groups.values():
+                policy = profile.policies[self.view.agents[members[0]]]
+                rows = (
+                    None
+                    if noise is None
+                    else (noise[0][:, members].reshape(-1), noise[1][:, members].reshape(n_ep * len(members), -1))
+                )
+                chosen = policy_actions(policy, obs[:, members].reshape(n_ep * len(members), -1), rows)
+                if actions is None:
+                    actions = np.zeros((n_ep, n, *chosen.shape[1:]), dtype=chosen.dtype)
+                actions[:, members] = chosen.reshape(n_ep, len(members), *chosen.shape[1:])
+            next_obs, _, dones, _ = venv.step(actions.reshape(n_ep * n, *actions.shape[2:]))
+            states, encoded, rewards = venv.last_step
+            for e in np.flatnonzero(running):
+                logs[e][0].append(states[e])
+                logs[e][1].append(encoded[e])
+                logs[e][2].append(rewards[e])
+            running &= ~dones.reshape(n_ep, n)[:, 0]  # a world that ends is reset: its later steps are another episode
+            obs = next_obs.reshape(n_ep, n, -1)
+        return Rollouts(*([np.array(log[k]) for log in logs] for k in range(3)), gamma=self.config.gamma)
+
+    @property
+    def env_steps(self) -> int:
+        return self.venv.env_steps
+
+
 def sb3_solvers(env_fn: EnvFn, config: SB3SolverConfig | Mapping[str, Any] | None = None, seed: int = 0) -> Solvers:
     """The three sampled slots for the parallel env built by ``env_fn``."""
     if not isinstance(config, SB3SolverConfig):
         config = SB3SolverConfig.from_dict(config)
     cooperative = PPOCooperativeSolver(env_fn, config, seed)
+    env = env_fn()
+    if isinstance(env.unwrapped, VmasParallelEnv):
+        evaluator: RolloutEvaluator = VmasRolloutEvaluator(env.unwrapped, config, cooperative.view, seed + 2)
+    else:
+        evaluator = RolloutEvaluator(env_fn, config, seed + 2)
     return Solvers(
         cooperative=cooperative,
         best_response=PPOBestResponseSolver(env_fn, cooperative.view, config, seed + 1),
-        evaluator=RolloutEvaluator(env_fn, config, seed + 2),
+        evaluator=evaluator,
         exact=False,
     )
