@@ -108,13 +108,20 @@ class AgentView:
         space = self.act_spaces[agent]
         if isinstance(space, spaces.Discrete):
             return int(space.start) + int(np.asarray(action).reshape(-1)[0]) % int(space.n)
-        flat = np.asarray(action, np.float64).reshape(-1)[: int(np.prod(space.shape))]
+        flat = self.box_actions(agent, np.asarray(action, np.float64).reshape(1, -1))[0]
+        return flat.reshape(space.shape).astype(space.dtype)
+
+    def box_actions(self, agent: str, actions: np.ndarray) -> np.ndarray:
+        """A batch ``[B, D]`` of the shared policy's Box actions as ``agent``'s own flat actions ``[B, d]`` (extra dims
+        dropped, bounded dims squashed, clipped to the bounds)."""
+        space = self.act_spaces[agent]
+        flat = actions[:, : int(np.prod(space.shape))]
         low, high = space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
         if self.squash:
             bounded = np.isfinite(low) & np.isfinite(high)
             squashed = low + (high - low) / (1.0 + np.exp(-np.clip(flat, -60.0, 60.0)))
             flat = np.where(bounded, squashed, flat)
-        return np.clip(flat, low, high).reshape(space.shape).astype(space.dtype)
+        return np.clip(flat, low, high)
 
 
 class ParallelVecEnv(VecEnv):

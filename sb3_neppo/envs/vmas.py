@@ -187,15 +187,8 @@ class VmasVecEnv(VecEnv):
         batch = actions.reshape(self.n_worlds, self.n_agents, -1).astype(np.float64)
         out = []
         for i, agent in enumerate(self.agents):
-            space = self.view.act_spaces[agent]
-            dim = int(np.prod(space.shape))
-            flat, low, high = batch[:, i, :dim], space.low.reshape(-1), space.high.reshape(-1)
-            if self.view.squash:
-                bounded = np.isfinite(low) & np.isfinite(high)
-                squashed = low + (high - low) / (1.0 + np.exp(-np.clip(flat, -60.0, 60.0)))
-                flat = np.where(bounded, squashed, flat)
-            flat = np.clip(flat, low, high)
-            encoded[:, i, :dim] = flat
+            flat = self.view.box_actions(agent, batch[:, i])
+            encoded[:, i, : flat.shape[1]] = flat
             out.append(torch.as_tensor(flat, dtype=torch.float32))
         return out, encoded
 
