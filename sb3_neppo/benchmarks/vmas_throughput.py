@@ -49,8 +49,9 @@ class RolloutTimer(BaseCallback):
         return True
 
 
-def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int, seed: int) -> dict[str, float]:
-    """Env steps/s of ``updates`` PPO updates on one path, with the time split."""
+def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int, seed: int, threads: int = 1) -> dict:
+    """Env steps/s of ``updates`` PPO updates on one path, with the time split (``threads``: torch threads, VMAS path)."""
+    torch.set_num_threads(threads if path == "vmas" else 1)
     if path == "vmas":
         env = make_env(f"vmas:{scenario}", {"max_steps": 25})
         batch = batch_size
@@ -80,6 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--updates", type=int, default=2, help="PPO updates per run on each path")
     parser.add_argument("--worlds", type=int, default=512, help="VMAS worlds stepped together")
     parser.add_argument("--batch-size", type=int, default=6400, help="PPO minibatch on the VMAS path")
+    parser.add_argument(
+        "--vmas-threads", type=int, default=1, help="torch threads on the VMAS path (the mpe2 path runs on 1, its fastest)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
@@ -88,13 +92,18 @@ def main(argv: list[str] | None = None) -> None:
         runs: dict[str, list[dict]] = {"mpe2": [], "vmas": []}
         for repeat in range(args.repeats):
             for path in runs:  # interleaved: a noisy machine hurts both alike
-                runs[path].append(measure(path, scenario, args.updates, args.worlds, args.batch_size, seed=repeat))
+                runs[path].append(
+                    measure(path, scenario, args.updates, args.worlds, args.batch_size, repeat, args.vmas_threads)
+                )
                 print(f"{scenario} repeat {repeat} {path}: {runs[path][-1]['steps_per_s']:.0f} env-steps/s", flush=True)
         med = {p: statistics.median(r["steps_per_s"] for r in runs[p]) for p in runs}
         share = {p: statistics.median(r["rollout_share"] for r in runs[p]) for p in runs}
         rows.append((scenario, med, share))
     print(f"\nmedians of {args.repeats} repeats x {args.updates} PPO updates; PPO as hyperparams/neppo.yml (mpe2) except:")
-    print(f"mpe2: {MPE2_COPIES} env copies, minibatch {MPE2_BATCH}; VMAS: {args.worlds} worlds, minibatch {args.batch_size}")
+    print(
+        f"mpe2: {MPE2_COPIES} env copies, minibatch {MPE2_BATCH}, 1 torch thread; VMAS: {args.worlds} worlds, minibatch "
+        f"{args.batch_size}, {args.vmas_threads} torch thread(s)"
+    )
     print("| scenario | PettingZoo (mpe2) env-steps/s | rollout share | VMAS env-steps/s | rollout share | VMAS / mpe2 |")
     print("|---|---|---|---|---|---|")
     for scenario, med, share in rows:
