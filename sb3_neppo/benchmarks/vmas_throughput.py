@@ -7,7 +7,8 @@ Both paths train the same PPO (the mpe2 entry of ``hyperparams/neppo.yml``: 25 s
 Adam 7e-4, one hidden layer of 64, ...) on the same state-mixer potential, except the number of parallel envs (16 mpe2
 copies vs ``--worlds`` VMAS worlds) and the minibatch size (400 vs ``--batch-size``), which the output states. Env
 steps/s count env steps (one step of one world), medians of ``--repeats`` runs with the paths interleaved; each run's
-time is split into rollouts (env stepping and policy forward passes) and PPO updates.
+time is split into env stepping (the VecEnv's ``step_wait``, potential included), PPO updates, and the rest (policy
+forward passes and SB3's rollout bookkeeping).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import warnings
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from sb3_neppo.config import load_hyperparams
 from sb3_neppo.envs.registry import make_env
@@ -29,6 +31,23 @@ from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.potentials import StateMixerPotential
 
 MPE2_COPIES, MPE2_BATCH = 16, 400
+
+
+class StepTimer(VecEnvWrapper):
+    """Wall time inside the VecEnv's ``step_wait`` (env stepping, with the potential reward)."""
+
+    def __init__(self, venv):
+        super().__init__(venv)
+        self.step_s = 0.0
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        start = time.perf_counter()
+        out = self.venv.step_wait()
+        self.step_s += time.perf_counter() - start
+        return out
 
 
 class RolloutTimer(BaseCallback):
@@ -66,12 +85,17 @@ def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int
     else:
         venv = ParallelVecEnv(lambda: make_env(env_id, {"max_cycles": 25}), MPE2_COPIES, view, potential)
     ppo = dict(load_hyperparams("mpe2.simple_tag_v3")["solver_kwargs"]["ppo"], batch_size=batch)
-    model = PPO("MlpPolicy", venv, seed=seed, **ppo)
+    timed = StepTimer(venv)
+    model = PPO("MlpPolicy", timed, seed=seed, **ppo)
     timer = RolloutTimer()
     start = time.perf_counter()
     model.learn(total_timesteps=updates * model.n_steps * venv.num_envs, callback=timer)
     elapsed = time.perf_counter() - start
-    return {"steps_per_s": venv.env_steps / elapsed, "rollout_share": timer.rollout_s / elapsed}
+    return {
+        "steps_per_s": venv.env_steps / elapsed,
+        "env_share": timed.step_s / elapsed,
+        "update_share": 1.0 - timer.rollout_s / elapsed,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,20 +121,19 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 print(f"{scenario} repeat {repeat} {path}: {runs[path][-1]['steps_per_s']:.0f} env-steps/s", flush=True)
         med = {p: statistics.median(r["steps_per_s"] for r in runs[p]) for p in runs}
-        share = {p: statistics.median(r["rollout_share"] for r in runs[p]) for p in runs}
+        share = {p: {k: statistics.median(r[k] for r in runs[p]) for k in ("env_share", "update_share")} for p in runs}
         rows.append((scenario, med, share))
     print(f"\nmedians of {args.repeats} repeats x {args.updates} PPO updates; PPO as hyperparams/neppo.yml (mpe2) except:")
     print(
         f"mpe2: {MPE2_COPIES} env copies, minibatch {MPE2_BATCH}, 1 torch thread; VMAS: {args.worlds} worlds, minibatch "
         f"{args.batch_size}, {args.vmas_threads} torch thread(s)"
     )
-    print("| scenario | PettingZoo (mpe2) env-steps/s | rollout share | VMAS env-steps/s | rollout share | VMAS / mpe2 |")
-    print("|---|---|---|---|---|---|")
+    columns = ["scenario", "mpe2 env-steps/s", "env stepping", "PPO update", "VMAS env-steps/s", "env stepping", "PPO update"]
+    print("| " + " | ".join([*columns, "VMAS / mpe2"]) + " |")
+    print("|---|---|---|---|---|---|---|---|")
     for scenario, med, share in rows:
-        ratio = med["vmas"] / med["mpe2"]
-        print(
-            f"| {scenario} | {med['mpe2']:.0f} | {share['mpe2']:.0%} | {med['vmas']:.0f} | {share['vmas']:.0%} | {ratio:.1f} |"
-        )
+        cells = [f"{med[p]:.0f} | {share[p]['env_share']:.0%} | {share[p]['update_share']:.0%}" for p in ("mpe2", "vmas")]
+        print(f"| {scenario} | {cells[0]} | {cells[1]} | {med['vmas'] / med['mpe2']:.1f} |")
 
 
 if __name__ == "__main__":
