@@ -141,7 +141,7 @@ class JobQueue:
 
     def claim(self) -> None:
         """Become the study's coordinator; jobs that a previous coordinator process held are failed (and re-enqueued)."""
-        previous = self._attrs().get(QUEUE, {}).get("coordinator")
+        previous = (self._attrs().get(QUEUE) or {}).get("coordinator")
         if previous is not None:
             for trial in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if trial.system_attrs.get("worker") == previous:
