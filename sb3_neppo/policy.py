@@ -96,6 +96,28 @@ class PolicyProfile:
             raise TypeError("action probabilities exist for Discrete action spaces only")
         return dist.distribution.probs[0].cpu().numpy().astype(np.float64)
 
+    def policy_actions(
+        self, obs: np.ndarray, agents: Sequence[str], noise: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """The policies' own actions (before :meth:`AgentView.env_action`) for a batch ``[B, K, W]`` of view
+        observations of ``agents`` (K names), one forward pass per distinct policy; ``noise`` ``([B, K], [B, K, D])``
+        (see :func:`draw_noise`) or None for the most likely actions. Returns ``[B, K, ...]``."""
+        groups: dict[int, list[int]] = {}
+        for k, agent in enumerate(agents):
+            groups.setdefault(id(self.policies[agent]), []).append(k)
+        out = None
+        n = obs.shape[0]
+        for members in groups.values():
+            rows = n * len(members)  # world-major, agent-minor
+            batch_noise = (
+                None if noise is None else (noise[0][:, members].reshape(rows), noise[1][:, members].reshape(rows, -1))
+            )
+            chosen = policy_actions(self.policies[agents[members[0]]], obs[:, members].reshape(rows, -1), batch_noise)
+            if out is None:
+                out = np.zeros((n, len(agents), *chosen.shape[1:]), dtype=chosen.dtype)
+            out[:, members] = chosen.reshape(n, len(members), *chosen.shape[1:])
+        return out
+
     def act(self, observations: Mapping[str, np.ndarray], deterministic: bool, rng: np.random.Generator | None = None):
         """Env actions for the agents in ``observations``; one forward pass per distinct policy."""
         return self.act_batch([observations], deterministic, rng)[0]

@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.policy import draw_noise, policy_actions
+from sb3_neppo.policy import draw_noise
 from sb3_neppo.potentials import Potential
 
 MPE_SCENARIOS = (
@@ -318,24 +318,16 @@ class VmasFrozenOthersVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         actions = np.asarray(actions)
-        n_worlds = self.num_envs
+        n_worlds, others = self.num_envs, [a for _, a in self._others]
+        noise = None
+        if not self.deterministic:
+            u, z = draw_noise(self._rng, n_worlds * len(others), self.view.action_space)
+            noise = u.reshape(n_worlds, len(others)), z.reshape(n_worlds, len(others), -1)
+        obs = self._obs.reshape(n_worlds, self.n_agents, -1)[:, [i for i, _ in self._others]]
+        chosen = self.others.policy_actions(obs, others, noise)
         joint = np.zeros((n_worlds, self.n_agents, *actions.shape[1:]), dtype=actions.dtype)
         joint[:, self._i] = actions
-        groups: dict[int, list[tuple[int, str]]] = {}
-        for i, a in self._others:
-            groups.setdefault(id(self.others.policies[a]), []).append((i, a))
-        noise = None if self.deterministic else draw_noise(self._rng, n_worlds * len(self._others), self.view.action_space)
-        obs = self._obs.reshape(n_worlds, self.n_agents, -1)
-        for members in groups.values():
-            policy = self.others.policies[members[0][1]]
-            index = [i for i, _ in members]
-            batch = obs[:, index].reshape(n_worlds * len(index), -1)
-            rows = None
-            if noise is not None:  # the numbers of (world, agent) in world-major order, whatever the grouping
-                order = np.array([[w * len(self._others) + self._others.index(m) for m in members] for w in range(n_worlds)])
-                rows = (noise[0][order.reshape(-1)], noise[1][order.reshape(-1)])
-            chosen = policy_actions(policy, batch, rows)
-            joint[:, index] = chosen.reshape(n_worlds, len(index), *chosen.shape[1:]).astype(actions.dtype)
+        joint[:, [i for i, _ in self._others]] = chosen.astype(actions.dtype)
         self.joint.step_async(joint.reshape(n_worlds * self.n_agents, *actions.shape[1:]))
 
     def step_wait(self):

@@ -30,7 +30,7 @@ from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.policy import PolicyProfile, draw_noise, frozen_copy, policy_actions
+from sb3_neppo.policy import PolicyProfile, draw_noise, frozen_copy
 from sb3_neppo.potentials import Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
 
@@ -324,26 +324,12 @@ class VmasRolloutEvaluator(RolloutEvaluator):
         obs = venv.reset().reshape(n_ep, n, -1)
         logs: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_ep)]
         running = np.ones(n_ep, dtype=bool)
-        groups: dict[int, list[int]] = {}
-        for i, agent in enumerate(self.view.agents):
-            groups.setdefault(id(profile.policies[agent]), []).append(i)
         while running.any():
             noise = None
-            if not self.config.deterministic:
+            if not self.config.deterministic:  # world e's agents, in order, from world e's generator
                 parts = [draw_noise(rng, n, self.view.action_space) for rng in rngs]
                 noise = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])  # [E, N], [E, N, D]
-            actions = None
-            for members in groups.values():
-                policy = profile.policies[self.view.agents[members[0]]]
-                rows = (
-                    None
-                    if noise is None
-                    else (noise[0][:, members].reshape(-1), noise[1][:, members].reshape(n_ep * len(members), -1))
-                )
-                chosen = policy_actions(policy, obs[:, members].reshape(n_ep * len(members), -1), rows)
-                if actions is None:
-                    actions = np.zeros((n_ep, n, *chosen.shape[1:]), dtype=chosen.dtype)
-                actions[:, members] = chosen.reshape(n_ep, len(members), *chosen.shape[1:])
+            actions = profile.policy_actions(obs, self.view.agents, noise)
             next_obs, _, dones, _ = venv.step(actions.reshape(n_ep * n, *actions.shape[2:]))
             states, encoded, rewards = venv.last_step
             for e in np.flatnonzero(running):
