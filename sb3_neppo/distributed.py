@@ -38,7 +38,7 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from sb3_neppo.study import Key, _plain
+from sb3_neppo.study import Key, _plain, trial_key
 from sb3_neppo.workers import BranchPool, BranchResult, solve_branch
 
 if TYPE_CHECKING:
@@ -50,11 +50,6 @@ FINISHED = "neppo:finished"
 STATE = "neppo:state"  # study system attributes "neppo:state:<direction>:<sign>": a branch's policies, when asked for
 CHUNK = 60_000  # characters: MySQL's TEXT column holds 64 KB
 Job = tuple[Key, np.ndarray, int]  # (iteration, direction, sign), w, seed
-
-
-def job_key(trial: FrozenTrial) -> Key:
-    attrs = trial.user_attrs
-    return int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"])
 
 
 def encode_state(state: Any) -> tuple[list[str], bool]:
@@ -157,20 +152,28 @@ class JobQueue:
         """Tell the workers the run is over."""
         self.storage.set_study_system_attr(self.study_id, FINISHED, True)
 
-    def publish(self, iteration: int, state: Any) -> None:
-        """Store the warm start of ``iteration``'s jobs (chunks first, then the header that names them)."""
+    def _put(self, key: str, state: Any, **header: Any) -> None:
+        """Store ``state`` under study system attribute ``key``: the chunks first, then the header that names them."""
         chunks, has_numpy = encode_state(state)
         for i, chunk in enumerate(chunks):
-            self.storage.set_study_system_attr(self.study_id, f"{WARM}:{i}", chunk)
-        self.storage.set_study_system_attr(
-            self.study_id, WARM, {"iteration": iteration, "chunks": len(chunks), "numpy": has_numpy}
-        )
+            self.storage.set_study_system_attr(self.study_id, f"{key}:{i}", chunk)
+        self.storage.set_study_system_attr(self.study_id, key, {**header, "chunks": len(chunks), "numpy": has_numpy})
+
+    @staticmethod
+    def _get(attrs: dict[str, Any], key: str) -> Any:
+        """The state :meth:`_put` stored under ``key`` (``attrs``: the study system attributes, header included)."""
+        header = attrs[key]
+        return decode_state([attrs[f"{key}:{i}"] for i in range(header["chunks"])], header["numpy"])
+
+    def publish(self, iteration: int, state: Any) -> None:
+        """Store the warm start of ``iteration``'s jobs."""
+        self._put(WARM, state, iteration=iteration)
 
     def enqueue(self, jobs: list[Job], keep_state: bool, trials: list[FrozenTrial] | None = None) -> None:
         """Add a WAITING trial for every job that has no waiting, running or completed trial yet.
 
         ``keep_state``: whoever solves a job also stores the branch's policies (the next iteration may start there)."""
-        live = {job_key(t) for t in (self._jobs() if trials is None else trials) if t.state != TrialState.FAIL}
+        live = {trial_key(t) for t in (self._jobs() if trials is None else trials) if t.state != TrialState.FAIL}
         for key, w, seed in jobs:
             if key not in live:
                 attrs = {"iteration": key[0], "direction": key[1], "sign": key[2], "w": w, "seed": seed}
@@ -193,17 +196,16 @@ class JobQueue:
                 failed.add(trial._trial_id)
         self.enqueue(jobs, keep_state, [t for t in trials if t._trial_id not in failed])
         wanted = {key for key, _, _ in jobs}
-        return {job_key(t): t for t in trials if t.state == TrialState.COMPLETE and job_key(t) in wanted}
+        return {trial_key(t): t for t in trials if t.state == TrialState.COMPLETE and trial_key(t) in wanted}
 
     def run(
         self, model: NePPO, jobs: list[Job], pool: BranchPool | None = None, keep_state: bool = False
     ) -> list[BranchResult]:
-        """Coordinator: publish the warm start, enqueue ``jobs``, solve jobs here until every one is complete (by anyone),
-        return their results in order (with the branches' policies if ``keep_state``). The completed trials are adopted
-        by ``model.recorder``."""
+        """Coordinator: publish the warm start, enqueue ``jobs`` (:meth:`collect` does), solve jobs here until every one
+        is complete (by anyone), return their results in order (with the branches' policies if ``keep_state``). The
+        completed trials are adopted by ``model.recorder``."""
         iteration = jobs[0][0][0]
         self.publish(iteration, model.warm_state())
-        self.enqueue(jobs, keep_state)
         runner = JobRunner(self, model, pool, coordinator=True)
         while True:
             done = self.collect(jobs, keep_state)
@@ -231,13 +233,12 @@ class JobQueue:
     def state_of(self, trial: FrozenTrial) -> Any:
         """The policies a completed job stored (None if its slot now holds another trial's: NePPO then solves the
         branch again, which gives the same policies)."""
-        _, direction, sign = job_key(trial)
+        _, direction, sign = trial_key(trial)
         slot = f"{STATE}:{direction}:{sign}"
         attrs = self._attrs()
-        header = attrs.get(slot)
-        if header is None or header["trial"] != trial._trial_id:
+        if attrs.get(slot, {}).get("trial") != trial._trial_id:
             return None
-        return decode_state([attrs[f"{slot}:{i}"] for i in range(header["chunks"])], header["numpy"])
+        return self._get(attrs, slot)
 
     # --- any process ----------------------------------------------------------------------------------------------------
 
@@ -253,7 +254,7 @@ class JobQueue:
         header = attrs.get(WARM)
         if header is None or header["iteration"] != iteration:
             return None
-        state = decode_state([attrs[f"{WARM}:{i}"] for i in range(header["chunks"])], header["numpy"])
+        state = self._get(attrs, WARM)
         self._warm_cache = (iteration, state)
         return state
 
@@ -282,13 +283,8 @@ class JobQueue:
         attrs = {"F": result.F, "F_se": result.F_se, "regret": result.regret, "env_steps": result.env_steps}
         try:
             if result.state is not None:  # in the branch's slot of the study: one iteration's states are kept, not all
-                _, direction, sign = job_key(trial)
-                slot = f"{STATE}:{direction}:{sign}"
-                chunks, has_numpy = encode_state(result.state)
-                for i, chunk in enumerate(chunks):
-                    self.storage.set_study_system_attr(self.study_id, f"{slot}:{i}", chunk)
-                header = {"trial": trial._trial_id, "chunks": len(chunks), "numpy": has_numpy}
-                self.storage.set_study_system_attr(self.study_id, slot, header)
+                _, direction, sign = trial_key(trial)
+                self._put(f"{STATE}:{direction}:{sign}", result.state, trial=trial._trial_id)
             for name, value in _plain(attrs).items():
                 self.storage.set_trial_user_attr(trial._trial_id, name, value)
             self.storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [float(result.objective)])

@@ -64,6 +64,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def trial_key(trial: optuna.trial.FrozenTrial) -> Key:
+    """The (iteration, direction, sign) of a solve's trial."""
+    attrs = trial.user_attrs
+    return int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"])
+
+
 def display_url(url: str | None) -> str | None:
     """A storage URL fit to print or store: the password masked."""
     if url is None or "://" not in url:
@@ -136,8 +142,7 @@ class StudyRecorder:
 
     def adopt(self, trial: optuna.trial.FrozenTrial) -> None:
         """Know of a solve that another process recorded (a job of :mod:`sb3_neppo.distributed`)."""
-        attrs = trial.user_attrs
-        self.completed[(int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"]))] = trial
+        self.completed[trial_key(trial)] = trial
 
     def record(self, key: Key, w, objective: float, F, F_se, regret, env_steps: int) -> None:
         iteration, direction, sign = key
