@@ -139,3 +139,52 @@ def test_vmas_rollout_evaluator_plays_the_episode_of_the_pettingzoo_evaluator(de
         np.testing.assert_allclose(a.returns, b.returns, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(a.potential, b.potential, rtol=1e-6, atol=1e-6)
     assert batched.env_steps == single.env_steps == 12
+
+
+def test_vmas_worlds_that_end_at_different_times_restart_alone():
+    """VMAS balance ends a world when its package falls, so worlds end at different steps: each ended world reports
+    its own episode (length, return = the sum of its rewards since it last ended), restarts alone, the rest go on."""
+    env = make_env("vmas:balance", {"max_steps": 60})
+    venv = VmasVecEnv(env, 8)
+    n = venv.n_agents
+    venv.seed(0)
+    obs = venv.reset()
+    rng = np.random.default_rng(0)
+    since, steps, ends = np.zeros(venv.num_envs), np.zeros(venv.num_envs, dtype=int), []
+    for t in range(90):
+        obs, paid, dones, infos = venv.step(rng.integers(venv.action_space.n, size=venv.num_envs))
+        since += [info["true_reward"] for info in infos]
+        steps += 1
+        per_world = dones.reshape(-1, n)
+        assert (per_world.all(axis=1) == per_world.any(axis=1)).all()  # a world's agents end together
+        for k in np.flatnonzero(dones):
+            episode = infos[k]["episode"]
+            assert episode["l"] == steps[k] and episode["true_r"] == pytest.approx(since[k]) == episode["r"]
+            assert not np.array_equal(infos[k]["terminal_observation"], obs[k])  # the world restarted
+            ends.append((t, k // n, episode["l"], infos[k]["TimeLimit.truncated"]))
+            since[k], steps[k] = 0.0, 0
+    terminated = [(t, world, length) for t, world, length, cut in ends if not cut]
+    assert len({length for _, _, length in terminated}) >= 3 and all(length < 60 for _, _, length in terminated)
+    assert any(sum(s == t for s, *_ in ends) < 8 for t, _, _ in terminated)  # some worlds end, the others go on
+    truncated = [length for _, _, length, cut in ends if cut]  # the others' clocks ran on: cut at exactly 60 steps
+    assert truncated and all(length == 60 for length in truncated)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_vmas_rollout_evaluator_ends_an_episode_where_its_world_terminates(deterministic):
+    """On balance a world can end before max_steps: the batched evaluator's episode stops there, as the PettingZoo
+    evaluator's does (same returns and lengths on the same seeds)."""
+    kwargs = {"max_steps": 60}
+    env = make_env("vmas:balance", kwargs)
+    config = SB3SolverConfig(eval_episodes=1, deterministic=deterministic, gamma=0.95)
+    view = AgentView(env)
+    joint = PolicyProfile.shared(view, frozen_copy(PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=48, seed=0).policy))
+    batched = VmasRolloutEvaluator(env, config, view)
+    single = RolloutEvaluator(lambda: make_env("vmas:balance", kwargs), config)
+    lengths = []
+    for seed in range(4):
+        a, b = batched.rollouts(joint, seed), single.rollouts(joint, seed)
+        lengths.append(len(a.rewards[0]))
+        assert len(b.rewards[0]) == lengths[-1]
+        np.testing.assert_allclose(a.returns(), b.returns(), rtol=1e-6, atol=1e-6)
+    assert min(lengths) < 60
