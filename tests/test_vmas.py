@@ -178,7 +178,8 @@ def test_vmas_rollout_evaluator_ends_an_episode_where_its_world_terminates(deter
     env = make_env("vmas:balance", kwargs)
     config = SB3SolverConfig(eval_episodes=1, deterministic=deterministic, gamma=0.95)
     view = AgentView(env)
-    joint = PolicyProfile.shared(view, frozen_copy(PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=48, seed=0).policy))
+    model = PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=48, seed=0)
+    joint = PolicyProfile.shared(view, frozen_copy(model.policy))
     batched = VmasRolloutEvaluator(env, config, view)
     single = RolloutEvaluator(lambda: make_env("vmas:balance", kwargs), config)
     lengths = []
