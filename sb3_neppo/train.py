@@ -41,13 +41,15 @@ ALGOS = ("neppo",)
 CHECKPOINT = "checkpoint.zip"
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (a ConfigError), not a usage dump."""
+
     def error(self, message: str) -> None:  # one line, no usage dump
         raise ConfigError(f"{message} (see --help)")
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m sb3_neppo.train", description="Train NePPO on a multi-agent game.")
+    parser = OneLineParser(prog="python -m sb3_neppo.train", description="Train NePPO on a multi-agent game.")
     parser.add_argument("--algo", default="neppo", choices=ALGOS, help="algorithm (default: neppo)")
     parser.add_argument(
         "--env",

@@ -105,7 +105,7 @@ def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
         raise ConfigError(f"bad PPO argument in solver_kwargs: {exc}") from None
 
 
-def _start_from(model: PPO, policy: ActorCriticPolicy | dict) -> None:
+def start_from(model: PPO, policy: ActorCriticPolicy | dict) -> None:
     """Load weights into ``model`` and give it a fresh optimiser, so every solve from one warm start starts alike."""
     state = policy if isinstance(policy, dict) else policy.state_dict()
     try:
@@ -159,13 +159,13 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
             self.venv.encoder.check_potential(potential)
             self.venv.potential = potential
         shared = next(iter(warm_start.policies.values())) if warm_start is not None else self.initial_state
-        _start_from(self.model, shared)
+        start_from(self.model, shared)
         _learn(self.model, self.config.coop_updates, self._next_seed())
         return PolicyProfile.shared(self.view, frozen_copy(self.model.policy))
 
     def profile_from_state(self, state: dict) -> PolicyProfile:
         """A joint policy with the shared network's weights ``state`` (e.g. loaded from a saved model)."""
-        _start_from(self.model, state)
+        start_from(self.model, state)
         return PolicyProfile.shared(self.view, frozen_copy(self.model.policy))
 
     @property
@@ -183,7 +183,8 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         self.initial_states: dict[str, dict] = {}
         self._steps = 0
 
-    def _model(self, agent: str, joint: PolicyProfile) -> PPO:
+    def model(self, agent: str, joint: PolicyProfile) -> PPO:
+        """``agent``'s PPO on its frozen-others VecEnv (built once per agent), the others now playing ``joint``."""
         if agent not in self.models:
             env = self.env_fn()
             if isinstance(env.unwrapped, VmasParallelEnv):  # n_envs worlds, the frozen agents of all in one forward
@@ -206,14 +207,14 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         return model
 
     def solve(self, agent: str, joint: PolicyProfile, warm_start: ActorCriticPolicy | None) -> ActorCriticPolicy:
-        model = self._model(agent, joint)
+        model = self.model(agent, joint)
         mode = self.config.br_warm_start
         if mode == "scratch":
-            _start_from(model, self.initial_states[agent])
+            start_from(model, self.initial_states[agent])
         elif mode == "previous" and warm_start is not None:
-            _start_from(model, warm_start)
+            start_from(model, warm_start)
         else:
-            _start_from(model, joint.policies[agent])
+            start_from(model, joint.policies[agent])
         if self.config.br_log_std is not None and mode != "scratch" and hasattr(model.policy, "log_std"):
             with torch.no_grad():
                 model.policy.log_std.fill_(float(self.config.br_log_std))

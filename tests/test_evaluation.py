@@ -1,0 +1,119 @@
+"""The regret evaluator: best responses against frozen others, raw gains with bootstrap CIs, the CLI and its files."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sb3_neppo import NePPO
+from sb3_neppo.evaluate import evaluate_model, main
+from sb3_neppo.evaluation import SELECTION_SEED, RegretConfig, RegretEvaluator, bootstrap_ci
+from sb3_neppo.train import main as train_main
+
+MATRIX_SOLVER = {
+    "n_envs": 8,
+    "coop_updates": 1,
+    "br_updates": 1,
+    "eval_episodes": 4,
+    "gamma": 1.0,
+    "ppo": {"n_steps": 16, "batch_size": 128, "policy_kwargs": {"net_arch": []}},
+    "br_ppo": {"learning_rate": 0.05, "ent_coef": 0.0},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def test_best_response_regret_agrees_with_the_exact_regret_on_a_normal_form_game():
+    """Pure-action alpha game, a PPO joint policy near 50/50: PPO best responses against the sampled others, paired
+    sampled episodes; the exact regret of the policy's strategies lies inside each agent's 95 % interval."""
+    model = NePPO(
+        "matrix-alpha", env_kwargs={"alpha": 0.4, "mixed": False}, solver="sb3", solver_kwargs=MATRIX_SOLVER, seed=0
+    ).learn(1)
+    exact = evaluate_model(model)
+    assert exact.method == "exact" and exact.regret["player_0"] > 0.1  # far from an equilibrium: a real test
+    config = RegretConfig(br_timesteps=2048, eval_episodes=1000, deterministic=False)
+    sampled = evaluate_model(model, config, best_response=True)
+    assert sampled.method == "best-response"
+    for row in sampled.agents:
+        assert row.ci[0] <= exact.regret[row.agent] <= row.ci[1], (row.agent, row.ci, exact.regret[row.agent])
+        assert row.br_env_steps == 2 * 2048
+    assert sampled.max_ci[0] <= exact.max_regret <= sampled.max_ci[1]
+
+
+def test_bootstrap_intervals_cover_the_mean_and_the_max_resamples_rows_together():
+    rng = np.random.default_rng(0)
+    gains = rng.normal([0.0, 1.0], 0.5, size=(400, 2))
+    per_agent, of_max = bootstrap_ci(gains, 0.95, 2000, seed=1)
+    for column, (low, high) in zip(gains.T, per_agent):
+        se = column.std() / np.sqrt(len(column))
+        assert low < column.mean() < high and high - low == pytest.approx(3.92 * se, rel=0.15)
+    assert of_max[0] == pytest.approx(per_agent[1][0], abs=0.02)  # agent 1's gain is the max in every resample
+
+
+def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path):
+    """regret.json and summary.json of an mpe2 run agree with each other and with the raw per-agent numbers; the kept
+    best response is the checkpoint with the best return on the selection episodes."""
+    argv = ["--env", "mpe2.simple_adversary_v3", "-params", "n_iterations:1", "--seed", "0", "-f", str(tmp_path)]
+    assert train_main(argv) == 0
+    run = next((tmp_path / "neppo").iterdir())
+    before = json.loads((run / "summary.json").read_text())
+    assert main([str(run), "--br-timesteps", "2400", "--eval-episodes", "24"]) == 0
+    report = json.loads((run / "regret.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["regret"] == report["regret"] and summary["max_regret"] == report["max_regret"]
+    assert summary["regret_method"] == "best-response" and summary["F"] == before["F"]  # the rest untouched
+    assert report["max_regret"] == max(report["regret"].values())
+    low, high = report["max_regret_ci"]
+    assert low <= report["max_regret"] <= high
+    for agent, row in report["agents"].items():
+        assert row["ci"][0] <= row["regret"] <= row["ci"][1]
+        assert row["br_return"] - row["base_return"] == pytest.approx(row["regret"])  # raw, not clipped
+        assert row["start"] in ("scratch", "warm") and summary["regret_budget"][agent] == row["br_env_steps"] >= 4800
+        assert [len(c) for c in row["curves"].values()] == [6, 6]
+        if row["start"] == "warm" and max(r for _, r in row["curves"]["warm"]) == row["curves"]["warm"][0][1]:
+            assert row["regret"] == 0.0 and row["ci"] == [0.0, 0.0]  # π_i itself kept: no gain, exactly
+    assert report["settings"]["br_timesteps"] == 2400 and report["settings"]["deterministic"] is True
+
+
+def test_a_warm_best_response_starts_at_the_agents_own_return(tmp_path):
+    """VMAS backend: the warm start's first curve point is π_i's own return on the selection episodes."""
+    model = NePPO(
+        "vmas:simple_tag",
+        env_kwargs={"max_steps": 10},
+        solver="sb3",
+        solver_kwargs={"n_envs": 4, "coop_updates": 1, "br_updates": 1, "eval_episodes": 4, "ppo": {"n_steps": 10}},
+        n_directions=1,
+        seed=0,
+    ).learn(1)
+    coop = model.solvers.cooperative
+    config = RegretConfig(br_timesteps=80, eval_episodes=8, starts=("warm",), curve_points=2)
+    evaluator = RegretEvaluator(model._env_fn(), coop.view, coop.config, config)
+    report = evaluator.evaluate(model.result.policy, ["agent_0"])
+    own = evaluator.rollouts.rollouts(model.result.policy, SELECTION_SEED).returns()[:, coop.view.index["agent_0"]]
+    row = report.agents[0]
+    assert row.curves["warm"][0] == (0, pytest.approx(own.mean()))
+    assert [a.agent for a in report.agents] == ["agent_0"] and row.br_env_steps == 80
+
+
+def test_evaluator_bad_input_is_one_line(tmp_path, capsys):
+    empty = tmp_path / "run"
+    empty.mkdir()
+    assert main([str(empty)]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+    model = NePPO("matrix-alpha", seed=0).learn(1)
+    model.save(empty / "model.zip")
+    for argv, message in (
+        ([str(empty), "--agents", "nobody"], "no agent 'nobody'"),
+        ([str(empty), "--br-timesteps", "0"], "br_timesteps must be an integer >= 1"),
+        ([str(tmp_path / "missing")], "no such run folder"),
+        ([str(empty), "--starts", "best"], "starts must be one or both of"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.strip().count("\n") == 0, err
+    assert main([str(empty), "--best-response"]) == 2
+    assert "needs a run trained with the sb3 solver" in capsys.readouterr().err
