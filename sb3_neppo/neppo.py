@@ -273,30 +273,8 @@ class NePPO:
                 self.solve_iterate()
             done = 0
             while n_iterations is None or done < n_iterations:
-                t = self.num_iterations
-                w = self.potential.get_flat_params()
-                # 1. directions u_j on the unit sphere; the branches w ± δu_j
-                directions = sample_directions(self.rng, self.optimizer.n_directions, w.size)
-                w_plus, w_minus = self.optimizer.branches(w, directions)
-                # 2-4. per branch, from the same warm start (and, for sampled solvers, the same seeds for w ± δu_j):
-                # cooperative solve, best responses, F_i, L_β
-                seeds = [self._solver_seed() for _ in directions]
-                m = len(directions)
-                keys = [(t, j, 1) for j in range(m)] + [(t, j, -1) for j in range(m)]
-                ws, seeds = [*w_plus, *w_minus], seeds + seeds
-                losses, branches = self._solve_branches(keys, ws, seeds)
-                loss_plus, loss_minus = losses[:m], losses[m:]
-                # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
-                w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
-                self.potential.set_flat_params(w_next)
-                self.num_iterations += 1
+                log = self.step()
                 done += 1
-                if self.config.iterate_solve == "every":  # π^Φ at the new w: logged, and the next warm start
-                    self._adopt(self._evaluate((self.num_iterations, 0, 0), w_next, self._solver_seed()))
-                else:  # the paper's cost: the next iteration starts from the branch with the lowest L_β
-                    k = int(np.argmin(losses))
-                    self._adopt(branches[k] if branches[k] is not None else self._replay(keys[k], ws[k], seeds[k]))
-                log = self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
                 spent = self.num_timesteps - start_steps
                 bar.update(min(spent, budget) - bar.n if budget is not None else 1)
                 bar.set_postfix(L=f"{log.objective:.4g}", max_regret="-" if log.regret is None else f"{log.regret.max():.4g}")
@@ -313,6 +291,32 @@ class NePPO:
             bar.close()
             self.wall_time_s += time.perf_counter() - start
         return self
+
+    def step(self) -> IterationLog:
+        """One outer iteration of Algorithm 1 (steps 1-5) from the current w and warm start; returns its log."""
+        t = self.num_iterations
+        w = self.potential.get_flat_params()
+        # 1. directions u_j on the unit sphere; the branches w ± δu_j
+        directions = sample_directions(self.rng, self.optimizer.n_directions, w.size)
+        w_plus, w_minus = self.optimizer.branches(w, directions)
+        # 2-4. per branch, from the same warm start (and, for sampled solvers, the same seeds for w ± δu_j):
+        # cooperative solve, best responses, F_i, L_β
+        seeds = [self._solver_seed() for _ in directions]
+        m = len(directions)
+        keys = [(t, j, 1) for j in range(m)] + [(t, j, -1) for j in range(m)]
+        ws, seeds = [*w_plus, *w_minus], seeds + seeds
+        losses, branches = self._solve_branches(keys, ws, seeds)
+        loss_plus, loss_minus = losses[:m], losses[m:]
+        # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
+        w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
+        self.potential.set_flat_params(w_next)
+        self.num_iterations += 1
+        if self.config.iterate_solve == "every":  # π^Φ at the new w: logged, and the next warm start
+            self._adopt(self._evaluate((self.num_iterations, 0, 0), w_next, self._solver_seed()))
+        else:  # the paper's cost: the next iteration starts from the branch with the lowest L_β
+            k = int(np.argmin(losses))
+            self._adopt(branches[k] if branches[k] is not None else self._replay(keys[k], ws[k], seeds[k]))
+        return self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
 
     def close(self) -> None:
         """Stop the worker processes (``n_workers > 1``); a later ``learn`` starts new ones."""

@@ -4,6 +4,8 @@
   shared reward the VecEnv trains on) after each rollout.
 * :class:`RegretCallback` runs the regret evaluator (:mod:`sb3_neppo.evaluation`) on the model's shared policy every
   ``eval_freq`` env steps. Best-response training is expensive: nothing runs unless you add it.
+* :class:`NePPOCallback` turns a user's own ``PPO.learn()`` on a potential-reward VecEnv into NePPO: every N rollouts
+  one outer iteration of Algorithm 1 moves the potential the VecEnv pays.
 
 Both read :class:`~sb3_neppo.envs.vec.ParallelVecEnv` or :class:`~sb3_neppo.envs.vmas.VmasVecEnv` (slot k is agent
 k mod N), also under SB3 VecEnv wrappers.
@@ -11,16 +13,20 @@ k mod N), also under SB3 VecEnv wrappers.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 from pettingzoo import ParallelEnv
+from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
+from sb3_neppo.config import load_hyperparams
 from sb3_neppo.envs.vec import ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasVecEnv
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.evaluation import RegretConfig, RegretEvaluator, RegretReport
+from sb3_neppo.neppo import IterationLog, NePPO
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.solvers.sb3 import SB3SolverConfig
 
@@ -30,6 +36,16 @@ def _multi_agent_env(callback: BaseCallback) -> ParallelVecEnv | VmasVecEnv:
     if not isinstance(venv, (ParallelVecEnv, VmasVecEnv)):
         raise ConfigError(f"{type(callback).__name__} needs a ParallelVecEnv or VmasVecEnv (got {type(venv).__name__})")
     return venv
+
+
+def model_solver_config(model: BaseAlgorithm, venv: ParallelVecEnv | VmasVecEnv) -> SB3SolverConfig:
+    """Solver settings from a user's PPO: its network, rollout length, minibatch, epochs, learning rate, γ, GAE λ and
+    entropy, and as many env copies (or worlds) as its VecEnv; so best responses can start from its policy."""
+    n_envs = venv.n_copies if isinstance(venv, ParallelVecEnv) else venv.n_worlds
+    m = model
+    ppo = dict(n_steps=m.n_steps, batch_size=min(m.batch_size, m.n_steps * n_envs), n_epochs=m.n_epochs)
+    ppo.update(learning_rate=m.learning_rate, gae_lambda=m.gae_lambda, ent_coef=m.ent_coef, policy_kwargs=m.policy_kwargs)
+    return SB3SolverConfig(n_envs=n_envs, coop_updates=1, br_updates=1, gamma=m.gamma, ppo=ppo)
 
 
 class TrueReturnCallback(BaseCallback):
@@ -95,14 +111,7 @@ class RegretCallback(BaseCallback):
 
     def _init_callback(self) -> None:
         venv = _multi_agent_env(self)
-        solver_config = self.solver_config
-        if solver_config is None:  # the model's own PPO settings and network (so a best response can start from π_i)
-            m = self.model
-            n_envs = venv.n_copies if isinstance(venv, ParallelVecEnv) else venv.n_worlds
-            ppo = dict(n_steps=m.n_steps, batch_size=min(m.batch_size, m.n_steps * n_envs), n_epochs=m.n_epochs)
-            ppo.update(learning_rate=m.learning_rate, gae_lambda=m.gae_lambda, ent_coef=m.ent_coef)
-            ppo.update(policy_kwargs=m.policy_kwargs)
-            solver_config = SB3SolverConfig(n_envs=n_envs, gamma=m.gamma, ppo=ppo)
+        solver_config = self.solver_config if self.solver_config is not None else model_solver_config(self.model, venv)
         self._evaluator = RegretEvaluator(self.env_fn, venv.view, solver_config, self.config)
 
     def _on_step(self) -> bool:
@@ -119,3 +128,81 @@ class RegretCallback(BaseCallback):
                 low, high = report.max_ci
                 print(f"env steps {steps}: max regret {report.max_regret:+.4g} CI [{low:.4g}, {high:.4g}]")
         return True
+
+
+class NePPOCallback(BaseCallback):
+    """NePPO inside a user's own ``PPO.learn()`` on a :class:`ParallelVecEnv` / :class:`VmasVecEnv` that pays a potential.
+
+    The user's PPO is the cooperative solver: it trains on φ_w as usual. Every ``n_rollouts`` rollouts the callback runs
+    one outer iteration of Algorithm 1 (:meth:`NePPO.step`) warm-started from the model's current policy: the branches
+    w ± δu (one PPO update each on φ_{w±δu}, from that policy), the best responses, F and L_β, and the zeroth-order
+    step, which changes the potential the VecEnv pays from the next rollout on. ``logs`` keeps each iteration's
+    :class:`IterationLog` (F and L_β of the branch the next iteration starts from), ``iterates`` each new w;
+    ``neppo/L_beta``, ``neppo/max_F`` and ``F/<agent>`` go to the model's logger.
+
+    :param n_rollouts: rollouts of the user's PPO between outer iterations.
+    :param neppo_kwargs: NePPO settings (delta, lr, n_directions, beta, max_grad_norm, ...; default: the mpe2 entries
+        of ``hyperparams/neppo.yml``, with one PPO update per branch and best response).
+    :param solver_kwargs: the branches' solver settings (default: the model's own PPO settings and VecEnv size).
+    :param seed: seed of the directions and solver seeds.
+    """
+
+    def __init__(
+        self,
+        n_rollouts: int,
+        neppo_kwargs: dict | None = None,
+        solver_kwargs: dict | None = None,
+        seed: int = 0,
+        verbose: int = 0,
+    ):
+        super().__init__(verbose)
+        if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, int) or n_rollouts < 1:
+            raise ConfigError(f"n_rollouts must be an integer >= 1 (got {n_rollouts!r})")
+        self.n_rollouts, self.seed = n_rollouts, seed
+        defaults = load_hyperparams("mpe2.simple_tag_v3")
+        keep = ("delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm")
+        self.neppo_kwargs = {**{k: defaults[k] for k in keep}, **(neppo_kwargs or {})}
+        self.solver_kwargs = solver_kwargs
+        self.neppo: NePPO | None = None
+        self.logs: list[IterationLog] = []
+        self.iterates: list[np.ndarray] = []  # w after each iteration (what the VecEnv pays from then on)
+        self._rollouts = 0
+
+    def _init_callback(self) -> None:
+        venv = _multi_agent_env(self)
+        if venv.potential is None:
+            raise ConfigError("NePPOCallback needs a VecEnv that pays a potential (ParallelVecEnv(..., potential=...))")
+        env = venv.env if isinstance(venv, VmasVecEnv) else venv.envs[0]
+        solver_kwargs = self.solver_kwargs
+        if solver_kwargs is None:
+            solver_kwargs = dataclasses.asdict(model_solver_config(self.model, venv))
+        solver_kwargs = {**solver_kwargs, "agent_indicator": venv.view.agent_indicator}
+        self.neppo = NePPO(
+            env,
+            potential=venv.potential,  # the very module the VecEnv pays: the step moves it
+            solver="sb3",
+            solver_kwargs=solver_kwargs,
+            iterate_solve="final",
+            seed=self.seed,
+            **self.neppo_kwargs,
+        )
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self._rollouts += 1
+        if self._rollouts % self.n_rollouts:
+            return
+        neppo = self.neppo
+        best_responses = {a: p.state_dict() for a, p in neppo.best_responses.items()}
+        neppo.set_warm_state((self.model.policy.state_dict(), best_responses))
+        log = neppo.step()
+        self.logs.append(log)
+        self.iterates.append(neppo.potential.get_flat_params().copy())
+        self.logger.record("neppo/L_beta", log.objective)
+        self.logger.record("neppo/max_F", float(log.F.max()))
+        for agent, value in zip(neppo.agents, log.F):
+            self.logger.record(f"F/{agent}", float(value))
+        if self.verbose:
+            print(f"NePPO iteration {log.iteration}: L_beta {log.objective:.4g}, |w| {np.linalg.norm(log.w):.4g}")

@@ -12,7 +12,7 @@ from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.evaluation import RegretConfig
 from sb3_neppo.potentials import StateMixerPotential
-from sb3_neppo.sb3_callbacks import RegretCallback, TrueReturnCallback
+from sb3_neppo.sb3_callbacks import NePPOCallback, RegretCallback, TrueReturnCallback
 
 
 def tag():
@@ -68,3 +68,24 @@ def test_callbacks_need_a_multi_agent_vec_env_and_a_positive_frequency():
     model = PPO("MlpPolicy", make_vec_env("CartPole-v1", n_envs=1), n_steps=16, batch_size=16)
     with pytest.raises(ConfigError, match="needs a ParallelVecEnv or VmasVecEnv"):
         model.learn(16, callback=TrueReturnCallback())
+
+
+def test_neppo_callback_moves_the_potential_a_users_ppo_trains_on():
+    """Every 2 rollouts of the user's PPO, one outer iteration: the VecEnv's own potential module takes the
+    zeroth-order step (from w = 0: |w| = step size x clipped gradient norm), and F is logged per agent."""
+    torch.set_num_threads(1)
+    env = tag()
+    potential = StateMixerPotential(4, StepEncoder(env).state_dim)
+    venv = ParallelVecEnv(tag, 2, potential=potential)
+    neppo = NePPOCallback(n_rollouts=2, neppo_kwargs={"lr": 0.01}, seed=3)
+    true_returns = TrueReturnCallback()
+    model = PPO("MlpPolicy", venv, n_steps=20, batch_size=160, n_epochs=2, seed=0)
+    w0 = potential.get_flat_params().copy()
+    model.learn(4 * 160, callback=CallbackList([neppo, true_returns]))
+    assert len(neppo.logs) == 2 and len(true_returns.history) == 4
+    first, last = neppo.logs
+    assert np.linalg.norm(neppo.iterates[0] - w0) == pytest.approx(0.01 * min(first.grad_norm, 10.0), rel=1e-6)
+    np.testing.assert_array_equal(potential.get_flat_params(), neppo.iterates[1])  # the module the VecEnv pays moved
+    assert neppo.neppo.potential is potential and first.env_steps > 0 and np.isfinite(last.F).all()
+    with pytest.raises(ConfigError, match="needs a VecEnv that pays a potential"):
+        PPO("MlpPolicy", ParallelVecEnv(tag, 1), n_steps=8, batch_size=32).learn(32, callback=NePPOCallback(1))
