@@ -1,14 +1,14 @@
 """Training throughput of the cooperative solver (SB3 PPO on the potential-reward VecEnv): VMAS batch vs PettingZoo.
 
     python -m sb3_neppo.benchmarks.vmas_throughput [--scenarios simple_tag simple_world_comm] [--repeats 3]
-        [--updates 2] [--worlds 512] [--batch-size 6400]
+        [--settings 128:800 1024:25600] [--vmas-threads 2]
 
 Both paths train the same PPO (the mpe2 entry of ``hyperparams/neppo.yml``: 25 steps per update and env, 10 epochs,
 Adam 7e-4, one hidden layer of 64, ...) on the same state-mixer potential, except the number of parallel envs (16 mpe2
-copies vs ``--worlds`` VMAS worlds) and the minibatch size (400 vs ``--batch-size``), which the output states. Env
-steps/s count env steps (one step of one world), medians of ``--repeats`` runs with the paths interleaved; each run's
-time is split into env stepping (the VecEnv's ``step_wait``, potential included), PPO updates, and the rest (policy
-forward passes and SB3's rollout bookkeeping).
+copies vs the VMAS worlds of each ``--settings`` entry ``worlds:minibatch``) and the minibatch size (400 vs the
+entry's), which the output states. Env steps/s count env steps (one step of one world), medians of ``--repeats`` runs
+with the paths interleaved; each run's time is split into env stepping (the VecEnv's ``step_wait``, potential
+included), PPO updates, and the rest (policy forward passes and SB3's rollout bookkeeping).
 """
 
 from __future__ import annotations
@@ -101,39 +101,49 @@ def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sb3_neppo.benchmarks.vmas_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--scenarios", nargs="+", default=["simple_tag", "simple_world_comm"])
+    parser.add_argument("--settings", nargs="+", default=["1024:25600"], help="VMAS worlds:minibatch, one or more")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--updates", type=int, default=2, help="PPO updates per run on each path")
-    parser.add_argument("--worlds", type=int, default=512, help="VMAS worlds stepped together")
-    parser.add_argument("--batch-size", type=int, default=6400, help="PPO minibatch on the VMAS path")
+    parser.add_argument("--mpe2-updates", type=int, default=4, help="PPO updates per run on the mpe2 path")
+    parser.add_argument("--env-steps", type=int, default=51_200, help="env steps per run on the VMAS path (whole updates)")
     parser.add_argument(
         "--vmas-threads", type=int, default=1, help="torch threads on the VMAS path (the mpe2 path runs on 1, its fastest)"
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
+    settings = [tuple(int(x) for x in s.split(":")) for s in args.settings]
     rows = []
     for scenario in args.scenarios:
-        runs: dict[str, list[dict]] = {"mpe2": [], "vmas": []}
+        runs: dict[str | tuple[int, int], list[dict]] = {"mpe2": [], **{s: [] for s in settings}}
         for repeat in range(args.repeats):
-            for path in runs:  # interleaved: a noisy machine hurts both alike
-                runs[path].append(
-                    measure(path, scenario, args.updates, args.worlds, args.batch_size, repeat, args.vmas_threads)
-                )
-                print(f"{scenario} repeat {repeat} {path}: {runs[path][-1]['steps_per_s']:.0f} env-steps/s", flush=True)
-        med = {p: statistics.median(r["steps_per_s"] for r in runs[p]) for p in runs}
-        share = {p: {k: statistics.median(r[k] for r in runs[p]) for k in ("env_share", "update_share")} for p in runs}
-        rows.append((scenario, med, share))
-    print(f"\nmedians of {args.repeats} repeats x {args.updates} PPO updates; PPO as hyperparams/neppo.yml (mpe2) except:")
+            for path in runs:  # interleaved: a noisy machine hurts every path alike
+                if path == "mpe2":
+                    out = measure("mpe2", scenario, args.mpe2_updates, MPE2_COPIES, MPE2_BATCH, repeat)
+                else:
+                    worlds, batch = path
+                    updates = max(1, round(args.env_steps / (25 * worlds)))
+                    out = measure("vmas", scenario, updates, worlds, batch, repeat, args.vmas_threads)
+                runs[path].append(out)
+                print(f"{scenario} repeat {repeat} {path}: {out['steps_per_s']:.0f} env-steps/s", flush=True)
+        med = {p: {k: statistics.median(r[k] for r in runs[p]) for k in runs[p][0]} for p in runs}
+        rows.append((scenario, med))
+    print(f"\nmedians of {args.repeats} repeats; PPO as hyperparams/neppo.yml (mpe2) except the parallel envs and minibatch;")
     print(
-        f"mpe2: {MPE2_COPIES} env copies, minibatch {MPE2_BATCH}, 1 torch thread; VMAS: {args.worlds} worlds, minibatch "
-        f"{args.batch_size}, {args.vmas_threads} torch thread(s)"
+        f"mpe2: {MPE2_COPIES} env copies, minibatch {MPE2_BATCH}, 1 torch thread, {args.mpe2_updates} PPO updates per run; "
+        f"VMAS: {args.vmas_threads} torch thread(s), about {args.env_steps:,} env steps per run"
     )
-    columns = ["scenario", "mpe2 env-steps/s", "env stepping", "PPO update", "VMAS env-steps/s", "env stepping", "PPO update"]
-    print("| " + " | ".join([*columns, "VMAS / mpe2"]) + " |")
-    print("|---|---|---|---|---|---|---|---|")
-    for scenario, med, share in rows:
-        cells = [f"{med[p]:.0f} | {share[p]['env_share']:.0%} | {share[p]['update_share']:.0%}" for p in ("mpe2", "vmas")]
-        print(f"| {scenario} | {cells[0]} | {cells[1]} | {med['vmas'] / med['mpe2']:.1f} |")
+    columns = ["scenario", "path", "env-steps/s", "env stepping", "PPO update", "× mpe2"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for scenario, med in rows:
+        for path, m in med.items():
+            name = (
+                f"mpe2, {MPE2_COPIES} copies, minibatch {MPE2_BATCH}"
+                if path == "mpe2"
+                else f"VMAS, {path[0]:,} worlds, minibatch {path[1]:,}"
+            )
+            cells = [scenario, name, f"{m['steps_per_s']:,.0f}", f"{m['env_share']:.0%}", f"{m['update_share']:.0%}"]
+            print("| " + " | ".join([*cells, f"{m['steps_per_s'] / med['mpe2']['steps_per_s']:.1f}"]) + " |")
 
 
 if __name__ == "__main__":

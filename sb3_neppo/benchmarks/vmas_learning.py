@@ -1,0 +1,147 @@
+"""Learning per env step on the VMAS path: does a faster (worlds, minibatch) setting reach the same return?
+
+    python -m sb3_neppo.benchmarks.vmas_learning [--scenario simple_tag] [--settings 16:400 256:800 1024:25600]
+        [--budget 200000] [--seeds 2] [--eval-every 20000] [--plot learning.png] [--save curves.json]
+
+The cooperative solver's job at the start of a NePPO run: SB3 PPO (the mpe2 entry of ``hyperparams/neppo.yml``:
+25 steps per update and env, 10 epochs, Adam 7e-4, ...) trains the shared policy on the VMAS scenario's potential at
+w = 0 (the state mixer's uniform mix: Φ = the agents' mean reward) for ``--budget`` env steps. Only the number of
+worlds and the minibatch differ between settings (``worlds:minibatch``); the first setting is the reference, by
+default the PettingZoo path's 16 env copies and minibatch 400. Every ``--eval-every`` env steps the policy's
+undiscounted Φ return is measured on 128 sampled episodes on fixed seeds (no training env steps).
+
+Per setting: the median over seeds of the return at half and at the full budget; the env steps at which its median
+curve first reaches the return the reference's median curve has at half the budget, and that as a multiple of the
+reference's; and the training wall time (evaluations excluded; one torch thread, runs one after another). Throughput
+against the PettingZoo path: ``vmas_throughput --settings`` with the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+
+from sb3_neppo.config import load_hyperparams
+from sb3_neppo.envs.registry import make_env
+from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.vmas import VmasVecEnv
+from sb3_neppo.envs.wrappers import StepEncoder
+from sb3_neppo.io import write_json_atomic
+from sb3_neppo.policy import PolicyProfile, frozen_copy
+from sb3_neppo.potentials import StateMixerPotential
+from sb3_neppo.solvers.sb3 import SB3SolverConfig, VmasRolloutEvaluator
+
+EVAL_EPISODES, EVAL_SEED = 128, 777
+
+
+def curve(scenario: str, worlds: int, minibatch: int, budget: int, eval_every: int, seed: int) -> dict:
+    """Φ return against env steps for one setting and seed, with the training time (evaluations excluded)."""
+    env = make_env(f"vmas:{scenario}", {"max_steps": 25})
+    potential = StateMixerPotential(len(env.possible_agents), StepEncoder(env).state_dim)
+    view = AgentView(env)
+    venv = VmasVecEnv(env, worlds, view, potential)
+    ppo = dict(load_hyperparams(f"mpe2.{scenario}_v3")["solver_kwargs"]["ppo"], batch_size=minibatch)
+    model = PPO("MlpPolicy", venv, seed=seed, **ppo)
+    evaluator = VmasRolloutEvaluator(env, SB3SolverConfig(eval_episodes=EVAL_EPISODES, gamma=1.0), view)
+
+    def score() -> float:
+        rollouts = evaluator.rollouts(PolicyProfile.shared(view, frozen_copy(model.policy)), EVAL_SEED)
+        return float(rollouts.potential_returns(potential).mean())
+
+    steps, returns, train_s, due = [0], [score()], 0.0, eval_every
+    while venv.env_steps < budget:
+        start = time.perf_counter()
+        model.learn(model.n_steps * venv.num_envs, reset_num_timesteps=False)
+        train_s += time.perf_counter() - start
+        if venv.env_steps >= due or venv.env_steps >= budget:
+            steps.append(venv.env_steps)
+            returns.append(score())
+            due += eval_every
+    return {"steps": np.array(steps), "returns": np.array(returns), "train_s": train_s}
+
+
+def _at(run: dict, step: float) -> float:
+    """The return at ``step`` env steps, interpolated on the evaluation points."""
+    return float(np.interp(step, run["steps"], run["returns"]))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sb3_neppo.benchmarks.vmas_learning", description=__doc__.split("\n")[0])
+    parser.add_argument("--scenario", default="simple_tag")
+    parser.add_argument("--settings", nargs="+", default=["16:400", "256:800", "1024:25600"], help="worlds:minibatch")
+    parser.add_argument("--budget", type=int, default=200_000, help="training env steps per run")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--eval-every", type=int, default=20_000)
+    parser.add_argument("--plot", default=None, help="PNG of the return curves, every setting and seed")
+    parser.add_argument("--save", default=None, help="JSON of every curve (env steps, returns, training seconds)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    settings = [tuple(int(x) for x in s.split(":")) for s in args.settings]
+    runs: dict[tuple[int, int], list[dict]] = {s: [] for s in settings}
+    for seed in range(args.seeds):
+        for worlds, minibatch in settings:
+            run = curve(args.scenario, worlds, minibatch, args.budget, args.eval_every, seed)
+            runs[(worlds, minibatch)].append(run)
+            print(f"{worlds}:{minibatch} seed {seed}: {run['returns'][0]:.3g} -> {run['returns'][-1]:.3g}", flush=True)
+    if args.save:
+        curves = [
+            {"worlds": w, "minibatch": b, "seed": k, "steps": r["steps"].tolist(), "returns": r["returns"].tolist()}
+            | {"train_s": r["train_s"]}
+            for (w, b), rs in runs.items()
+            for k, r in enumerate(rs)
+        ]
+        write_json_atomic(args.save, {"scenario": args.scenario, "budget": args.budget, "curves": curves})
+    grid = np.linspace(0, args.budget, 201)
+    median = {s: np.median([[_at(r, x) for x in grid] for r in rs], axis=0) for s, rs in runs.items()}
+    target = float(median[settings[0]][len(grid) // 2])
+
+    def steps_to_target(curve: np.ndarray) -> float | None:
+        reached = np.flatnonzero(curve >= target)
+        return float(grid[reached[0]]) if reached.size else None
+
+    reference = steps_to_target(median[settings[0]])
+    print(f"\n{args.scenario}: Φ return at w = 0 (mean reward), medians over {args.seeds} seeds; target = {target:.3g}, the")
+    print("reference's return at half the budget; PPO as hyperparams/neppo.yml (mpe2) except worlds and minibatch")
+    columns = ["worlds", "minibatch", "return at half budget", "at budget", "env steps to target", "× reference", "train s"]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for worlds, minibatch in settings:
+        med = median[(worlds, minibatch)]
+        steps = steps_to_target(med)
+        cells = [
+            f"{worlds}",
+            f"{minibatch}",
+            f"{med[len(grid) // 2]:.3g}",
+            f"{med[-1]:.3g}",
+            f"{steps:,.0f}" if steps is not None else f"> {args.budget:,}",
+            f"{steps / reference:.2f}" if steps is not None and reference else "-",
+            f"{statistics.median(r['train_s'] for r in runs[(worlds, minibatch)]):.0f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for (worlds, minibatch), color in zip(settings, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+            for k, r in enumerate(runs[(worlds, minibatch)]):
+                label = f"{worlds} worlds, minibatch {minibatch}" if k == 0 else None
+                ax.plot(r["steps"], r["returns"], color=color, alpha=0.8, label=label)
+        ax.set(title=f"vmas:{args.scenario}, cooperative PPO at w = 0", xlabel="env steps", ylabel="Φ return (128 episodes)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
