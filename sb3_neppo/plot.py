@@ -63,7 +63,7 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams["lines.marker"], plt.rcParams["lines.markersize"] = ".", 3  # single-iteration runs still show
+    dots = {"marker": ".", "markersize": 3}  # a run of one iteration still shows
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     (ax_regret, ax_f), (ax_return, ax_w) = axes
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -71,7 +71,7 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
     for k, run in enumerate(runs):
         color, xs = colors[k % len(colors)], run[x]
         if np.isfinite(run["max_regret"]).any():
-            ax_regret.plot(xs, run["max_regret"], color=color, label=run["name"])
+            ax_regret.plot(xs, run["max_regret"], color=color, label=run["name"], **dots)
         if "regret" in run:
             report = run["regret"]
             low, high = report["max_regret_ci"]
@@ -79,20 +79,21 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
             label = f"{run['name']} (evaluator)"
             ax_regret.errorbar(xs[-1], top, yerr=[[top - low], [high - top]], fmt="o", color=color, capsize=4, label=label)
         for j, (agent, values) in enumerate(run["F"].items()):
-            ax_f.plot(xs, values, color=color, linestyle=styles[j % len(styles)], label=f"{run['name']}: {agent}")
-        ax_f.plot(xs, run["L_beta"], color=color, linewidth=2.5, alpha=0.4, label=f"{run['name']}: L_β")
+            ax_f.plot(xs, values, color=color, linestyle=styles[j % len(styles)], label=f"{run['name']}: {agent}", **dots)
+        ax_f.plot(xs, run["L_beta"], color=color, linewidth=2.5, alpha=0.4, label=f"{run['name']}: L_β", **dots)
         if "evaluations" in run:
             ev = run["evaluations"]
             ex = ev["timesteps"] if x == "env_steps" else ev["iterations"]
             for j, agent in enumerate(ev["agents"]):
                 label = f"{run['name']}: {agent}"
-                ax_return.plot(ex, ev["results"][:, :, j].mean(axis=1), color=color, linestyle=styles[j % 4], label=label)
+                mean = ev["results"][:, :, j].mean(axis=1)
+                ax_return.plot(ex, mean, color=color, linestyle=styles[j % 4], label=label, **dots)
         w = run["w"]
         if w.shape[1] <= 8:
             for j in range(w.shape[1]):
-                ax_w.plot(xs, w[:, j], color=color, linestyle=styles[j % 4], label=f"{run['name']}: w_{j}")
+                ax_w.plot(xs, w[:, j], color=color, linestyle=styles[j % 4], label=f"{run['name']}: w_{j}", **dots)
         else:
-            ax_w.plot(xs, np.linalg.norm(w, axis=1), color=color, label=f"{run['name']}: |w| ({w.shape[1]} params)")
+            ax_w.plot(xs, np.linalg.norm(w, axis=1), color=color, label=f"{run['name']}: |w| ({w.shape[1]} params)", **dots)
     xlabel = "env steps" if x == "env_steps" else "outer iteration"
     titles = ["max regret (line: exact; point: evaluator, 95 % CI)", "F_i (lines) and L_β (wide)"]
     titles += ["true return per agent (evaluation episodes)", "potential parameters"]
