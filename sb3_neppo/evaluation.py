@@ -224,12 +224,13 @@ class RegretEvaluator:
         per_agent, of_max = bootstrap_ci(np.stack(gains, axis=1), config.confidence, config.bootstrap, config.seed)
         for row, ci in zip(rows, per_agent):
             row.ci = (float(ci[0]), float(ci[1]))
+        ppo = self.solver_config.ppo_kwargs(best_response=True)
         settings = {
             **asdict(self.config),
             "starts": list(self.config.starts),
             "gamma": self.solver_config.gamma,
             "n_envs": self.solver_config.n_envs,
-            "ppo": self.solver_config.ppo_kwargs(best_response=True),
+            "ppo": {k: repr(v) if callable(v) else v for k, v in ppo.items()},  # a schedule by its repr: JSON stays JSON
         }
         top = max(r.regret for r in rows)
         return RegretReport(rows, top, (float(of_max[0]), float(of_max[1])), "best-response", settings)
