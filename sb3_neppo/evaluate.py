@@ -17,9 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from sb3_neppo.errors import ConfigError
+from sb3_neppo.errors import ConfigError, run_command
 from sb3_neppo.evaluation import AgentRegret, RegretConfig, RegretEvaluator, RegretReport
 from sb3_neppo.io import write_json_atomic
 from sb3_neppo.neppo import NePPO
@@ -118,17 +116,8 @@ def run(argv: list[str]) -> RegretReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4, suppress=True)
     sys.exit(main())

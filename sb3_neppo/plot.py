@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sb3_neppo.errors import ConfigError
+from sb3_neppo.errors import ConfigError, run_command
 from sb3_neppo.train import OneLineParser
 
 
@@ -109,22 +109,23 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str]) -> Path:
     parser = OneLineParser(prog="python -m sb3_neppo.plot", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
     parser.add_argument("-o", "--output", type=Path, default=Path("curves.png"), help="PNG to write")
     parser.add_argument("--x", choices=("auto", "env_steps", "iteration"), default="auto")
-    try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-        runs = [read_run(folder) for folder in args.runs]
-        x = args.x
-        if x == "auto":
-            x = "env_steps" if any(np.nansum(run["env_steps"]) > 0 for run in runs) else "iteration"
-        print(f"wrote {plot_runs(runs, args.output, x)}")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    args = parser.parse_args(argv)
+    runs = [read_run(folder) for folder in args.runs]
+    x = args.x
+    if x == "auto":
+        x = "env_steps" if any(np.nansum(run["env_steps"]) > 0 for run in runs) else "iteration"
+    out = plot_runs(runs, args.output, x)
+    print(f"wrote {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from sb3_neppo.callbacks import EvalCallback, TensorBoardLogger
 from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
 from sb3_neppo.distributed import JobQueue, serve
-from sb3_neppo.errors import ConfigError
+from sb3_neppo.errors import ConfigError, run_command
 from sb3_neppo.hpo import PRUNERS, SAMPLERS, make_pruner, make_sampler, objective_fn, write_report
 from sb3_neppo.io import atomic_open, write_json_atomic, write_yaml_atomic
 from sb3_neppo.neppo import IterationLog, NePPO
@@ -425,15 +425,7 @@ def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, comm
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        run(sys.argv[1:] if argv is None else argv)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_command(run, argv)
 
 
 if __name__ == "__main__":
