@@ -31,16 +31,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_neppo.config import dataclass_from_dict
 from sb3_neppo.envs.vec import AgentView
-from sb3_neppo.envs.vmas import VmasParallelEnv
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
-from sb3_neppo.solvers.sb3 import (
-    PPOBestResponseSolver,
-    RolloutEvaluator,
-    SB3SolverConfig,
-    VmasRolloutEvaluator,
-    start_from,
-)
+from sb3_neppo.solvers.sb3 import PPOBestResponseSolver, SB3SolverConfig, rollout_evaluator, start_from
 
 EVAL_SEED, SELECTION_SEED = 2_000_000, 3_000_000  # apart from training seeds and the eval callback's 10^6 + e
 STARTS = ("scratch", "warm")
@@ -158,11 +151,7 @@ class RegretEvaluator:
         self.solver_config = SB3SolverConfig(
             **{**asdict(solver_config), "deterministic": self.config.deterministic, "eval_episodes": self.config.eval_episodes}
         )
-        env = env_fn()
-        if isinstance(env.unwrapped, VmasParallelEnv):
-            self.rollouts: RolloutEvaluator = VmasRolloutEvaluator(env.unwrapped, self.solver_config, view)
-        else:
-            self.rollouts = RolloutEvaluator(env_fn, self.solver_config)
+        self.rollouts = rollout_evaluator(env_fn, self.solver_config, view)
 
     def _returns(self, profile: PolicyProfile, seed: int) -> np.ndarray:
         return self.rollouts.rollouts(profile, seed).returns()

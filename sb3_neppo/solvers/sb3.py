@@ -346,19 +346,22 @@ class VmasRolloutEvaluator(RolloutEvaluator):
         return self.venv.env_steps
 
 
+def rollout_evaluator(env_fn: EnvFn, config: SB3SolverConfig, view: AgentView, seed: int = 0) -> RolloutEvaluator:
+    """The rollout evaluator for ``env_fn``'s env: batched worlds for a VMAS scenario, env copies otherwise."""
+    env = env_fn()
+    if isinstance(env.unwrapped, VmasParallelEnv):
+        return VmasRolloutEvaluator(env.unwrapped, config, view, seed)
+    return RolloutEvaluator(env_fn, config, seed)
+
+
 def sb3_solvers(env_fn: EnvFn, config: SB3SolverConfig | Mapping[str, Any] | None = None, seed: int = 0) -> Solvers:
     """The three sampled slots for the parallel env built by ``env_fn``."""
     if not isinstance(config, SB3SolverConfig):
         config = SB3SolverConfig.from_dict(config)
     cooperative = PPOCooperativeSolver(env_fn, config, seed)
-    env = env_fn()
-    if isinstance(env.unwrapped, VmasParallelEnv):
-        evaluator: RolloutEvaluator = VmasRolloutEvaluator(env.unwrapped, config, cooperative.view, seed + 2)
-    else:
-        evaluator = RolloutEvaluator(env_fn, config, seed + 2)
     return Solvers(
         cooperative=cooperative,
         best_response=PPOBestResponseSolver(env_fn, cooperative.view, config, seed + 1),
-        evaluator=evaluator,
+        evaluator=rollout_evaluator(env_fn, config, cooperative.view, seed + 2),
         exact=False,
     )
