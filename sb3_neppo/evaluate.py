@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from pathlib import Path
 
+from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, load_baseline
 from sb3_neppo.errors import ConfigError, run_command
 from sb3_neppo.evaluation import AgentRegret, RegretConfig, RegretEvaluator, RegretReport
 from sb3_neppo.io import write_json_atomic
@@ -27,10 +29,24 @@ from sb3_neppo.train import OneLineParser
 POLICY_FILES = ("model.zip", "checkpoint.zip")
 
 
+def load_model(path: Path) -> NePPO | MultiAgentAlgorithm:
+    """A saved NePPO model or baseline (the archive's ``data.json`` says which)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            algo = json.loads(archive.read("data.json")).get("algo", "neppo")
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot load model {path}: {exc}") from None
+    return load_baseline(path) if algo in BASELINES else NePPO.load(path)
+
+
 def evaluate_model(
-    model: NePPO, config: RegretConfig | None = None, agents: list[str] | None = None, best_response: bool = False
+    model: NePPO | MultiAgentAlgorithm,
+    config: RegretConfig | None = None,
+    agents: list[str] | None = None,
+    best_response: bool = False,
 ) -> RegretReport:
-    """The regret of ``model``'s returned joint policy: exact in a normal-form game unless ``best_response``."""
+    """The regret of ``model``'s returned joint policy (NePPO's π^Φ or a baseline's actors): exact in a normal-form
+    game unless ``best_response``."""
     config = config if config is not None else RegretConfig()
     unknown = [a for a in agents or [] if a not in model.agents]
     if unknown:
@@ -45,6 +61,9 @@ def evaluate_model(
         ]
         top = max(r.regret for r in rows)
         return RegretReport(rows, top, (top, top), "exact", {})
+    if isinstance(model, MultiAgentAlgorithm):
+        evaluator = RegretEvaluator(model._env_fn(), model.view, model.regret_solver_config(), config)
+        return evaluator.evaluate(model.joint_policy(), agents)
     if not isinstance(model.solvers.cooperative, PPOCooperativeSolver):
         raise ConfigError("best-response evaluation needs a run trained with the sb3 solver (-params solver:sb3)")
     coop = model.solvers.cooperative
@@ -81,7 +100,7 @@ def update_summary(folder: Path, report: RegretReport) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m sb3_neppo.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("folder", type=Path, help="a run folder written by python -m sb3_neppo.train")
+    parser.add_argument("folder", type=Path, help="a run folder written by python -m sb3_neppo.train (any --algo)")
     defaults = RegretConfig()
     parser.add_argument("--br-timesteps", type=int, default=defaults.br_timesteps, help="env steps per best response")
     parser.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes)
@@ -103,7 +122,7 @@ def run(argv: list[str]) -> RegretReport:
         seed=args.seed,
     )
     folder = args.folder
-    model = NePPO.load(find_policy(folder))
+    model = load_model(find_policy(folder))
     report = evaluate_model(model, config, args.agents, args.best_response)
     write_json_atomic(folder / "regret.json", report.to_dict())
     update_summary(folder, report)

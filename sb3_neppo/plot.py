@@ -6,8 +6,9 @@
 Four panels against env steps (or outer iterations; ``auto``, the default, picks iterations when no run took env steps,
 as with the exact solvers): max regret (each iteration's exact regret where the game has
 one; the evaluator's ``regret.json`` as a point with its 95 % interval at the run's last step), F_i per agent and
-L_β, each agent's true return (``evaluations.npz``, written by ``--eval-freq``), and the potential's parameters (each
-w_j when there are at most 8, else |w|). A run that lacks a source (no regret, no evaluations) is left out of that
+L_β, each agent's true return (``evaluations.npz``, written by ``--eval-freq``; for a baseline, ``--algo ippo|mappo|
+maddpg``, its training episodes' mean per round from ``progress.csv``), and the potential's parameters (each w_j when
+there are at most 8, else |w|). A run that lacks a source (no regret, no evaluations, no potential) is left out of that
 panel; one colour per run.
 """
 
@@ -28,7 +29,7 @@ def read_run(folder: Path) -> dict:
     """The curves a run folder holds: ``progress.csv`` (required), ``evaluations.npz`` and ``regret.json`` (optional)."""
     progress = folder / "progress.csv"
     if not progress.exists():
-        raise ConfigError(f"{folder}: no progress.csv; give run folders written by python -m sb3_neppo.train")
+        raise ConfigError(f"{folder}: no progress.csv; give run folders written by python -m sb3_neppo.train (any --algo)")
     rows = list(csv.DictReader(progress.read_text().splitlines()))
     if not rows:
         raise ConfigError(f"{progress} has no iterations yet")
@@ -44,7 +45,8 @@ def read_run(folder: Path) -> dict:
         "L_beta": column("L_beta"),
         "F": {n[2:]: column(n) for n in names if n.startswith("F_") and not n.startswith("F_se_")},
         "max_regret": column("max_regret"),
-        "w": np.stack([column(n) for n in names if n.startswith("w_")], axis=1),
+        "w": np.stack([column(n) for n in names if n.startswith("w_")] or [np.full(len(rows), np.nan)], axis=1),
+        "returns": {n[len("return_") :]: column(n) for n in names if n.startswith("return_")},  # baselines' rounds
     }
     evaluations = folder / "evaluations.npz"
     if evaluations.exists():
@@ -80,7 +82,10 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
             ax_regret.errorbar(xs[-1], top, yerr=[[top - low], [high - top]], fmt="o", color=color, capsize=4, label=label)
         for j, (agent, values) in enumerate(run["F"].items()):
             ax_f.plot(xs, values, color=color, linestyle=styles[j % len(styles)], label=f"{run['name']}: {agent}", **dots)
-        ax_f.plot(xs, run["L_beta"], color=color, linewidth=2.5, alpha=0.4, label=f"{run['name']}: L_β", **dots)
+        if np.isfinite(run["L_beta"]).any():
+            ax_f.plot(xs, run["L_beta"], color=color, linewidth=2.5, alpha=0.4, label=f"{run['name']}: L_β", **dots)
+        for j, (agent, values) in enumerate(run["returns"].items()):  # a baseline's training episodes
+            ax_return.plot(xs, values, color=color, linestyle=styles[j % 4], label=f"{run['name']}: {agent}", **dots)
         if "evaluations" in run:
             ev = run["evaluations"]
             ex = ev["timesteps"] if x == "env_steps" else ev["iterations"]
@@ -89,6 +94,8 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
                 mean = ev["results"][:, :, j].mean(axis=1)
                 ax_return.plot(ex, mean, color=color, linestyle=styles[j % 4], label=label, **dots)
         w = run["w"]
+        if not np.isfinite(w).any():  # a baseline has no potential
+            continue
         if w.shape[1] <= 8:
             for j in range(w.shape[1]):
                 ax_w.plot(xs, w[:, j], color=color, linestyle=styles[j % 4], label=f"{run['name']}: w_{j}", **dots)
@@ -96,7 +103,7 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
             ax_w.plot(xs, np.linalg.norm(w, axis=1), color=color, label=f"{run['name']}: |w| ({w.shape[1]} params)", **dots)
     xlabel = "env steps" if x == "env_steps" else "outer iteration"
     titles = ["max regret (line: exact; point: evaluator, 95 % CI)", "F_i (lines) and L_β (wide)"]
-    titles += ["true return per agent (evaluation episodes)", "potential parameters"]
+    titles += ["true return per agent (NePPO: evaluation episodes; baselines: training)", "potential parameters (NePPO)"]
     for ax, title in zip(axes.flat, titles):
         ax.set(title=title, xlabel=xlabel)
         if ax.has_data():

@@ -26,7 +26,9 @@ import torch
 import yaml
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+from stable_baselines3.common.logger import configure
 
+from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, baseline_class
 from sb3_neppo.callbacks import EvalCallback, TensorBoardLogger
 from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
 from sb3_neppo.distributed import JobQueue, serve
@@ -37,7 +39,7 @@ from sb3_neppo.neppo import IterationLog, NePPO
 from sb3_neppo.study import JOURNAL_NAME, StudyRecorder, display_url, open_storage, open_study, stored_settings
 from sb3_neppo.workers import BranchPool
 
-ALGOS = ("neppo",)
+ALGOS = ("neppo", *BASELINES)
 CHECKPOINT = "checkpoint.zip"
 
 
@@ -50,7 +52,9 @@ class OneLineParser(argparse.ArgumentParser):
 
 def make_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m sb3_neppo.train", description="Train NePPO on a multi-agent game.")
-    parser.add_argument("--algo", default="neppo", choices=ALGOS, help="algorithm (default: neppo)")
+    parser.add_argument(
+        "--algo", default="neppo", choices=ALGOS, help="algorithm: neppo, or a baseline ippo, mappo, maddpg (default: neppo)"
+    )
     parser.add_argument(
         "--env",
         default="matrix-alpha",
@@ -227,11 +231,13 @@ def run(argv: list[str]) -> Path | None:
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
     hyperparams = load_hyperparams(args.env, args.yaml_file, args.algo)
     overrides = parse_key_values(args.hyperparams, "-params")
+    command = shlex.join(["python", "-m", "sb3_neppo.train", *argv])
+    if args.algo != "neppo":
+        return run_baseline(args, env_kwargs, merge_hyperparams(hyperparams, overrides), command)
     if overrides.get("potential", hyperparams.get("potential")) != hyperparams.get("potential"):
         hyperparams.pop("potential_kwargs", None)  # the file's kwargs belong to the potential being replaced
     hyperparams = merge_hyperparams(hyperparams, overrides)
     config = NePPOConfig.from_dict(hyperparams)
-    command = shlex.join(["python", "-m", "sb3_neppo.train", *argv])
 
     folder = find_unfinished_run(Path(args.log_folder), args.algo, args.env, command)
     if args.optimize_hyperparameters:
@@ -322,6 +328,72 @@ def run(argv: list[str]) -> Path | None:
         model.queue.finish()  # the workers stop
     (folder / CHECKPOINT).unlink(missing_ok=True)  # model.zip is the final model; summary.json marks the run finished
     print(format_summary(summary))
+    print(f"Saved to {folder}")
+    return folder
+
+
+def run_baseline(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str) -> Path:
+    """``--algo ippo|mappo|maddpg``: train a baseline into a run folder laid out as NePPO's (``progress.csv`` has a row
+    per training round: env steps and each agent's mean true episode return)."""
+    for flag, used in (
+        ("-optimize", args.optimize_hyperparameters),
+        ("--storage", args.storage),
+        ("--join", args.join),
+        ("--n-workers", args.n_workers > 1),
+        ("--eval-freq", args.eval_freq > 0),
+    ):
+        if used:
+            raise ConfigError(f"{flag} is for --algo neppo only")
+    budget = args.n_timesteps if args.n_timesteps is not None else hyperparams.get("n_timesteps")
+    hyperparams.pop("n_timesteps", None)
+    if not isinstance(budget, int) or budget < 1:
+        raise ConfigError(f"--algo {args.algo} needs an env-step budget: -n N (or n_timesteps in hyperparams/{args.algo}.yml)")
+    cls = baseline_class(args.algo)
+    if args.trained_agent is not None:
+        if not Path(args.trained_agent).is_file():
+            raise ConfigError(f"-i {args.trained_agent}: no such model file (give a run's model.zip)")
+        model: MultiAgentAlgorithm = cls.load(args.trained_agent)
+        if model.env_id != args.env:
+            raise ConfigError(f"-i {args.trained_agent} was trained on {model.env_id}, not {args.env}")
+        model.verbose = args.verbose
+    else:
+        model = cls(args.env, env_kwargs, hyperparams, args.seed, args.verbose)
+    folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
+    write_yaml_atomic(folder / "config.yml", {**model.config.to_dict(), "n_timesteps": budget})
+    write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs, "seed": model.seed})
+    (folder / "command.txt").write_text(command + "\n")
+    tensorboard = configure(str(Path(args.tensorboard_log) / folder.name), ["tensorboard"]) if args.tensorboard_log else None
+    with (folder / "progress.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["iteration", "env_steps", *[f"return_{a}" for a in model.agents]])
+
+        def log_round(log: dict, m: MultiAgentAlgorithm) -> None:
+            returns = [log["returns"].get(a, "") for a in m.agents]
+            writer.writerow([log["round"], log["total_env_steps"], *returns])
+            fh.flush()
+            if tensorboard is not None and log["returns"]:
+                for agent, value in log["returns"].items():
+                    tensorboard.record(f"true_return/{agent}", value)
+                tensorboard.dump(step=log["total_env_steps"])
+            if args.save_freq > 0 and log["round"] % args.save_freq == 0:
+                m.save(folder / f"model_{log['round']}.zip")
+
+        try:
+            model.learn(budget, callback=log_round, progress_bar=args.progress)
+        finally:
+            if tensorboard is not None:
+                tensorboard.close()
+    model.save(folder / "model.zip")
+    summary = model.summary()
+    write_json_atomic(folder / "summary.json", summary)
+    print(f"{args.algo} on {args.env}: {summary['env_steps']} env steps in {summary['wall_time_s']:.1f} s, seed {model.seed}")
+    for agent in model.agents:
+        line = f"  {agent:>16}: true return {summary['returns'].get(agent, float('nan')):.4g}"
+        if summary["regret"] is not None:
+            line += f"  regret = {summary['regret'][agent]:.6f}"
+        print(line)
+    if summary["max_regret"] is not None:
+        print(f"max regret = {summary['max_regret']:.6f}")
     print(f"Saved to {folder}")
     return folder
 

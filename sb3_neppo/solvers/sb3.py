@@ -26,6 +26,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_neppo.config import dataclass_from_dict
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
+from sb3_neppo.envs.registry import make_vec_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
@@ -146,10 +147,7 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
         self.config = config
         env = env_fn()
         view = AgentView(env, config.agent_indicator, config.squash_actions)
-        if isinstance(env.unwrapped, VmasParallelEnv):  # n_envs worlds stepped in one batched VMAS call
-            self.venv: ParallelVecEnv | VmasVecEnv = VmasVecEnv(env.unwrapped, config.n_envs, view)
-        else:
-            self.venv = ParallelVecEnv(env_fn, config.n_envs, view)
+        self.venv: ParallelVecEnv | VmasVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env)  # VMAS: batched worlds
         self.view = self.venv.view
         self.model = _make_ppo(self.venv, config.ppo_kwargs(), seed)
         self.initial_state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}

@@ -1,0 +1,79 @@
+"""IPPO: independent PPO learners, each agent paid its own reward.
+
+Each learner is an SB3 PPO on its agents' slots of one multi-agent VecEnv (:class:`~sb3_neppo.baselines.lockstep.
+LockstepPPO`); ``share`` picks what a learner covers: one agent (``agent``, the default: fully independent), every
+agent of a role (``role``: parameter sharing within ``adversary_0, adversary_1, ...``), or all agents (``all``: one
+shared network, told apart by the agent indicator in its observation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm, role_of
+from sb3_neppo.baselines.lockstep import LockstepPPO
+from sb3_neppo.envs.registry import make_vec_env
+from sb3_neppo.errors import ConfigError
+
+SHARE = ("agent", "role", "all")
+
+
+@dataclass
+class IPPOConfig(BaselineConfig):
+    """IPPO settings (``hyperparams/ippo.yml``); see :class:`~sb3_neppo.baselines.base.BaselineConfig`.
+
+    :param share: parameter sharing: ``agent`` (none), ``role`` (within a role) or ``all``.
+    """
+
+    share: str = "agent"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.share not in SHARE:
+            raise ConfigError(f"share must be one of {', '.join(SHARE)}, got {self.share!r}")
+
+
+def episode_returns(episodes: list[dict], agents: list[str]) -> dict[str, float]:
+    """Mean true return per agent of the episode records a lockstep collection returned (slot ``c·N + i``)."""
+    by_agent: dict[str, list[float]] = {}
+    for record in episodes:
+        by_agent.setdefault(agents[record["slot"] % len(agents)], []).append(record["true_r"])
+    return {a: float(np.mean(by_agent[a])) for a in agents if a in by_agent}
+
+
+class IPPO(MultiAgentAlgorithm):
+    """Independent PPO (see the module docstring)."""
+
+    algo = "ippo"
+    config_class = IPPOConfig
+
+    def _setup(self) -> None:
+        venv = make_vec_env(self._env_fn(), self.config.n_envs, self.view, env=self.env)
+        n = len(self.agents)
+        keys = {"agent": self.agents, "role": [role_of(a) for a in self.agents], "all": [""] * n}[self.config.share]
+        members: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            members.setdefault(key, []).append(i)
+        self.learner_agents = [[self.agents[i] for i in idx] for idx in members.values()]
+        groups = [[c * n + i for c in range(self.config.n_envs) for i in idx] for idx in members.values()]
+        self.learners = LockstepPPO(venv, groups, {"gamma": self.config.gamma, **self.config.ppo}, self.seed)
+
+    def _train_round(self) -> dict[str, Any]:
+        episodes = self.learners.collect()
+        self.learners.train(self._progress_remaining)
+        steps = self.learners.n_steps * self.config.n_envs
+        return {"env_steps": steps, "returns": episode_returns(episodes, self.agents)}
+
+    def actors(self) -> dict[str, ActorCriticPolicy]:
+        return {a: m.policy for m, agents in zip(self.learners.models, self.learner_agents) for a in agents}
+
+    def get_weights(self) -> dict[str, Any]:
+        return {"learners": [m.policy.state_dict() for m in self.learners.models]}
+
+    def set_weights(self, weights: dict[str, Any]) -> None:
+        for model, state in zip(self.learners.models, weights["learners"]):
+            model.policy.load_state_dict(state)

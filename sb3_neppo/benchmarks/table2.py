@@ -1,0 +1,200 @@
+"""The paper's Table 2 protocol: NePPO and the baselines at equal env-step budgets, each scored by the regret evaluator.
+
+    python -m sb3_neppo.benchmarks.table2 [--backend vmas|mpe2] [--scenarios simple_world_comm simple_tag
+        simple_adversary] [--algos neppo ippo mappo maddpg] [--seeds 2] [--budget 200000] [--br-timesteps 20000]
+        [--eval-episodes 64] [--jobs 2] [-f logs/table2] [--out table2.json] [--plot table2.png]
+
+Every (scenario, algorithm, seed) is one ``python -m sb3_neppo.train --algo A --env E -n BUDGET --seed S`` run with
+the algorithm's ``hyperparams/<algo>.yml`` entry, then ``python -m sb3_neppo.evaluate`` on its folder: per agent, PPO
+best responses from scratch and from the agent's policy against the deterministic frozen others, ``--br-timesteps``
+env steps each, measured on ``--eval-episodes`` paired episodes (γ = 0.99); raw gain, bootstrap 95 % CI, max over
+agents. Runs go ``--jobs`` at a time (one torch thread each); ``--out`` keeps every finished run, so a killed benchmark
+resumes where it stopped and a later call can add algorithms or seeds. Printed per scenario and algorithm: the mean of
+the seeds' max regret with a 95 % t-interval over seeds, each seed's value with its evaluator CI, the env steps
+actually taken (NePPO stops after the iteration that crosses the budget) and wall time; and NePPO's mean over the
+better of IPPO's and MAPPO's (the paper: 0.47 on Simple World Comm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from sb3_neppo.io import write_json_atomic
+
+BACKENDS = {"mpe2": "mpe2.{}_v3", "vmas": "vmas:{}"}
+SCENARIOS = ("simple_world_comm", "simple_tag", "simple_adversary")
+ALGOS = ("neppo", "ippo", "mappo", "maddpg")
+PAPER = {"simple_world_comm": {"neppo": 11.14, "ippo": 23.90, "mappo": 51.78, "maddpg": None}}
+
+
+def run_one(env_id: str, algo: str, seed: int, budget: int, br_timesteps: int, eval_episodes: int, log_folder: str) -> dict:
+    """Train one run and evaluate it; returns what the table needs."""
+    import torch
+
+    from sb3_neppo import evaluate, train
+
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    start = time.perf_counter()
+    folder = train.run(["--algo", algo, "--env", env_id, "-n", str(budget), "--seed", str(seed), "-f", log_folder])
+    trained = time.perf_counter()
+    report = evaluate.run([str(folder), "--br-timesteps", str(br_timesteps), "--eval-episodes", str(eval_episodes)])
+    summary = json.loads((folder / "summary.json").read_text())
+    return {
+        "env": env_id,
+        "algo": algo,
+        "seed": seed,
+        "folder": str(folder),
+        "env_steps": summary["env_steps"],
+        "train_s": trained - start,
+        "eval_s": time.perf_counter() - trained,
+        "max_regret": report.max_regret,
+        "max_regret_ci": list(report.max_ci),
+        "regret": report.regret,
+        "regret_ci": {r.agent: list(r.ci) for r in report.agents},
+        "br_env_steps": {r.agent: r.br_env_steps for r in report.agents},
+    }
+
+
+def mean_ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean and 95 % t-interval over seeds (the interval is the mean itself for one seed)."""
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2:
+        return float(x.mean()), float(x.mean()), float(x.mean())
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def table(runs: list[dict], scenarios: list[str], algos: list[str], backend: str) -> str:
+    lines = []
+    for scenario in scenarios:
+        env_id = BACKENDS[backend].format(scenario)
+        lines.append(f"\n{env_id}")
+        header = f"  {'algo':<7} {'max regret (mean, 95% CI over seeds)':<38} {'env steps':>10} {'train s':>8} {'eval s':>7}"
+        lines.append(header + "  each seed [evaluator 95% CI]")
+        means = {}
+        for algo in algos:
+            rows = sorted((r for r in runs if r["env"] == env_id and r["algo"] == algo), key=lambda r: r["seed"])
+            if not rows:
+                continue
+            mean, low, high = mean_ci([r["max_regret"] for r in rows])
+            means[algo] = mean
+            seeds = "  ".join(
+                f"{r['max_regret']:.3g} [{low:.3g}, {high:.3g}]" for r in rows for low, high in [r["max_regret_ci"]]
+            )
+            steps = int(np.median([r["env_steps"] for r in rows]))
+            train_s, eval_s = np.median([r["train_s"] for r in rows]), np.median([r["eval_s"] for r in rows])
+            paper = PAPER.get(scenario, {}).get(algo)
+            note = f"  (paper {paper})" if paper else ""
+            lines.append(
+                f"  {algo:<7} {mean:>8.3f} [{low:.3f}, {high:.3f}]{'':<17} {steps:>10} {train_s:>8.0f} {eval_s:>7.0f}  "
+                f"{seeds}{note}"
+            )
+        better = [means[a] for a in ("ippo", "mappo") if a in means]
+        if "neppo" in means and better and min(better) > 0:
+            lines.append(f"  NePPO / better of IPPO, MAPPO = {means['neppo'] / min(better):.2f} (target <= 0.5; paper 0.47)")
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict], scenarios: list[str], algos: list[str], backend: str, out: str, settings: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(4.2 * len(scenarios), 3.8), squeeze=False)
+    for ax, scenario in zip(axes[0], scenarios):
+        env_id = BACKENDS[backend].format(scenario)
+        for k, algo in enumerate(algos):
+            rows = [r for r in runs if r["env"] == env_id and r["algo"] == algo]
+            if not rows:
+                continue
+            values = [r["max_regret"] for r in rows]
+            mean, low, high = mean_ci(values)
+            ax.bar(k, mean, color=f"C{k}", alpha=0.35, yerr=[[mean - low], [high - mean]], capsize=5)
+            offsets = np.linspace(-0.2, 0.2, len(rows)) if len(rows) > 1 else [0.0]
+            for dx, r in zip(offsets, rows):
+                value, (lo, hi) = r["max_regret"], r["max_regret_ci"]
+                ax.errorbar(k + dx, value, yerr=[[value - lo], [hi - value]], fmt="o", color=f"C{k}")
+        ax.set_xticks(range(len(algos)), [a.upper() if a != "neppo" else "NePPO" for a in algos])
+        ax.set_title(env_id)
+        ax.axhline(0.0, color="grey", linewidth=0.6)
+    axes[0][0].set_ylabel("max regret over agents")
+    fig.suptitle(
+        f"{settings['budget']:,} env steps of training; best responses {settings['br_timesteps']:,} env steps per start; "
+        "bars: mean over seeds (95% t-CI), points: seeds (evaluator 95% CI)",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sb3_neppo.benchmarks.table2", description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", default="vmas", choices=BACKENDS)
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    parser.add_argument("--algos", nargs="+", default=list(ALGOS), choices=ALGOS)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--budget", type=int, default=200_000, help="training env steps per run")
+    parser.add_argument("--br-timesteps", type=int, default=20_000, help="env steps per best response and start")
+    parser.add_argument("--eval-episodes", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time")
+    parser.add_argument("-f", "--log-folder", default="logs/table2")
+    parser.add_argument("--out", default=None, help="JSON of every run (default: <log folder>/table2-<backend>.json)")
+    parser.add_argument("--plot", default=None, help="PNG of max regret per scenario and algorithm")
+    args = parser.parse_args(argv)
+    settings = {"backend": args.backend, "budget": args.budget, "br_timesteps": args.br_timesteps}
+    settings["eval_episodes"] = args.eval_episodes
+    out = Path(args.out or Path(args.log_folder) / f"table2-{args.backend}.json")
+    saved = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": []}
+    if saved["settings"] != settings:
+        raise SystemExit(f"{out} holds runs with other settings {saved['settings']}; give another --out")
+    runs: list[dict] = saved["runs"]
+    done = {(r["env"], r["algo"], r["seed"]) for r in runs}
+    todo = [
+        (BACKENDS[args.backend].format(s), a, seed)
+        for seed in range(args.seeds)
+        for s in args.scenarios
+        for a in args.algos
+        if (BACKENDS[args.backend].format(s), a, seed) not in done
+    ]
+    print(f"{len(todo)} runs to do ({len(runs)} already in {out}); settings {settings}", flush=True)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = {
+            pool.submit(run_one, env, algo, seed, args.budget, args.br_timesteps, args.eval_episodes, args.log_folder): (
+                env,
+                algo,
+                seed,
+            )
+            for env, algo, seed in todo
+        }
+        for future in as_completed(futures):
+            result = future.result()
+            runs.append(result)
+            write_json_atomic(out, {"settings": settings, "runs": runs})
+            print(
+                f"{result['env']} {result['algo']} seed {result['seed']}: max regret {result['max_regret']:.3f} "
+                f"(train {result['train_s']:.0f} s, eval {result['eval_s']:.0f} s)",
+                flush=True,
+            )
+    algos = [a for a in ALGOS if any(r["algo"] == a for r in runs)]
+    print(f"\nTable 2 protocol on {args.backend}: {settings}")
+    print(table(runs, args.scenarios, algos, args.backend))
+    if args.plot:
+        plot(runs, args.scenarios, algos, args.backend, args.plot, settings)
+        print(f"wrote {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
