@@ -58,8 +58,10 @@ class BaselineConfig:
     def __post_init__(self) -> None:
         if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
             raise ConfigError(f"n_envs must be an integer >= 1, got {self.n_envs!r}")
-        if not 0.0 < float(self.gamma) <= 1.0:
-            raise ConfigError(f"gamma must be in (0, 1], got {self.gamma!r}")
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"gamma must be a number in (0, 1], got {self.gamma!r}")
+        if not isinstance(self.squash_actions, bool):
+            raise ConfigError(f"squash_actions must be true or false, got {self.squash_actions!r}")
         if not isinstance(self.ppo, dict) or {"env", "policy", "seed"} & set(self.ppo):
             raise ConfigError(f"ppo must be a mapping of PPO arguments other than env, policy and seed, got {self.ppo!r}")
 
