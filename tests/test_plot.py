@@ -30,6 +30,23 @@ def test_plot_overlays_runs_from_their_files(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_plot_reads_a_baseline_run_beside_a_neppo_run(tmp_path):
+    """A baseline's folder has no potential and no F: its true returns per round (progress.csv) are what it plots."""
+    assert (
+        train_main(["--algo", "ippo", "--env", "prisoners-dilemma", "--env-kwargs", "mixed:false", "-f", str(tmp_path)]) == 0
+    )
+    assert train_main(["--env", "prisoners-dilemma", "-params", "n_iterations:3", "-f", str(tmp_path)]) == 0
+    baseline, neppo = tmp_path / "ippo" / "prisoners-dilemma_1", tmp_path / "neppo" / "prisoners-dilemma_1"
+    run = read_run(baseline)
+    rows = list(csv.DictReader((baseline / "progress.csv").read_text().splitlines()))
+    assert set(run["returns"]) == {"player_0", "player_1"} and np.isnan(run["w"]).all() and not run["F"]
+    np.testing.assert_allclose(run["returns"]["player_1"], [float(r["return_player_1"]) for r in rows])
+    assert run["env_steps"][-1] == json.loads((baseline / "summary.json").read_text())["env_steps"]
+    out = tmp_path / "both.png"
+    assert main([str(baseline), str(neppo), "-o", str(out), "--x", "iteration"]) == 0
+    assert matplotlib.image.imread(out)[..., :3].std() > 0.05
+
+
 def test_plot_bad_input_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -77,3 +77,7 @@ class IPPO(MultiAgentAlgorithm):
     def set_weights(self, weights: dict[str, Any]) -> None:
         for model, state in zip(self.learners.models, weights["learners"]):
             model.policy.load_state_dict(state)
+
+    def close(self) -> None:
+        self.learners.venv.close()
+        super().close()

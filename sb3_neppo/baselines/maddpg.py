@@ -359,3 +359,4 @@ class MADDPG(MultiAgentAlgorithm):
 
     def close(self) -> None:
         self.venv.close()
+        super().close()

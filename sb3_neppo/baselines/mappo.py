@@ -147,3 +147,7 @@ class MAPPO(MultiAgentAlgorithm):
 
     def set_weights(self, weights: dict[str, Any]) -> None:
         self.model.policy.load_state_dict(weights["policy"])
+
+    def close(self) -> None:
+        self.learners.venv.close()
+        super().close()
