@@ -5,6 +5,9 @@ Example::
     python -m sb3_neppo.train --algo neppo --env matrix-alpha --env-kwargs alpha:0.4 --seed 0 -f logs/
     python -m sb3_neppo.train --algo neppo --env mpe2.simple_tag_v3 -n 200000 --progress
 
+``--algo ippo|mappo|maddpg`` trains a baseline instead (:mod:`sb3_neppo.baselines`, ``hyperparams/<algo>.yml``) into
+the same layout, with a ``progress.csv`` row per training round.
+
 Each run writes ``<log folder>/<algo>/<env>_<n>/`` with ``config.yml`` (the resolved hyperparameters), ``args.yml``,
 ``command.txt``, ``progress.csv`` (one row per outer iteration), ``summary.json`` and ``model.zip``.
 """
@@ -51,7 +54,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="python -m sb3_neppo.train", description="Train NePPO on a multi-agent game.")
+    parser = OneLineParser(prog="python -m sb3_neppo.train", description="Train NePPO (or a baseline) on a multi-agent game.")
     parser.add_argument(
         "--algo", default="neppo", choices=ALGOS, help="algorithm: neppo, or a baseline ippo, mappo, maddpg (default: neppo)"
     )
