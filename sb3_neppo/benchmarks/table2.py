@@ -130,7 +130,7 @@ def plot(runs: list[dict], scenarios: list[str], algos: list[str], backend: str,
         ax.axhline(0.0, color="grey", linewidth=0.6)
     axes[0][0].set_ylabel("max regret over agents")
     fig.suptitle(
-        f"{settings['budget']:,} env steps of training; best responses {settings['br_timesteps']:,} env steps per start; "
+        f"{settings['budget']:,} env steps of training; best responses {settings['br_timesteps']:,} env steps per start\n"
         "bars: mean over seeds (95% t-CI), points: seeds (evaluator 95% CI)",
         fontsize=9,
     )
