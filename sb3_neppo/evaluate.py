@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
 from pathlib import Path
 
-from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, load_baseline
+from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, load_baseline, saved_algo
 from sb3_neppo.errors import ConfigError, run_command
 from sb3_neppo.evaluation import AgentRegret, RegretConfig, RegretEvaluator, RegretReport
 from sb3_neppo.io import write_json_atomic
@@ -31,12 +30,7 @@ POLICY_FILES = ("model.zip", "checkpoint.zip")
 
 def load_model(path: Path) -> NePPO | MultiAgentAlgorithm:
     """A saved NePPO model or baseline (the archive's ``data.json`` says which)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            algo = json.loads(archive.read("data.json")).get("algo", "neppo")
-    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot load model {path}: {exc}") from None
-    return load_baseline(path) if algo in BASELINES else NePPO.load(path)
+    return load_baseline(path) if saved_algo(path) in BASELINES else NePPO.load(path)
 
 
 def evaluate_model(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib
 
-from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm, read_archive
+from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm, saved_algo
 from sb3_neppo.errors import ConfigError
 
 BASELINES = {"ippo": "sb3_neppo.baselines.ippo:IPPO", "mappo": "sb3_neppo.baselines.mappo:MAPPO"}
@@ -22,8 +22,7 @@ def baseline_class(algo: str) -> type[MultiAgentAlgorithm]:
 
 def load_baseline(path) -> MultiAgentAlgorithm:
     """Load a saved baseline of any kind (its ``data.json`` names the algorithm)."""
-    data, _ = read_archive(path)
-    return baseline_class(data.get("algo", "?")).load(path)
+    return baseline_class(saved_algo(path)).load(path)
 
 
-__all__ = ["BASELINES", "BaselineConfig", "MultiAgentAlgorithm", "baseline_class", "load_baseline"]
+__all__ = ["BASELINES", "BaselineConfig", "MultiAgentAlgorithm", "baseline_class", "load_baseline", "saved_algo"]

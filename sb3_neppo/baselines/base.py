@@ -173,9 +173,11 @@ class MultiAgentAlgorithm(ABC):
 
     def joint_policy(self) -> PolicyProfile:
         """The trained joint policy, frozen (training on never changes it)."""
-        copies: dict[int, ActorCriticPolicy] = {}
-        actors = self.actors()
-        return PolicyProfile(self.view, {a: copies.setdefault(id(p), frozen_copy(p)) for a, p in actors.items()})
+        copies: dict[int, ActorCriticPolicy] = {}  # one copy per distinct actor: agents that share one still do
+        for policy in self.actors().values():
+            if id(policy) not in copies:
+                copies[id(policy)] = frozen_copy(policy)
+        return PolicyProfile(self.view, {a: copies[id(p)] for a, p in self.actors().items()})
 
     def predict(self, observation: dict | None = None, deterministic: bool = True) -> tuple[dict[str, Any], None]:
         """SB3-style: each agent's action for a dict of observations (optional in a normal-form game)."""
@@ -272,6 +274,15 @@ class MultiAgentAlgorithm(ABC):
     def close(self) -> None:
         """Release the env this model reads its spaces from (subclasses also close their training envs)."""
         self.env.close()
+
+
+def saved_algo(path: str | os.PathLike) -> str:
+    """The algorithm a saved model's ``data.json`` names (``neppo`` for NePPO models, which do not name it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("data.json")).get("algo", "neppo")
+    except (OSError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot load model {path}: {exc}") from None
 
 
 def read_archive(path: str | os.PathLike) -> tuple[dict, dict]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm, role_of
-from sb3_neppo.baselines.lockstep import LockstepPPO
+from sb3_neppo.baselines.base import BaselineConfig, role_of
+from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
 from sb3_neppo.envs.registry import make_vec_env
 from sb3_neppo.errors import ConfigError
 
@@ -37,15 +36,7 @@ class IPPOConfig(BaselineConfig):
             raise ConfigError(f"share must be one of {', '.join(SHARE)}, got {self.share!r}")
 
 
-def episode_returns(episodes: list[dict], agents: list[str]) -> dict[str, float]:
-    """Mean true return per agent of the episode records a lockstep collection returned (slot ``c·N + i``)."""
-    by_agent: dict[str, list[float]] = {}
-    for record in episodes:
-        by_agent.setdefault(agents[record["slot"] % len(agents)], []).append(record["true_r"])
-    return {a: float(np.mean(by_agent[a])) for a in agents if a in by_agent}
-
-
-class IPPO(MultiAgentAlgorithm):
+class IPPO(LockstepBaseline):
     """Independent PPO (see the module docstring)."""
 
     algo = "ippo"
@@ -62,12 +53,6 @@ class IPPO(MultiAgentAlgorithm):
         groups = [[c * n + i for c in range(self.config.n_envs) for i in idx] for idx in members.values()]
         self.learners = LockstepPPO(venv, groups, {"gamma": self.config.gamma, **self.config.ppo}, self.seed)
 
-    def _train_round(self) -> dict[str, Any]:
-        episodes = self.learners.collect()
-        self.learners.train(self._progress_remaining)
-        steps = self.learners.n_steps * self.config.n_envs
-        return {"env_steps": steps, "returns": episode_returns(episodes, self.agents)}
-
     def actors(self) -> dict[str, ActorCriticPolicy]:
         return {a: m.policy for m, agents in zip(self.learners.models, self.learner_agents) for a in agents}
 
@@ -77,7 +62,3 @@ class IPPO(MultiAgentAlgorithm):
     def set_weights(self, weights: dict[str, Any]) -> None:
         for model, state in zip(self.learners.models, weights["learners"]):
             model.policy.load_state_dict(state)
-
-    def close(self) -> None:
-        self.learners.venv.close()
-        super().close()

@@ -5,6 +5,7 @@ slot per (copy, agent). Independent learners must step it together, so ``PPO.lea
 them; :class:`LockstepPPO` does SB3's ``collect_rollouts`` for every learner in the same env step (each learner's
 policy acts in its slots, its rollout buffer gets its slots' transitions, time-limit endings bootstrapped as SB3 does)
 and then calls each learner's own ``PPO.train()``. One learner on every slot is plain parameter-shared PPO.
+:class:`LockstepBaseline` is the round of IPPO and MAPPO: one collection, one optimisation of every learner.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
+from sb3_neppo.baselines.base import MultiAgentAlgorithm
 from sb3_neppo.errors import ConfigError
 
 
@@ -137,3 +139,27 @@ class LockstepPPO:
         for model in self.models:
             model._current_progress_remaining = progress_remaining
             model.train()
+
+
+def episode_returns(episodes: list[dict], agents: list[str]) -> dict[str, float]:
+    """Mean true return per agent of the episode records :meth:`LockstepPPO.collect` returned (slot ``c·N + i``)."""
+    by_agent: dict[str, list[float]] = {}
+    for record in episodes:
+        by_agent.setdefault(agents[record["slot"] % len(agents)], []).append(record["true_r"])
+    return {a: float(np.mean(by_agent[a])) for a in agents if a in by_agent}
+
+
+class LockstepBaseline(MultiAgentAlgorithm):
+    """A baseline trained by PPO learners in lockstep (IPPO, MAPPO): ``_setup`` sets ``self.learners``; a round is one
+    collection of ``n_steps`` per env copy and one PPO optimisation of every learner."""
+
+    learners: LockstepPPO
+
+    def _train_round(self) -> dict[str, Any]:
+        episodes = self.learners.collect()
+        self.learners.train(self._progress_remaining)
+        return {"env_steps": self.learners.n_steps * self.config.n_envs, "returns": episode_returns(episodes, self.agents)}
+
+    def close(self) -> None:
+        self.learners.venv.close()
+        super().close()

@@ -20,9 +20,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm
-from sb3_neppo.baselines.ippo import episode_returns
-from sb3_neppo.baselines.lockstep import LockstepPPO
+from sb3_neppo.baselines.base import BaselineConfig
+from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
 from sb3_neppo.envs.registry import make_vec_env
 
 
@@ -108,7 +107,7 @@ class CentralCriticPolicy(ActorCriticPolicy):
         return {**super()._get_constructor_parameters(), "local_dim": self.local_dim}
 
 
-class MAPPO(MultiAgentAlgorithm):
+class MAPPO(LockstepBaseline):
     """MAPPO (see the module docstring)."""
 
     algo = "mappo"
@@ -126,11 +125,6 @@ class MAPPO(MultiAgentAlgorithm):
         kwargs = dict(self.config.ppo.get("policy_kwargs", {}))
         self.actor = ActorCriticPolicy(self.view.observation_space, self.view.action_space, lambda _: 0.0, **kwargs)
 
-    def _train_round(self) -> dict[str, Any]:
-        episodes = self.learners.collect()
-        self.learners.train(self._progress_remaining)
-        return {"env_steps": self.learners.n_steps * self.config.n_envs, "returns": episode_returns(episodes, self.agents)}
-
     def actors(self) -> dict[str, ActorCriticPolicy]:
         """The shared actor as an ``MlpPolicy`` on the agent's observation (its value head untrained: the trained
         critic needs the state)."""
@@ -147,7 +141,3 @@ class MAPPO(MultiAgentAlgorithm):
 
     def set_weights(self, weights: dict[str, Any]) -> None:
         self.model.policy.load_state_dict(weights["policy"])
-
-    def close(self) -> None:
-        self.learners.venv.close()
-        super().close()
