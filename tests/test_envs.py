@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from pettingzoo.test import parallel_api_test
 
-from sb3_neppo.envs import NormalFormGame, alpha_game, make_env, strategy_from_action
+from sb3_neppo.envs import MatrixGameEnv, NormalFormGame, alpha_game, make_env, strategy_from_action
 from sb3_neppo.errors import ConfigError
 
 PAYOFFS_3X3 = [[[1, 0, 0], [0, 2, 0], [3, 3, 4]], [[1, 0, 3], [0, 2, 3], [0, 0, 4]]]
+PD = [[[3, 0], [5, 1]], [[3, 5], [0, 1]]]
 PAYOFFS_3P = np.arange(3 * 2 * 2 * 3, dtype=float).reshape(3, 2, 2, 3).tolist()
 
 
@@ -99,6 +100,38 @@ def test_regret_of_known_profiles():
         ("matrix-alpha", {"alpah": 0.2}, "takes no argument alpah"),
         ("no_such_package.env_v0", {}, "cannot import env module"),
         ("json.decoder", {}, "has no parallel_env()"),
+        (".foo", {}, "env id '.foo' is not a module path: give an absolute dotted path"),
+        ("mpe2..simple_tag_v3", {}, "is not a module path"),
+        ("mpe2.simple_tag_v3", {"foo": 1}, "env 'mpe2.simple_tag_v3' takes no argument foo; it accepts: num_good, "),
+        (
+            "mpe2.simple_tag_v3",
+            {"max_cycles": -1},
+            "max_cycles (PettingZoo's episode length in steps) must be an integer >= 1",
+        ),
+        ("mpe2.simple_tag_v3", {"max_cycles": 0}, "max_cycles (PettingZoo's episode length in steps) must be an integer >= 1"),
+        ("mpe2.simple_tag_v3", {"max_cycles": True}, "must be an integer >= 1, got True"),
+        ("mpe2.simple_tag_v3", {"max_cycles": "25"}, "must be an integer >= 1, got '25'"),
+        ("mpe2.simple_tag_v3", {"continuous_actions": "maybe"}, "continuous_actions must be true or false, got 'maybe'"),
+        (
+            "mpe2.simple_tag_v3",
+            {"num_agent_neighbors": -2},
+            "env 'mpe2.simple_tag_v3' rejected its arguments (num_agent_neighbors=-2): AssertionError: num_agent_neighbors",
+        ),
+        ("vmas:simple_tag", {"max_steps": 0}, "max_steps (VMAS's episode length in steps) must be an integer >= 1, got 0"),
+        ("vmas:simple_tag", {"max_steps": "x"}, "max_steps (VMAS's episode length in steps) must be an integer >= 1"),
+        ("matrix", {"payoffs": PD, "action_names": 5}, "action_names must be a list, e.g. [[C, D], [C, D]]; got 5"),
+        ("matrix", {"payoffs": PD, "action_names": ["CD", "CD"]}, "each player's action_names must be a list"),
+        ("matrix", {"payoffs": PD, "action_names": [[True, False], ["C", "D"]]}, "must be strings (quote them"),
+        ("matrix", {"payoffs": PD, "agents": "ab"}, "agents must be a list, e.g. [row, column]; got 'ab'"),
+        ("matrix", {"payoffs": PD, "agents": [1, 2]}, "agents must be strings"),
+        ("matrix", {"payoffs": PD, "mixed": "maybe"}, "mixed must be true or false, got 'maybe'"),
+        ("stag-hunt", {"mixed": "maybe"}, "mixed must be true or false, got 'maybe'"),
+        ("matrix-alpha", {"alpha": True}, "alpha must be a number, got True"),
+        (
+            "matrix",
+            {"payoffs": [[[1e308, 0], [0, 0]], [[-1e308, 0], [0, 0]]]},
+            "|u| = 1e+308, but NePPO needs |payoff| <= 1e+100",
+        ),
     ],
 )
 def test_bad_env_input_is_one_clear_line(env_id, kwargs, message):
@@ -106,3 +139,57 @@ def test_bad_env_input_is_one_clear_line(env_id, kwargs, message):
         make_env(env_id, kwargs)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_python_api_refuses_what_the_command_line_does():
+    """NormalFormGame and MatrixGameEnv check their own arguments (not only the registry's signature check)."""
+    with pytest.raises(ConfigError, match="mixed must be true .* or false .*, got 'maybe'"):
+        MatrixGameEnv(NormalFormGame(PD), mixed="maybe")
+    with pytest.raises(ConfigError, match="agents must be a list, e.g. \\[row, column\\]; got 'ab'"):
+        NormalFormGame(PD, agents="ab")
+    with pytest.raises(ConfigError, match="alpha must be a number in \\[0, 1\\], got True"):
+        alpha_game(True)
+    with pytest.raises(ConfigError, match="NePPO needs \\|payoff\\| <= 1e\\+100"):
+        NormalFormGame(np.full((2, 2, 2), -1e200))
+    assert NormalFormGame(np.full((2, 2, 2), 1e100)).payoffs.max() == 1e100  # the bound itself is fine
+
+
+def test_a_large_game_is_announced_before_work_starts_and_one_too_big_for_memory_refused():
+    with pytest.warns(UserWarning, match="a large game: payoffs of shape \\(2, 1000, 1000\\) have 2,000,000 entries"):
+        game = NormalFormGame(np.zeros((2, 1000, 1000)))
+    assert game.n_actions == (1000, 1000)
+    huge = np.broadcast_to(np.float32(0), (2, 10**9, 10**9))  # no memory of its own; float64 would need 14.9 EiB
+    with pytest.raises(ConfigError, match="have 2,000,000,000,000,000,000 entries: .* GiB as float64, more than this"):
+        NormalFormGame(huge)
+
+
+def _module(tmp_path, monkeypatch, package: str, source: str) -> str:
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "env_v0.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return f"{package}.env_v0"
+
+
+@pytest.mark.parametrize(
+    "package, source, message",
+    [
+        ("syntax_pkg", "def parallel_env(:\n", "cannot import env module 'syntax_pkg.env_v0': SyntaxError: "),
+        (
+            "raising_pkg",
+            "x = 1 / 0\n",
+            "cannot import env module 'raising_pkg.env_v0': ZeroDivisionError: division by zero (at ",
+        ),
+        ("key_pkg", "import os\nos.environ['NO_SUCH_VARIABLE_HERE']\n", "KeyError: 'NO_SUCH_VARIABLE_HERE' (at "),
+        (
+            "factory_pkg",
+            "def parallel_env(**kwargs):\n    raise ValueError('size must be even')\n",
+            "env 'factory_pkg.env_v0' rejected its arguments (size=3): ValueError: size must be even (at ",
+        ),
+    ],
+)
+def test_errors_in_a_users_env_module_are_one_clear_line(tmp_path, monkeypatch, package, source, message):
+    env_id = _module(tmp_path, monkeypatch, package, source)
+    with pytest.raises(ConfigError) as info:
+        make_env(env_id, {"size": 3} if package == "factory_pkg" else {})
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -79,3 +79,36 @@ def test_bad_solver_settings_are_one_clear_line():
         SB3SolverConfig.from_dict({"coop_updates": 0})
     with pytest.raises(ConfigError, match="bad PPO argument"):
         sb3_solvers(tag, {"ppo": {"n_stepz": 8}})
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"ppo": {"learning_rate": "abc"}}, "solver_kwargs.ppo.learning_rate must be a number or a callable, got 'abc'"),
+        ({"br_ppo": {"learning_rate": "abc"}}, "bad PPO argument: solver_kwargs.br_ppo.learning_rate must be a number or"),
+        ({"ppo": {"batch_size": "x"}}, "bad PPO argument: solver_kwargs.ppo.batch_size must be an integer, got 'x'"),
+        ({"ppo": {"n_epochs": 2.5}}, "bad PPO argument: solver_kwargs.ppo.n_epochs must be an integer, got 2.5"),
+        ({"ppo": {"n_epochs": 0}}, "bad PPO argument: solver_kwargs.ppo.n_epochs must be >= 1, got 0"),
+        ({"ppo": {"n_steps": 0}}, "bad PPO argument: solver_kwargs.ppo.n_steps must be >= 1, got 0"),
+        ({"ppo": {"ent_coef": "x"}}, "bad PPO argument: solver_kwargs.ppo.ent_coef must be a number, got 'x'"),
+        ({"ppo": {"normalize_advantage": "maybe"}}, "solver_kwargs.ppo.normalize_advantage must be true or false"),
+        ({"ppo": {"batch_size": 1}}, "(gamma=0.99, batch_size=1): AssertionError: `batch_size` must be greater than 1"),
+        ({"ppo": {"learning_rate": -1}}, "(gamma=0.99, learning_rate=-1): ValueError: Invalid learning rate: -1.0"),
+        ({"ppo": {"policy_kwargs": {"net_arch": [-1]}}}, "RuntimeError: Trying to create tensor with negative dimension"),
+        ({"gamma": "x"}, "solver_kwargs.gamma must be a number, got 'x'"),
+        ({"deterministic": "maybe"}, "solver_kwargs.deterministic must be true or false, got 'maybe'"),
+    ],
+)
+def test_bad_ppo_and_solver_values_are_one_line_naming_the_key(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        sb3_solvers(lambda: alpha_env(0.4), {"n_envs": 1, **kwargs})
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_bad_ppo_value_on_the_command_line_is_one_line_and_exit_status_2(tmp_path, capsys):
+    from sb3_neppo.train import main
+
+    argv = ["--env", "mpe2.simple_tag_v3", "-f", str(tmp_path), "-params", "solver_kwargs:{ppo: {learning_rate: abc}}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == "error: bad PPO argument: solver_kwargs.ppo.learning_rate must be a number or a callable, got 'abc'\n"

@@ -58,7 +58,7 @@ def test_neppo_runs_on_a_vmas_scenario():
 def test_bad_vmas_scenario_is_one_line():
     with pytest.raises(ConfigError, match="no VMAS scenario 'simple_tagg'"):
         make_env("vmas:simple_tagg")
-    with pytest.raises(ConfigError, match="max_steps must be >= 1"):
+    with pytest.raises(ConfigError, match=r"max_steps \(VMAS's episode length in steps\) must be an integer >= 1"):
         make_env("vmas:simple_tag", {"max_steps": 0})
 
 

@@ -1,7 +1,9 @@
 """The frozen-others env: a Gymnasium env in which one agent acts and every other agent plays a fixed joint policy.
 
 Agent i is paid its own *true* reward, so any single-agent algorithm trained on this env learns a best response of i
-to the others' policy. The best-response solver and the regret evaluator use it; so can users.
+to the others' policy. The best-response solver and the regret evaluator use it; so can users. What the env returns
+is checked each step (:class:`~sb3_neppo.envs.wrappers.StepChecker`): a misbehaving env is one line naming the agent
+and the step.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_neppo.envs.vec import AgentView
-from sb3_neppo.envs.wrappers import check_parallel_env
+from sb3_neppo.envs.wrappers import StepChecker, where
 from sb3_neppo.errors import ConfigError
 
 
@@ -54,7 +56,7 @@ class FrozenOthersEnv(gym.Env):
         deterministic: bool = False,
         view: AgentView | None = None,
     ):
-        check_parallel_env(env)
+        self.checker = StepChecker(env)  # one line for a misbehaving env, naming the agent and the step
         if agent not in env.possible_agents:
             raise ConfigError(f"agent '{agent}' is not in this env; its agents are: {', '.join(env.possible_agents)}")
         self.env = env
@@ -66,6 +68,7 @@ class FrozenOthersEnv(gym.Env):
         self.action_space = view.action_space if view is not None else env.action_space(agent)
         self._obs: dict[str, Any] = {}
         self._others_actions: dict | None = None  # set by FrozenOthersVecEnv: this step's actions, computed in a batch
+        self._t = 0  # steps since the last reset
 
     def _observe(self, obs) -> np.ndarray:
         if self.view is not None:
@@ -75,8 +78,10 @@ class FrozenOthersEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._obs, infos = self.env.reset(seed=seed, options=options)
+        self._t = 0
         if self.agent not in self._obs:
-            raise RuntimeError(f"agent '{self.agent}' is not active after reset")
+            raise ConfigError(f"the env returned no observation for {self.agent} {where(0)}, so {self.agent} cannot act")
+        self.checker.observations(self._obs, 0)
         return self._observe(self._obs[self.agent]), dict(infos.get(self.agent, {}))
 
     def others_observations(self) -> dict:
@@ -90,11 +95,12 @@ class FrozenOthersEnv(gym.Env):
             others = self.others_observations()
             joint = self.others.act(others, self.deterministic, self.np_random) if others else {}
         joint[self.agent] = self.view.env_action(self.agent, action) if self.view is not None else action
+        acting = [a for a in joint if a in self.env.agents]
         obs, rewards, terminations, truncations, infos = self.env.step(joint)
+        self._t += 1
+        self.checker.observations(obs, self._t)
+        reward = float(self.checker.rewards(rewards, acting, self._t)[self.checker.index[self.agent]])
         self._obs = obs
-        reward = float(rewards.get(self.agent, 0.0))
-        if not np.isfinite(reward):
-            raise ConfigError(f"the env returned a non-finite reward for {self.agent}: {reward}; fix the env or clip it")
         terminated = bool(terminations.get(self.agent, False))
         truncated = bool(truncations.get(self.agent, False)) or (not terminated and self.agent not in self.env.agents)
         info = dict(infos.get(self.agent, {}))

@@ -18,6 +18,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from sb3_neppo.envs.games import NormalFormGame, alpha_game, matching_pennies, prisoners_dilemma, stag_hunt
+from sb3_neppo.errors import ConfigError
 
 
 def strategy_from_action(action, k: int) -> np.ndarray:
@@ -49,6 +50,8 @@ class MatrixGameEnv(ParallelEnv):
     metadata = {"name": "matrix_game_v0", "render_modes": [], "is_parallelizable": True}
 
     def __init__(self, game: NormalFormGame, mixed: bool = True, render_mode: str | None = None):
+        if not isinstance(mixed, (bool, np.bool_)):
+            raise ConfigError(f"mixed must be true (actions are mixed strategies) or false (pure actions), got {mixed!r}")
         self.game = game
         self.mixed = bool(mixed)
         self.render_mode = render_mode

@@ -8,11 +8,19 @@ Any other id containing a dot is read as an importable module path with a ``para
 
 from __future__ import annotations
 
+import collections.abc
 import importlib
 import inspect
-from collections.abc import Callable
+import numbers
+import re
+import sys
+import traceback
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -33,7 +41,9 @@ def matrix_env(payoffs=None, mixed: bool = True, agents=None, action_names=None)
     """Any normal-form game from its payoff array ``(n, k_1, ..., k_n)``."""
     if payoffs is None:
         raise ConfigError("env 'matrix' needs its payoffs: --env-kwargs payoffs:'[[[3,0],[5,1]],[[3,5],[0,1]]]'")
-    return MatrixGameEnv(NormalFormGame(payoffs, agents=tuple(agents or ()), action_names=tuple(action_names or ())), mixed)
+    agents, action_names = () if agents is None else agents, () if action_names is None else action_names
+    game = NormalFormGame(payoffs, agents=agents, action_names=action_names)
+    return MatrixGameEnv(game, mixed)
 
 
 ENVS: dict[str, Callable[..., ParallelEnv]] = {
@@ -45,7 +55,99 @@ ENVS: dict[str, Callable[..., ParallelEnv]] = {
 }
 
 
-def _call_with_kwargs(env_id: str, factory: Callable[..., Any], kwargs: dict) -> Any:
+EPISODE_LENGTHS = {"max_cycles": "PettingZoo's episode length", "max_steps": "VMAS's episode length"}
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: first line of the message (at file:line)`` of an exception raised in a user's code."""
+    text = (str(exc).splitlines() or [""])[0]
+    frames = traceback.extract_tb(exc.__traceback__)
+    at = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames and not isinstance(exc, SyntaxError) else ""
+    return f"{type(exc).__name__}: {text}{at}"
+
+
+def _check_episode_length(env_id: str, kwargs: dict, key: str) -> None:
+    """``max_cycles`` (PettingZoo) or ``max_steps`` (VMAS), when given, must be an integer >= 1."""
+    if key in kwargs:
+        value = kwargs[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ConfigError(
+                f"env '{env_id}': {key} ({EPISODE_LENGTHS[key]} in steps) must be an integer >= 1, got {value!r}; "
+                f"e.g. --env-kwargs {key}:25"
+            )
+
+
+def _signature(factory: Callable[..., Any], module: Any = None) -> list[inspect.Parameter] | None:
+    """The parameters ``factory`` accepts; for a ``parallel_env(**kwargs)``, those of the module's ``raw_env``
+    (PettingZoo's convention), if it has a plain signature. None when unknown."""
+    for candidate in (factory, getattr(module, "raw_env", None)):
+        try:
+            params = list(inspect.signature(candidate).parameters.values())
+        except (TypeError, ValueError):
+            continue
+        if not any(p.kind in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL) for p in params):
+            return [p for p in params if p.name != "self"]
+    return None
+
+
+NAMED_TYPES = {"bool": bool, "int": int, "float": float, "str": str, "None": type(None), "dict": dict}
+DESCRIPTIONS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    dict: "a mapping",
+    type(None): "null",
+    collections.abc.Callable: "a callable",
+}
+
+
+def _leaves(annotation: Any) -> list | None:
+    """The alternatives of a parameter's annotation (``int | None`` -> [int, NoneType]), a string annotation included;
+    None (nothing is checked) unless each is one of DESCRIPTIONS' types (``dict[str, Any]`` counts as ``dict``)."""
+    if isinstance(annotation, str):
+        parts = [part.strip() for part in annotation.split("|")]
+        return [NAMED_TYPES[part] for part in parts] if all(part in NAMED_TYPES for part in parts) else None
+    if annotation is None:
+        return [type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        leaves = [_leaves(arg) for arg in typing.get_args(annotation)]
+        return None if any(leaf is None for leaf in leaves) else [x for leaf in leaves for x in leaf]
+    origin = typing.get_origin(annotation) or annotation
+    return [origin] if origin in DESCRIPTIONS else None
+
+
+def _fits(value: Any, leaf: type) -> bool:
+    """Whether ``value`` is a ``leaf``: a bool is no number, an integer is a float, a callable fits ``Callable``."""
+    if isinstance(value, (bool, np.bool_)):
+        return leaf is bool
+    if leaf in (int, float):
+        return isinstance(value, numbers.Integral if leaf is int else numbers.Real)
+    if leaf is collections.abc.Callable:
+        return callable(value)
+    return isinstance(value, Mapping if leaf is dict else leaf)
+
+
+def check_arguments(params: Iterable[inspect.Parameter], kwargs: Mapping[str, Any], prefix: str) -> None:
+    """Each argument in ``kwargs`` whose parameter is annotated with plain types (``bool``, ``int``, ``float | None``,
+    ``float | Callable``, ``dict[...]``, ...) must be one of them: ``maybe`` for a bool, ``true`` for a number or ``abc``
+    for an integer is one line ``<prefix><name> must be ..., got ...``, not silently truthy or a traceback from
+    inside. Shared by the env arguments and the PPO arguments of the SB3 solvers."""
+    for param in params:
+        if param.name not in kwargs or param.annotation is inspect.Parameter.empty:
+            continue
+        leaves, value = _leaves(param.annotation), kwargs[param.name]
+        if leaves is not None and not any(_fits(value, leaf) for leaf in leaves):
+            expected = " or ".join(DESCRIPTIONS[leaf] for leaf in leaves)
+            raise ConfigError(f"{prefix}{param.name} must be {expected}, got {value!r}")
+
+
+def _call_with_kwargs(env_id: str, factory: Callable[..., Any], kwargs: dict, module: Any = None) -> Any:
+    """``factory(**kwargs)``: an argument it does not take is one line naming it. With ``module`` (a user's env
+    module), anything else the factory raises is one line too, naming the env and its arguments."""
+    signature = _signature(factory, module)
+    if signature is not None:
+        check_arguments(signature, kwargs, f"env '{env_id}': ")
     params = inspect.signature(factory).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(set(kwargs) - set(params))
@@ -53,7 +155,61 @@ def _call_with_kwargs(env_id: str, factory: Callable[..., Any], kwargs: dict) ->
             raise ConfigError(
                 f"env '{env_id}' takes no argument {', '.join(unknown)}; it accepts: {', '.join(params) or 'none'}"
             )
-    return factory(**kwargs)
+    if module is None:
+        return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as exc:
+        match = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+        if match and match.group(1) in kwargs:
+            known = f"; it accepts: {', '.join(p.name for p in signature) or 'none'}" if signature is not None else ""
+            raise ConfigError(f"env '{env_id}' takes no argument {match.group(1)}{known}") from None
+        raise ConfigError(_rejected(env_id, kwargs, exc)) from None
+    except Exception as exc:
+        raise ConfigError(_rejected(env_id, kwargs, exc)) from None
+
+
+def _rejected(env_id: str, kwargs: dict, exc: Exception) -> str:
+    if not kwargs:
+        return f"env '{env_id}': parallel_env() raised {_describe(exc)}"
+    given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"env '{env_id}' rejected its arguments ({given}): {_describe(exc)}; check --env-kwargs"
+
+
+def _import_env_module(env_id: str) -> Any:
+    """The user's env module ``env_id`` (a dotted path), or one line saying why it cannot be imported."""
+    if not all(part.isidentifier() for part in env_id.split(".")):
+        raise ConfigError(
+            f"env id '{env_id}' is not a module path: give an absolute dotted path of Python names such as "
+            "mpe2.simple_tag_v3 (no leading or doubled dots)"
+        )
+    try:
+        return importlib.import_module(env_id)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import env module '{env_id}' ({exc}); check the spelling or pip install its package"
+        ) from None
+    except Exception as exc:  # a SyntaxError, or anything the module raises while it runs
+        raise ConfigError(f"cannot import env module '{env_id}': {_describe(exc)}; fix the module") from None
+
+
+TRUSTED_ENV_PACKAGES = ("mpe2", "pettingzoo", "vmas", "sb3_neppo")
+
+
+def check_importable(env_id: str | None, source) -> None:
+    """A saved file (``source``) may name an env module; importing it runs its code, so a file alone only makes us
+    import modules of the env packages we know and modules already imported. The caller allows others by naming the
+    env itself (``load(path, env="my.module")``, ``--env my.module``)."""
+    if env_id is None or "." not in env_id or env_id.startswith("vmas:") or env_id in ENVS:
+        return
+    if env_id.split(".")[0] in TRUSTED_ENV_PACKAGES or env_id in sys.modules:
+        return
+    raise ConfigError(
+        f"{source} names the env module {env_id}; importing it runs its code, so pass env={env_id!r} to load "
+        f"(or --env {env_id}) to allow it"
+    )
 
 
 def make_env(env_id: str, env_kwargs: dict | None = None) -> ParallelEnv:
@@ -64,22 +220,19 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> ParallelEnv:
     if env_id.startswith("vmas:"):
         from sb3_neppo.envs.vmas import VmasParallelEnv  # vmas is an optional dependency
 
+        _check_episode_length(env_id, kwargs, "max_steps")
         return VmasParallelEnv(env_id.removeprefix("vmas:"), **kwargs)
     if "." not in env_id:
         raise ConfigError(
             f"unknown env id '{env_id}': use one of {', '.join(sorted(ENVS))}, or an importable PettingZoo module path "
             "such as mpe2.simple_tag_v3"
         )
-    try:
-        module = importlib.import_module(env_id)
-    except ImportError as exc:
-        raise ConfigError(
-            f"cannot import env module '{env_id}' ({exc}); check the spelling or pip install its package"
-        ) from None
+    module = _import_env_module(env_id)
     factory = getattr(module, "parallel_env", None)
     if not callable(factory):
         raise ConfigError(f"module '{env_id}' has no parallel_env() factory; give a PettingZoo parallel env module")
-    env = _call_with_kwargs(env_id, factory, kwargs)
+    _check_episode_length(env_id, kwargs, "max_cycles")
+    env = _call_with_kwargs(env_id, factory, kwargs, module)
     if not isinstance(env, ParallelEnv):
         raise ConfigError(f"'{env_id}'.parallel_env() returned {type(env).__name__}, not a PettingZoo ParallelEnv")
     return env

@@ -13,6 +13,10 @@ Units: the VecEnv has ``n_copies × n_agents`` sub-envs, so SB3's ``total_timest
 Agents that leave before the episode ends: their slot reports ``done`` at the step they leave (with the terminal
 observation), then holds an all-zero observation and reward 0 until the copy's episode ends (SuperSuit's "black
 death"), when every slot of the copy is done and the copy resets.
+
+Every step the envs return is checked (:class:`~sb3_neppo.envs.wrappers.StepChecker`): a wrong observation shape, a
+NaN/inf, or no reward for an agent that acted is one line naming the agent and the step. Observation finiteness is
+checked once per ``step()`` on the whole batch (the per-agent scan runs only to name the culprit).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env, potential_values
+from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env, potential_values, where
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import Potential
 
@@ -159,6 +163,7 @@ class ParallelVecEnv(VecEnv):
         self._alive = np.zeros((self.n_copies, self.n_agents), dtype=bool)
         self._returns = np.zeros((self.n_copies, self.n_agents, 2))  # episode return (paid, true) per slot
         self._lengths = np.zeros((self.n_copies, self.n_agents), dtype=int)
+        self._t = np.zeros(self.n_copies, dtype=int)  # steps since each copy's reset (for the env-fault messages)
         super().__init__(self.n_copies * self.n_agents, self.view.observation_space, self.view.action_space)
 
     # --- helpers ----------------------------------------------------------------------------------------------------------
@@ -169,11 +174,13 @@ class ParallelVecEnv(VecEnv):
     def _reset_copy(self, c: int, seed: int | None = None, options: dict | None = None) -> None:
         env = self.envs[c]
         obs, _ = env.reset(seed=seed, options=options or None)
+        self.encoder.observations(obs, 0)
         self._obs[c] = obs
         self._state[c] = self.encoder.state(env, obs)
         self._alive[c] = [a in obs for a in self.agents]
         self._returns[c] = 0.0
         self._lengths[c] = 0
+        self._t[c] = 0
 
     # --- VecEnv API -------------------------------------------------------------------------------------------------------
 
@@ -203,23 +210,31 @@ class ParallelVecEnv(VecEnv):
         dones = np.zeros((self.n_copies, n), dtype=bool)
         infos: list[dict] = [{} for _ in range(self.num_envs)]
         finished = []
+        step_obs = []
+        self._t += 1
         for c, env in enumerate(self.envs):
             joint = {a: self.view.env_action(a, actions[c, i]) for i, a in enumerate(self.agents) if a in env.agents}
             obs, rewards, terminations, truncations, _ = env.step(joint)
+            t = int(self._t[c])
+            self.encoder.observations(obs, t, finite=False)  # finiteness: once for the whole batch, below
+            step_obs.append(obs)
             action_rows[c] = self.encoder.actions(joint)
-            true_rewards[c] = self.encoder.rewards(rewards)
+            true_rewards[c] = self.encoder.rewards(rewards, joint, t)
             self._obs[c] = {**self._obs[c], **obs}
             self._state[c] = self.encoder.state(env, obs)
+            left = False
             for i, agent in enumerate(self.agents):
                 if not self._alive[c, i]:
                     continue
                 term, trunc = terminations.get(agent, False), truncations.get(agent, False)
                 if term or trunc or agent not in env.agents:
-                    dones[c, i] = True
+                    dones[c, i] = left = True
                     self._alive[c, i] = False
                     infos[c * n + i]["TimeLimit.truncated"] = bool(trunc and not term)
             if not env.agents:
                 finished.append(c)
+            if left:  # terminal observations leave the batch: check them here
+                self.encoder.observations(obs, t)
         paid = true_rewards.copy()
         if self.potential is not None:
             paid[:] = potential_values(self.potential, states, action_rows, true_rewards)[:, None]
@@ -248,8 +263,22 @@ class ParallelVecEnv(VecEnv):
                     if not self._alive[c, i]:
                         self._obs[c].pop(agent, None)
             observations.append(self._observe_copy(c))
+        batch = np.concatenate(observations)
+        if not np.isfinite(batch).all():
+            self._non_finite(step_obs, batch)
         self.env_steps += self.n_copies
-        return np.concatenate(observations), paid.reshape(-1).astype(np.float32), dones.reshape(-1), infos
+        return batch, paid.reshape(-1).astype(np.float32), dones.reshape(-1), infos
+
+    def _non_finite(self, step_obs: list[dict], batch: np.ndarray) -> None:
+        """The one line for a non-finite value in this step's observation batch: the env's, or one float32 cannot hold."""
+        for c, obs in enumerate(step_obs):
+            self.encoder.observations(obs, int(self._t[c]))
+        k = int(np.argmax(~np.isfinite(batch).all(axis=1)))
+        c, agent = k // self.n_agents, self.agents[k % self.n_agents]
+        raise ConfigError(
+            f"the env returned an observation for {agent} {where(int(self._t[c]))} with values beyond "
+            f"float32's range (|x| > {np.finfo(np.float32).max:.3g}), which SB3's policy reads; rescale the observations"
+        )
 
     def close(self) -> None:
         for env in self.envs:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +27,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_neppo.config import dataclass_from_dict
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
-from sb3_neppo.envs.registry import make_vec_env
+from sb3_neppo.envs.registry import check_arguments, make_vec_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
@@ -74,6 +75,7 @@ class SB3SolverConfig:
     br_log_std: float | None = None
 
     def __post_init__(self) -> None:
+        check_arguments(inspect.signature(SB3SolverConfig).parameters.values(), vars(self), "solver_kwargs.")
         for key in ("n_envs", "coop_updates", "br_updates", "eval_episodes"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -86,9 +88,7 @@ class SB3SolverConfig:
         for key in ("ppo", "br_ppo"):
             if not isinstance(getattr(self, key), dict):
                 raise ConfigError(f"solver_kwargs.{key} must be a mapping of PPO arguments, got {getattr(self, key)!r}")
-        for kwargs in (self.ppo, self.br_ppo):
-            if "env" in kwargs or "policy" in kwargs or "seed" in kwargs:
-                raise ConfigError("solver_kwargs.ppo may not set env, policy or seed: NePPO sets them")
+            check_ppo_kwargs(getattr(self, key), f"solver_kwargs.{key}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SB3SolverConfig:
@@ -99,11 +99,41 @@ class SB3SolverConfig:
         return {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
 
 
+PPO_PARAMS = {
+    name: param
+    for name, param in inspect.signature(PPO.__init__).parameters.items()
+    if name not in ("self", "_init_setup_model")
+}
+AT_LEAST_ONE = ("n_steps", "batch_size", "n_epochs")
+
+
+def check_ppo_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
+    """One line for a PPO argument SB3 would reject late or with a traceback: an unknown name, a value of the wrong
+    type (checked against ``PPO``'s annotations: ``learning_rate: abc``, ``n_epochs: 2.5``), ``n_steps``,
+    ``batch_size`` or ``n_epochs`` below 1 (SB3 fails mid-training on ``n_epochs: 0``), or env/policy/seed."""
+    if "env" in kwargs or "policy" in kwargs or "seed" in kwargs:
+        raise ConfigError(f"{where} may not set env, policy or seed: NePPO sets them")
+    unknown = sorted(set(kwargs) - set(PPO_PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"bad PPO argument in {where}: {', '.join(map(str, unknown))} is not an argument of stable_baselines3.PPO; "
+            f"it takes: {', '.join(p for p in PPO_PARAMS if p not in ('env', 'policy', 'seed'))}"
+        )
+    check_arguments([PPO_PARAMS[k] for k in kwargs], kwargs, f"bad PPO argument: {where}.")
+    for key in AT_LEAST_ONE:
+        if key in kwargs and kwargs[key] < 1:
+            raise ConfigError(f"bad PPO argument: {where}.{key} must be >= 1, got {kwargs[key]!r}")
+
+
 def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
+    """SB3 PPO on ``env``; a value SB3 refuses while building (an assertion on ``n_steps``/``batch_size``, an invalid
+    learning rate, a bad ``policy_kwargs`` network) is one line naming the arguments."""
     try:
         return PPO("MlpPolicy", env, seed=seed, **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"bad PPO argument in solver_kwargs: {exc}") from None
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        message = (str(exc).splitlines() or [""])[0]
+        raise ConfigError(f"bad PPO argument in solver_kwargs ({given}): {type(exc).__name__}: {message}") from None
 
 
 def start_from(model: PPO, policy: ActorCriticPolicy | dict) -> None:
@@ -268,6 +298,8 @@ class RolloutEvaluator(_Seeded, PolicyEvaluator):
         n_ep = len(self.envs)
         rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
         obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(self.envs)]
+        for o in obs:
+            self.encoder.observations(o, 0)
         logs: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_ep)]
         active = [e for e in range(n_ep) if self.envs[e].agents]
         while active:
@@ -277,9 +309,11 @@ class RolloutEvaluator(_Seeded, PolicyEvaluator):
                 env = self.envs[e]
                 state = self.encoder.state(env, obs[e])
                 obs[e], rewards, _, _, _ = env.step(actions)
+                t = len(logs[e][0]) + 1  # this episode's step, counted from 1 after reset
+                self.encoder.observations(obs[e], t)
                 logs[e][0].append(state)
                 logs[e][1].append(self.encoder.actions(actions))
-                logs[e][2].append(self.encoder.rewards(rewards))
+                logs[e][2].append(self.encoder.rewards(rewards, actions, t))
                 self._steps += 1
             active = [e for e in active if self.envs[e].agents]
         return Rollouts(*([np.array(log[k]) for log in logs] for k in range(3)), gamma=self.config.gamma)
