@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from sb3_neppo.errors import ConfigError
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
+
+
+MAX_SEED = 2**31  # copies and episodes get seeds offset from it; numpy and gymnasium take seeds below 2**32
+
+
+def check_seed(seed) -> int:
+    """A run's seed: an integer in [0, 2**31) (drawn when None); anything else is one line."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % MAX_SEED)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < MAX_SEED:
+        raise ConfigError(f"seed must be an integer in [0, 2**31), got {seed!r}")
+    return int(seed)
 
 
 def dataclass_from_dict(cls: type, values: Mapping[str, Any] | None, what: str) -> Any:
@@ -87,8 +101,8 @@ class NePPOConfig:
             raise ConfigError(f"n_iterations must be >= 1 (got {self.n_iterations})")
         if self.iterate_solve not in ("every", "final"):
             raise ConfigError(f"iterate_solve must be every or final (got {self.iterate_solve!r})")
-        if not self.beta > 0:
-            raise ConfigError(f"beta must be > 0 (got {self.beta})")
+        if not 0 < self.beta < np.inf:
+            raise ConfigError(f"beta must be a finite number > 0 (got {self.beta}); e.g. -params beta:10000")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> NePPOConfig:
@@ -105,10 +119,28 @@ class NePPOConfig:
         return kwargs
 
 
+class YamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that reads ``1e-3`` and ``1e300`` as numbers, as YAML 1.2 and JSON do (PyYAML's YAML 1.1
+    resolver wants a dot, ``1.0e-3``, and reads ``1e-3`` as a string)."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML safely (no object construction), numbers as YAML 1.2 reads them (:class:`YamlLoader`)."""
+    return yaml.load(text, Loader=YamlLoader)  # a SafeLoader: no Python object is ever constructed
+
+
 def parse_value(text: str) -> Any:
-    """A command-line value as a YAML/JSON literal (``0.4`` -> 0.4, ``[1, 2]`` -> list, ``abc`` -> 'abc')."""
+    """A command-line value as a YAML/JSON literal (``0.4`` -> 0.4, ``1e-3`` -> 0.001, ``[1, 2]`` -> list, ``abc`` ->
+    'abc')."""
     try:
-        return yaml.safe_load(text)
+        return yaml_load(text)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "not valid YAML/JSON"
         raise ConfigError(f"cannot parse value {text!r}: {problem}; quote strings and check brackets") from None
@@ -140,7 +172,7 @@ def load_hyperparams(env_id: str, path: str | Path | None = None, algo: str = "n
     """The settings for ``env_id``: the file's ``default`` entry updated by the ``env_id`` entry."""
     path = Path(path) if path else HYPERPARAMS_DIR / f"{algo}.yml"
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml_load(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"cannot read hyperparameter file {path}: {exc.strerror}") from None
     except yaml.YAMLError:

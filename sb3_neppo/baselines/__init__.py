@@ -20,9 +20,9 @@ def baseline_class(algo: str) -> type[MultiAgentAlgorithm]:
     return getattr(importlib.import_module(module), name)
 
 
-def load_baseline(path) -> MultiAgentAlgorithm:
-    """Load a saved baseline of any kind (its ``data.json`` names the algorithm)."""
-    return baseline_class(saved_algo(path)).load(path)
+def load_baseline(path, env: str | None = None) -> MultiAgentAlgorithm:
+    """Load a saved baseline of any kind (its ``data.json`` names the algorithm); ``env``: see ``load``."""
+    return baseline_class(saved_algo(path)).load(path, env=env)
 
 
 __all__ = ["BASELINES", "BaselineConfig", "MultiAgentAlgorithm", "baseline_class", "load_baseline", "saved_algo"]

@@ -22,7 +22,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
-from sb3_neppo.baselines.base import MultiAgentAlgorithm
+from sb3_neppo.baselines.base import MultiAgentAlgorithm, load_optimizer
 from sb3_neppo.errors import ConfigError
 
 
@@ -140,6 +140,31 @@ class LockstepPPO:
             model._current_progress_remaining = progress_remaining
             model.train()
 
+    def restart(self, seed: int) -> None:
+        """Start new episodes in every slot: seed the VecEnv with ``seed`` and reset it. Between a :meth:`collect` and
+        the next that is a time-limit cut: the last collection already bootstrapped from the current observations'
+        values, and the next one starts its buffers at episode starts."""
+        self.venv.seed(seed)
+        self._obs = self.venv.reset()
+        for model, group in zip(self.models, self.groups):
+            model._last_episode_starts = np.ones(len(group), dtype=bool)
+
+    def get_state(self) -> list[dict[str, Any]]:
+        """Each learner's state besides its policy weights and the global random state: its optimiser and counters
+        (its rollout buffer is refilled from scratch by every :meth:`collect`)."""
+        return [
+            {"optimizer": m.policy.optimizer.state_dict(), "num_timesteps": m.num_timesteps, "n_updates": m._n_updates}
+            for m in self.models
+        ]
+
+    def set_state(self, state: list[dict[str, Any]]) -> None:
+        """Restore :meth:`get_state`'s output."""
+        if not isinstance(state, list) or len(state) != len(self.models):
+            raise ValueError(f"the training state has no entry for each of the {len(self.models)} PPO learners")
+        for model, saved in zip(self.models, state):
+            load_optimizer(model.policy.optimizer, saved["optimizer"])
+            model.num_timesteps, model._n_updates = int(saved["num_timesteps"]), int(saved["n_updates"])
+
 
 def episode_returns(episodes: list[dict], agents: list[str]) -> dict[str, float]:
     """Mean true return per agent of the episode records :meth:`LockstepPPO.collect` returned (slot ``c·N + i``)."""
@@ -159,6 +184,15 @@ class LockstepBaseline(MultiAgentAlgorithm):
         episodes = self.learners.collect()
         self.learners.train(self._progress_remaining)
         return {"env_steps": self.learners.n_steps * self.config.n_envs, "returns": episode_returns(episodes, self.agents)}
+
+    def _restart_envs(self, seed: int) -> None:
+        self.learners.restart(seed)
+
+    def _get_training_state(self) -> dict[str, Any]:
+        return {"learners": self.learners.get_state()}
+
+    def _set_training_state(self, state: dict[str, Any]) -> None:
+        self.learners.set_state(state["learners"])
 
     def close(self) -> None:
         self.learners.venv.close()

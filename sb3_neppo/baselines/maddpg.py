@@ -42,7 +42,7 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.utils import polyak_update, set_random_seed
 from torch import nn
 
-from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm
+from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm, load_optimizer
 from sb3_neppo.envs.registry import make_vec_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import frozen_copy
@@ -68,8 +68,8 @@ class MADDPGConfig(BaselineConfig):
         of the regret evaluator).
     :param train_freq: env steps of every copy between updates (25: one MPE episode).
     :param gradient_steps: updates (a critic and an actor step of every agent, then the targets) per round.
-    :param learning_starts: transitions (env steps of all copies) in the replay buffer before the first update (the
-        buffer is not saved: a loaded model collects them again).
+    :param learning_starts: transitions (env steps of all copies) in the replay buffer before the first update (a
+        model file does not hold the buffer: a loaded model collects them again; a checkpoint does).
     :param noise_std: std of the Gaussian exploration noise of Box actions (and the exported policy's std).
     :param gumbel_temperature: temperature of the Gumbel-softmax relaxation of Discrete actions in the updates.
     :param critic_net_arch: hidden layer sizes of each critic (ReLU MLP).
@@ -154,6 +154,79 @@ class JointReplayBuffer:
         rows = rng.integers(0, self.size, batch_size)
         arrays = (self.obs, self.actions, self.rewards, self.next_obs, self.terminals)
         return tuple(torch.as_tensor(x[rows]) for x in arrays)
+
+    def _successors(self, size: int, stride: int) -> np.ndarray:
+        """For each of ``size`` filled rows, the row ``stride`` further on (where the same env copy's next step went),
+        or -1 where that row is not filled."""
+        rows = np.arange(size) + stride
+        if size == self.capacity:
+            return rows % self.capacity
+        return np.where(rows < size, rows, -1)
+
+    def get_state(self, stride: int) -> dict[str, Any]:
+        """The filled part, as tensors (no copies of the arrays). A next observation that is bit for bit the
+        observation ``stride`` rows on (the env copy's next step: every transition but an episode's last) is not
+        stored twice, which halves the size.
+
+        :param stride: rows per step (the env copies ``add`` stores at a time).
+        """
+        n = self.size
+        successors = self._successors(n, stride)
+        same = np.zeros(n, dtype=bool)
+        bits = self.obs.view(np.uint32)
+        for lo in range(0, n, 65_536):  # in chunks: the comparison's gather would copy the whole array at once
+            hi = min(lo + 65_536, n)
+            succ = successors[lo:hi]
+            ok = succ >= 0
+            equal = (self.next_obs[lo:hi][ok].view(np.uint32) == bits[succ[ok]]).reshape(int(ok.sum()), -1).all(axis=1)
+            same[lo:hi][ok] = equal
+        kept = np.flatnonzero(~same)
+        return {
+            "pos": self.pos,
+            "size": n,
+            "stride": int(stride),
+            "obs": torch.from_numpy(self.obs[:n]),
+            "actions": torch.from_numpy(self.actions[:n]),
+            "rewards": torch.from_numpy(self.rewards[:n]),
+            "terminals": torch.from_numpy(self.terminals[:n]),
+            "next_obs_rows": torch.from_numpy(kept),
+            "next_obs": torch.from_numpy(self.next_obs[kept]),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`get_state`'s output (checked: an altered one raises ``ValueError``)."""
+        n, pos, stride = state["size"], state["pos"], state["stride"]
+        if not all(_is_int(x) for x in (n, pos, stride)) or not 0 <= n <= self.capacity or stride < 1:
+            raise ValueError(f"replay buffer of size {n!r} (stride {stride!r}) in one of capacity {self.capacity}")
+        if not (0 <= pos < self.capacity and (n == self.capacity or pos == n % self.capacity)):
+            raise ValueError(f"replay buffer position {pos!r} does not fit its size {n}")
+        arrays = {"obs": self.obs, "actions": self.actions, "rewards": self.rewards, "terminals": self.terminals}
+        for key, array in arrays.items():
+            _check_tensor(state[key], key, (n, *array.shape[1:]), array.dtype)
+        rows = state["next_obs_rows"]
+        _check_tensor(rows, "next_obs_rows", (rows.shape[0],) if isinstance(rows, torch.Tensor) else (), np.int64)
+        _check_tensor(state["next_obs"], "next_obs", (rows.shape[0], *self.next_obs.shape[1:]), self.next_obs.dtype)
+        rows = rows.numpy()
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            raise ValueError("replay buffer next_obs_rows outside its filled part")
+        successors = self._successors(n, stride)
+        stored = np.zeros(n, dtype=bool)
+        stored[rows] = True
+        if (successors[~stored] < 0).any():
+            raise ValueError("replay buffer next observations missing")
+        for key, array in arrays.items():
+            array[:n] = state[key].numpy()
+        for lo in range(0, n, 65_536):
+            hi = min(lo + 65_536, n)
+            self.next_obs[lo:hi] = self.obs[np.maximum(successors[lo:hi], 0)]
+        self.next_obs[rows] = state["next_obs"].numpy()
+        self.pos, self.size = pos, n
+
+
+def _check_tensor(value: Any, name: str, shape: tuple[int, ...], dtype: Any) -> None:
+    if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(shape) or value.numpy().dtype != np.dtype(dtype):
+        got = f"{tuple(value.shape)} {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"replay buffer {name} is {got}, not {tuple(shape)} {np.dtype(dtype)}")
 
 
 def actor_output(policy: ActorCriticPolicy, obs: torch.Tensor) -> torch.Tensor:
@@ -356,6 +429,30 @@ class MADDPG(MultiAgentAlgorithm):
         for key, group in zip(("actors", "target_actors", "critics", "target_critics"), groups):
             for agent, net in group.items():
                 net.load_state_dict(weights[key][agent])
+
+    # --- checkpoints --------------------------------------------------------------------------------------------------
+
+    def _restart_envs(self, seed: int) -> None:
+        self.venv.seed(seed)
+        self._last_obs = self.venv.reset()
+        self._gone[:] = False
+
+    def _get_training_state(self) -> dict[str, Any]:
+        return {
+            "actor_optimizers": {a: o.state_dict() for a, o in self._actor_optimizers.items()},
+            "critic_optimizers": {a: o.state_dict() for a, o in self._critic_optimizers.items()},
+            "rng": self._rng.bit_generator.state,
+            "buffer": self.buffer.get_state(self.venv.num_envs // len(self.agents)),
+        }
+
+    def _set_training_state(self, state: dict[str, Any]) -> None:
+        for key, optimizers in (("actor_optimizers", self._actor_optimizers), ("critic_optimizers", self._critic_optimizers)):
+            for agent, optimizer in optimizers.items():
+                load_optimizer(optimizer, state[key][agent])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]  # checked on a scratch generator first
+        self._rng.bit_generator.state = state["rng"]
+        self.buffer.set_state(state["buffer"])
 
     def close(self) -> None:
         self.venv.close()
