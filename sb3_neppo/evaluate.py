@@ -8,6 +8,15 @@ games: the exact regret of the learned strategies (``--best-response`` forces th
 for runs trained with the sb3 solver). Writes ``regret.json`` into the run folder and fills ``regret``,
 ``max_regret`` (with ``regret_ci``, ``max_regret_ci``, ``regret_method`` and the best-response budget) in its
 ``summary.json``; both atomically.
+
+It scores the run's ``model.zip``, or the last ``checkpoint.zip`` of an unfinished run; ``regret.json`` records which
+under ``model`` (``file``, ``iterations``, ``env_steps`` and the model's ``agents``), so ``python -m sb3_neppo.plot``
+can tell a stale one from the current one. ``summary.json`` is filled only when every agent was evaluated (a max over
+some agents, ``--agents``, is not the run's max regret; ``regret.json`` still holds it).
+
+Everything is read and checked before anything is written: the settings, ``summary.json`` (valid JSON, an object,
+describing the model being scored), the model archive (whatever a damaged or altered archive raises is one line), the
+agents. A failure is one line and leaves both files as they were.
 """
 
 from __future__ import annotations
@@ -15,22 +24,37 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, load_baseline, saved_algo
-from sb3_neppo.errors import ConfigError, run_command
+from sb3_neppo.baselines.base import read_archive_data
+from sb3_neppo.errors import ConfigError, OneLineParser, first_line, run_command
 from sb3_neppo.evaluation import AgentRegret, RegretConfig, RegretEvaluator, RegretReport
-from sb3_neppo.io import write_json_atomic
-from sb3_neppo.neppo import NePPO
+from sb3_neppo.io import atomic_open
+from sb3_neppo.neppo import NePPO, read_model_data
 from sb3_neppo.solvers.sb3 import PPOCooperativeSolver
-from sb3_neppo.train import OneLineParser
 
 POLICY_FILES = ("model.zip", "checkpoint.zip")
 
 
 def load_model(path: Path) -> NePPO | MultiAgentAlgorithm:
-    """A saved NePPO model or baseline (the archive's ``data.json`` says which)."""
-    return load_baseline(path) if saved_algo(path) in BASELINES else NePPO.load(path)
+    """A saved NePPO model or baseline (the archive's ``data.json`` says which). The loaders make a damaged or altered
+    file one line (tensors are read with ``weights_only=True``, nothing else is unpickled); the user named this run, so
+    its env module may be imported."""
+    try:
+        if saved_algo(path) in BASELINES:
+            return load_baseline(path, env=read_archive_data(path)["env_id"])
+        return NePPO.load(path, env=read_model_data(path)["env_id"])
+    except ImportError as exc:
+        raise ConfigError(f"cannot load model {path}: it needs a package that is not installed ({exc})") from None
+
+
+def model_record(model: NePPO | MultiAgentAlgorithm, path: Path) -> dict[str, Any]:
+    """Which model a ``regret.json`` scored: the file, its iterations (rounds for a baseline), env steps and agents."""
+    iterations = model.num_rounds if isinstance(model, MultiAgentAlgorithm) else model.num_iterations
+    return {"file": path.name, "iterations": int(iterations), "env_steps": int(model.num_timesteps), "agents": model.agents}
 
 
 def evaluate_model(
@@ -67,29 +91,67 @@ def evaluate_model(
 
 def find_policy(folder: Path) -> Path:
     """The run's final model, else its last checkpoint; one line if it has neither."""
-    if not folder.is_dir():
+    if not folder.exists():
         raise ConfigError(f"{folder}: no such run folder")
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder; give the folder of a trained run (python -m sb3_neppo.train -f)")
     for name in POLICY_FILES:
         if (folder / name).exists():
             return folder / name
     raise ConfigError(f"{folder} holds no policy ({' or '.join(POLICY_FILES)}); give the folder of a trained run")
 
 
-def update_summary(folder: Path, report: RegretReport) -> None:
-    """Fill the regret fields of the run's ``summary.json`` (other fields untouched)."""
+def read_summary(folder: Path) -> dict | None:
+    """The run's ``summary.json`` (None if it has none, an unfinished run); one line if it is not a JSON object."""
     path = folder / "summary.json"
     if not path.exists():
-        return
-    summary = json.loads(path.read_text())
-    summary.update(
-        regret=report.regret,
-        max_regret=report.max_regret,
-        regret_ci={r.agent: list(r.ci) for r in report.agents},
-        max_regret_ci=list(report.max_ci),
-        regret_method=report.method,
-        regret_budget=None if report.method == "exact" else {r.agent: r.br_env_steps for r in report.agents},
-    )
-    write_json_atomic(path, summary)
+        return None
+    how = "restore it, or retrain the run (python -m sb3_neppo.train writes it when a run finishes); nothing was written"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); {how}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {first_line(exc)}; {how}") from None
+    if not isinstance(summary, dict):
+        raise ConfigError(f"{path} holds a JSON {type(summary).__name__}, not an object; {how}")
+    return summary
+
+
+def check_summary(summary: dict, scored: dict[str, Any], folder: Path) -> None:
+    """``summary.json`` describes the model being scored (same iterations and env steps); one line if not."""
+    described = {k: summary.get(k) for k in ("iterations", "env_steps")}
+    if any(described[k] is not None and described[k] != scored[k] for k in described):
+        raise ConfigError(
+            f"{folder}: summary.json describes iteration {described['iterations']} ({described['env_steps']} env steps) "
+            f"but {scored['file']} holds iteration {scored['iterations']} ({scored['env_steps']} env steps); restore the "
+            "run's model.zip, or retrain it"
+        )
+
+
+def updated_summary(summary: dict, report: RegretReport) -> dict:
+    """``summary`` with its regret fields filled from ``report`` (other fields untouched)."""
+    return {
+        **summary,
+        "regret": report.regret,
+        "max_regret": report.max_regret,
+        "regret_ci": {r.agent: list(r.ci) for r in report.agents},
+        "max_regret_ci": list(report.max_ci),
+        "regret_method": report.method,
+        "regret_budget": None if report.method == "exact" else {r.agent: r.br_env_steps for r in report.agents},
+    }
+
+
+def write_results(folder: Path, files: dict[str, Any]) -> None:
+    """Write each ``name: data`` as JSON into ``folder`` atomically: every file is serialized and staged beside its
+    target first, then all are renamed over their targets (a failure before the renames leaves every file as it was)."""
+    texts = {name: json.dumps(data, indent=2) + "\n" for name, data in files.items()}
+    try:
+        with ExitStack() as stack:  # leaving it renames the staged files, the last entered first
+            for name, text in texts.items():
+                stack.enter_context(atomic_open(folder / name)).write(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the results into {folder}: {first_line(exc)}") from None
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -115,16 +177,29 @@ def run(argv: list[str]) -> RegretReport:
         starts=tuple(args.starts),
         seed=args.seed,
     )
+    if args.agents is not None and len(set(args.agents)) < len(args.agents):
+        twice = next(a for a in args.agents if args.agents.count(a) > 1)
+        raise ConfigError(f"--agents names {twice} twice; name each agent once")
     folder = args.folder
-    model = load_model(find_policy(folder))
+    path = find_policy(folder)
+    summary = read_summary(folder)  # everything is read and checked before anything is written
+    model = load_model(path)
+    scored = model_record(model, path)
+    if summary is not None:
+        check_summary(summary, scored, folder)
     report = evaluate_model(model, config, args.agents, args.best_response)
-    write_json_atomic(folder / "regret.json", report.to_dict())
-    update_summary(folder, report)
+    every_agent = len(report.agents) == len(model.agents)
+    files = {"summary.json": updated_summary(summary, report)} if summary is not None and every_agent else {}
+    files["regret.json"] = {**report.to_dict(), "model": scored}  # renamed first, then summary.json
+    write_results(folder, files)
     for r in report.agents:
         budget = "" if report.method == "exact" else f"  BR {r.br_env_steps} env steps, kept {r.start}"
         print(f"{r.agent:>20}: regret {r.regret:+.4g}  95% CI [{r.ci[0]:.4g}, {r.ci[1]:.4g}]{budget}")
-    print(f"max regret {report.max_regret:+.4g}  CI [{report.max_ci[0]:.4g}, {report.max_ci[1]:.4g}] ({report.method})")
-    print(f"wrote {folder / 'regret.json'}")
+    label = "max regret" if every_agent else f"max regret of these {len(report.agents)} agents"
+    print(f"{label} {report.max_regret:+.4g}  CI [{report.max_ci[0]:.4g}, {report.max_ci[1]:.4g}] ({report.method})")
+    print(f"wrote {folder / 'regret.json'}" + (" and summary.json" if "summary.json" in files else ""))
+    if summary is not None and not every_agent:
+        print(f"summary.json left as it was: its regret is of all {len(model.agents)} agents; evaluate without --agents")
     return report
 
 

@@ -14,8 +14,13 @@ For each agent i, every other agent is frozen at π (most likely actions by defa
 Regret is reported raw: a best response that does worse than π on the evaluation episodes gives a negative number,
 shown as such, never clipped (when π_i itself is kept, its gain is exactly 0).
 A bootstrap over episodes gives each agent's confidence interval and, resampling the episodes of all agents together,
-the interval of the max over agents. Each best response's learning curve (its mean return on the selection episodes
-every ``br_timesteps / curve_points`` env steps) is kept, so a curve still rising says the budget was too small.
+the interval of the max over agents. Settings that cannot give an interval are refused (one line, a
+:class:`~sb3_neppo.errors.ConfigError`), never reported as an interval of zero width: fewer than 2 evaluation episodes
+(one paired gain has no spread to resample), or fewer bootstrap resamples than put one in each tail
+(``bootstrap >= 2 / (1 - confidence)``: 40 for 95 %). An interval of zero width from valid settings is what the
+episodes say: every paired gain was the same (deterministic play in a deterministic game, or π_i itself kept).
+Each best response's learning curve (its mean return on the selection episodes every ``br_timesteps / curve_points``
+env steps) is kept, so a curve still rising says the budget was too small.
 """
 
 from __future__ import annotations
@@ -44,13 +49,14 @@ class RegretConfig:
     """Settings of the regret evaluator.
 
     :param br_timesteps: env steps of best-response training per agent and start.
-    :param eval_episodes: paired episodes for J_i(π) and J_i(BR_i, π_-i) (and as many selection episodes).
+    :param eval_episodes: paired episodes for J_i(π) and J_i(BR_i, π_-i) (and as many selection episodes); at least
+        2, the fewest a confidence interval can come from.
     :param deterministic: the frozen agents (and every agent in the measured episodes) play their most likely action;
         False samples from the policies.
     :param starts: best-response starts to try, the better kept: ``scratch`` and/or ``warm`` (from π_i).
     :param curve_points: points of each best response's learning curve.
     :param confidence: level of the bootstrap intervals.
-    :param bootstrap: bootstrap resamples.
+    :param bootstrap: bootstrap resamples; at least ``2 / (1 - confidence)``, one in each tail of the interval.
     :param seed: seed of best-response training and of the bootstrap.
     """
 
@@ -71,8 +77,18 @@ class RegretConfig:
         self.starts = tuple(self.starts)
         if not self.starts or any(s not in STARTS for s in self.starts):
             raise ConfigError(f"starts must be one or both of {', '.join(STARTS)} (got {', '.join(self.starts) or 'none'})")
-        if not 0.0 < self.confidence < 1.0:
-            raise ConfigError(f"confidence must be in (0, 1) (got {self.confidence})")
+        if self.eval_episodes < 2:
+            raise ConfigError(
+                f"eval_episodes must be >= 2: one paired episode gives no confidence interval (got {self.eval_episodes})"
+            )
+        if isinstance(self.confidence, bool) or not isinstance(self.confidence, (int, float)) or not 0 < self.confidence < 1:
+            raise ConfigError(f"confidence must be in (0, 1) (got {self.confidence!r})")
+        fewest = min_resamples(self.confidence)
+        if self.bootstrap < fewest:
+            raise ConfigError(
+                f"bootstrap must be >= {fewest} resamples for a {100 * self.confidence:g} % interval, one in each tail "
+                f"(got {self.bootstrap})"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> RegretConfig:
@@ -118,9 +134,18 @@ class RegretReport:
         }
 
 
+def min_resamples(confidence: float) -> int:
+    """The fewest bootstrap resamples that put one in each tail of a ``confidence`` percentile interval."""
+    return math.ceil(2 / (1 - confidence) - 1e-9)
+
+
 def bootstrap_ci(gains: np.ndarray, confidence: float, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Percentile intervals ``[N, 2]`` of each column's mean, and ``[2]`` of the max over columns, of paired samples
-    ``gains[E, N]`` (rows resampled together)."""
+    ``gains[E, N]`` (rows resampled together); refused for fewer than 2 rows or too few resamples (no interval)."""
+    if len(gains) < 2:
+        raise ConfigError(f"a confidence interval needs at least 2 paired episodes (got {len(gains)})")
+    if resamples < min_resamples(confidence):
+        raise ConfigError(f"a {100 * confidence:g} % bootstrap interval needs at least {min_resamples(confidence)} resamples")
     rng = np.random.default_rng(seed)
     rows = rng.integers(len(gains), size=(resamples, len(gains)))
     means = gains[rows].mean(axis=1)  # [resamples, N]

@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import os
+import pickle
 import time
 import zipfile
 from collections.abc import Callable, Sequence
@@ -24,11 +25,11 @@ from pettingzoo import ParallelEnv
 from tqdm.auto import tqdm
 
 from sb3_neppo import __version__
-from sb3_neppo.config import NePPOConfig
+from sb3_neppo.config import NePPOConfig, check_seed
 from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy, strategy_from_action
-from sb3_neppo.envs.registry import make_env
+from sb3_neppo.envs.registry import check_importable, make_env
 from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env
-from sb3_neppo.errors import ConfigError
+from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.io import atomic_open
 from sb3_neppo.objective import log_sum_exp
 from sb3_neppo.potentials import POTENTIALS, Potential, build_potential, potential_name
@@ -126,7 +127,7 @@ class NePPO:
         self.env_id, self.env_kwargs, self.env = _resolve_env(env, env_kwargs)
         self.agents: list[str] = list(self.env.possible_agents)
         self.game = self.env.unwrapped.game if isinstance(self.env.unwrapped, MatrixGameEnv) else None
-        self.seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy % 2**31)
+        self.seed = check_seed(seed)
         self.rng = np.random.default_rng(self.seed)  # directions
         self.solver_rng = np.random.default_rng([self.seed, 1])  # seeds of the sampled solvers, one per direction
         self.predict_rng = np.random.default_rng([self.seed, 2])
@@ -231,7 +232,14 @@ class NePPO:
         }
         at_policy, at_deviations = self.solvers.evaluator.evaluate(phi, policy, best_responses)
         F = estimate_f(self.agents, at_policy, at_deviations)
-        return Branch(np.array(w), policy, best_responses, F, log_sum_exp(F.mean, self.config.beta))
+        objective = log_sum_exp(F.mean, self.config.beta)
+        if not (np.isfinite(objective) and np.isfinite(F.se).all()):
+            raise ConfigError(
+                f"L_beta is not finite at iteration {self.num_iterations} (F = {F.mean.tolist()}, |w| = "
+                f"{np.linalg.norm(w):.3g}): the potential's parameters or the game's payoffs are out of range; lower lr "
+                f"(now {self.config.lr}) or clip the step (max_grad_norm), or rescale the rewards"
+            )
+        return Branch(np.array(w), policy, best_responses, F, objective)
 
     def learn(
         self,
@@ -308,7 +316,13 @@ class NePPO:
         losses, branches = self._solve_branches(keys, ws, seeds)
         loss_plus, loss_minus = losses[:m], losses[m:]
         # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
-        w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
+        with np.errstate(all="ignore"):  # an overflowing step is reported below, in one line
+            w_next, g = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
+        if not np.isfinite(w_next).all():
+            raise ConfigError(
+                f"the step of iteration {t} took w out of range (|g| = {np.linalg.norm(g):.3g}, step size "
+                f"{self.optimizer.step_size(t):.3g}): lower lr (now {self.config.lr}) or clip the step (max_grad_norm)"
+            )
         self.potential.set_flat_params(w_next)
         self.num_iterations += 1
         if self.config.iterate_solve == "every":  # π^Φ at the new w: logged, and the next warm start
@@ -615,60 +629,117 @@ class NePPO:
                 archive.writestr(name, buffer.getvalue())
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: ParallelEnv | None = None, potential: Potential | None = None) -> NePPO:
+    def load(
+        cls, path: str | os.PathLike, env: ParallelEnv | str | None = None, potential: Potential | None = None, **kwargs
+    ) -> NePPO:
         """Load a saved model and continue training where it stopped.
 
         With the exact solvers the numbers continue exactly (same directions, same solutions). With the sb3 solvers the
         saved π^Φ, best responses and F are restored as they were (``predict`` and ``summary`` match the saved run);
         continued training warm-starts from them but does not replay the PPO optimiser states.
+
+        :param env: the env to run on: an instance (for a model whose env has no id, or to replace it), or the saved env
+            id itself, which allows importing its module: a file never makes us import a module on its own, except the
+            env packages we know (``mpe2``, ``pettingzoo``, ``vmas``) and modules already imported.
+        :param potential: an instance of the saved potential's class, for a custom potential (never imported by name).
+        :param kwargs: hyperparameters to change (SB3's ``load(**kwargs)``): any :class:`NePPO` argument but the env,
+            its kwargs, the seed, the potential and the solver, which a trained model keeps.
         """
-        path = Path(path)
-        if not path.exists() and path.with_suffix(".zip").exists():
-            path = path.with_suffix(".zip")
-        try:
-            with zipfile.ZipFile(path) as archive:
-                data = json.loads(archive.read("data.json"))
-                tensors = {
-                    name: torch.load(io.BytesIO(archive.read(name)), weights_only=True)
-                    for name in ("potential.pt", "policy.pt", "best_responses.pt")
-                    if name in archive.namelist()
-                }
-                state = tensors["potential.pt"]
-        except (OSError, KeyError, RuntimeError, zipfile.BadZipFile, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot load NePPO model {path}: {exc}") from None
+        data, tensors = read_model_archive(path)
         config = dict(data["config"])
         config.pop("n_iterations", None)
+        for key in ("potential", "potential_kwargs", "solver"):
+            if key in kwargs and kwargs.pop(key) != config[key]:
+                raise ConfigError(f"cannot change {key} of a trained model ({path}); train a new model instead")
+        for key in ("env_kwargs", "seed"):
+            if key in kwargs:
+                raise ConfigError(f"a loaded model keeps its {key}; train a new model to change it")
+        config.update(kwargs)
+        if isinstance(env, str):
+            if env != data["env_id"]:
+                raise ConfigError(f"{path} was trained on {data['env_id']}, not {env}")
+        elif env is None:
+            check_importable(data["env_id"], path)
         if potential is None:
             name = data["potential"]["name"]
             if name not in POTENTIALS:  # never import a module named by a file: the caller builds custom potentials
                 raise ConfigError(f"{path} uses the custom potential {name}; pass potential=<an instance> to NePPO.load")
-            potential = POTENTIALS[name](**data["potential"]["config"])
+            try:
+                potential = POTENTIALS[name](**data["potential"]["config"])
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"cannot load NePPO model {path}: its potential settings are invalid ({exc})") from None
+        by_id = env is None or isinstance(env, str)
         model = cls(
-            env if env is not None else data["env_id"],
+            data["env_id"] if by_id else env,
             potential=potential,
-            env_kwargs=None if env is not None else data["env_kwargs"],
+            env_kwargs=data["env_kwargs"] if by_id else None,
             seed=data["seed"],
             **{k: v for k, v in config.items() if k not in ("potential", "solver")},
             solver=config["solver"] if config["solver"] in ("auto", "exact", "sb3") else "auto",
         )
-        model.potential.load_state_dict(state)
-        model.num_iterations = data["num_iterations"]
-        model.wall_time_s = data["wall_time_s"]
-        model.rng.bit_generator.state = data["rng_state"]
-        if "solver_rng_state" in data:
-            model.solver_rng.bit_generator.state = data["solver_rng_state"]
-        model._timesteps_offset = int(data.get("num_timesteps", 0)) - model.solvers.env_steps
-        if "branch" in data:
-            saved = data["branch"]
-            model.set_warm_state((tensors["policy.pt"], tensors["best_responses.pt"]))
-            F = FEstimate(np.array(saved["F"]), np.array(saved["F_se"]))
-            objective = log_sum_exp(F.mean, model.config.beta)
-            model._adopt(Branch(np.array(saved["w"]), model.policy, model.best_responses, F, objective))
-            return model
+        try:
+            model.potential.load_state_dict(tensors["potential.pt"])
+            model.num_iterations = int(data["num_iterations"])
+            model.wall_time_s = float(data["wall_time_s"])
+            model.rng.bit_generator.state = data["rng_state"]
+            if "solver_rng_state" in data:
+                model.solver_rng.bit_generator.state = data["solver_rng_state"]
+            model._timesteps_offset = int(data.get("num_timesteps", 0)) - model.solvers.env_steps
+            if "branch" in data:
+                saved = data["branch"]
+                model.set_warm_state((tensors["policy.pt"], tensors["best_responses.pt"]))
+                F = FEstimate(np.array(saved["F"], dtype=float), np.array(saved["F_se"], dtype=float))
+                objective = log_sum_exp(F.mean, model.config.beta)
+                model._adopt(Branch(np.array(saved["w"], dtype=float), model.policy, model.best_responses, F, objective))
+                return model
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise ConfigError(
+                f"cannot load NePPO model {path}: it is damaged or from another version ({first_line(exc)})"
+            ) from None
         if data.get("best"):
             model.best = (data["best"]["iteration"], model.solve_at(np.array(data["best"]["w"])))
         model._adopt(model.solve_at(model.potential.get_flat_params()))
         return model
+
+
+MODEL_FILES = ("potential.pt", "policy.pt", "best_responses.pt")
+
+
+def read_model_data(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``data.json`` of a saved NePPO model (settings, env, counters), checked; one line if it is not one."""
+    return read_model_archive(path, tensors=False)[0]
+
+
+def read_model_archive(path: str | os.PathLike, tensors: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(data.json, {member: tensors})`` of a saved model, read safely (JSON and ``torch.load(weights_only=True)``:
+    no pickled object ever runs); a missing, damaged or tampered file is one line."""
+    path = Path(path)
+    if not path.exists() and path.with_suffix(".zip").exists():
+        path = path.with_suffix(".zip")
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such model file (give a run's model.zip)")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data.json"))
+            if not isinstance(data, dict) or data.get("algo", "neppo") != "neppo":
+                raise ValueError("not a NePPO model")
+            for key, kind in (("env_id", (str, type(None))), ("env_kwargs", dict), ("config", dict), ("seed", int)):
+                if not isinstance(data.get(key), kind):
+                    raise ValueError(f"data.json has no valid {key}")
+            if not isinstance(data.get("potential"), dict) or not isinstance(data["potential"].get("config"), dict):
+                raise ValueError("data.json has no valid potential")
+            members = {}
+            for name in MODEL_FILES if tensors else ():
+                if name in archive.namelist():
+                    members[name] = torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+            if tensors and "potential.pt" not in members:
+                raise KeyError("potential.pt")
+    except pickle.UnpicklingError:  # torch's own message suggests weights_only=False: never
+        message = f"cannot load NePPO model {path}: a tensor file in it holds something other than tensors (tampered?)"
+        raise ConfigError(message) from None
+    except (OSError, KeyError, ValueError, RuntimeError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"cannot load NePPO model {path}: {first_line(exc)}") from None
+    return data, members
 
 
 def _resolve_env(env: ParallelEnv | str, env_kwargs: dict | None) -> tuple[str | None, dict, ParallelEnv]:

@@ -10,32 +10,200 @@ L_β, each agent's true return (``evaluations.npz``, written by ``--eval-freq``;
 maddpg``, its training episodes' mean per round from ``progress.csv``), and the potential's parameters (each w_j when
 there are at most 8, else |w|). A run that lacks a source (no regret, no evaluations, no potential) is left out of that
 panel; one colour per run.
+
+``regret.json`` is plotted only when it scored the run's current model (``python -m sb3_neppo.evaluate`` records which:
+file, iterations, env steps): a finished run's ``model.zip`` as its ``summary.json`` describes it, or an unfinished
+run's ``checkpoint.zip`` at the last row of ``progress.csv``. A stale one (say, scored on a checkpoint before the run
+was resumed and finished) is left out with a one-line warning: rerun evaluate to refresh it.
+
+Bad input is one line and writes nothing: a folder that is not a run, a ``progress.csv`` with a non-numeric cell, a
+row of the wrong length or without its ``iteration``/``env_steps`` columns, a ``summary.json`` or ``regret.json`` that
+is not valid JSON of the expected shape, an unreadable ``evaluations.npz``, or an ``-o`` that cannot be written. A last
+line of ``progress.csv`` without its line end (a run killed while writing it) is dropped with a warning. ``-o`` without
+an extension gets ``.png``; another extension matplotlib knows (``.pdf``, ``.svg``, ...) picks that format. The image is
+written atomically and the path written is printed.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from sb3_neppo.errors import ConfigError, run_command
-from sb3_neppo.train import OneLineParser
+from sb3_neppo.errors import ConfigError, OneLineParser, first_line, run_command
+from sb3_neppo.io import atomic_open
+
+REQUIRED_COLUMNS = ("iteration", "env_steps")
+EVALUATION_ARRAYS = ("iterations", "timesteps", "results", "agents")
+REFRESH = "rerun python -m sb3_neppo.evaluate {folder} to refresh it"
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {first_line(exc)}") from None
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_json(path: Path, what: str) -> dict:
+    """``path`` parsed as a JSON object; one line if it is not one."""
+    try:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); {what}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a JSON {type(data).__name__}, not an object; {what}")
+    return data
+
+
+def read_progress(progress: Path) -> list[dict[str, float]]:
+    """The rows of ``progress.csv`` as numbers (an empty cell is NaN); a torn last line is dropped with a warning."""
+    text = read_text(progress)
+    redo = "the file was altered or is not one written by python -m sb3_neppo.train"
+    lines = text.splitlines()
+    if text and not text.endswith(("\n", "\r")):  # a run killed while writing its last row
+        if len(lines) <= 1:
+            raise ConfigError(f"{progress} has no complete header line; {redo}")
+        warn(f"{progress}: its last line is incomplete (the run stopped while writing it); plotting the rows before it")
+        lines = lines[:-1]
+    try:
+        table = [(n, row) for n, row in enumerate(csv.reader(lines), start=1) if row]
+    except csv.Error as exc:
+        raise ConfigError(f"{progress} is not a valid CSV file ({first_line(exc)}); {redo}") from None
+    if not table:
+        raise ConfigError(f"{progress} has no iterations yet")
+    header = table[0][1]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ConfigError(f"{progress} has no '{missing[0]}' column; {redo}")
+    if len(set(header)) < len(header):
+        twice = next(c for c in header if header.count(c) > 1)
+        raise ConfigError(f"{progress} names the column '{twice}' twice; {redo}")
+    rows = []
+    for n, cells in table[1:]:
+        if len(cells) != len(header):
+            raise ConfigError(f"{progress}, line {n}: {len(cells)} cells, but its header has {len(header)}; {redo}")
+        row = {}
+        for name, cell in zip(header, cells):
+            if cell == "" and name not in REQUIRED_COLUMNS:
+                row[name] = np.nan
+                continue
+            try:
+                row[name] = float(cell)
+            except ValueError:
+                raise ConfigError(f"{progress}, line {n}: {name} = {cell!r} is not a number; {redo}") from None
+            if name in REQUIRED_COLUMNS and not math.isfinite(row[name]):
+                raise ConfigError(f"{progress}, line {n}: {name} = {cell!r} is not a finite number; {redo}")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{progress} has no iterations yet")
+    return rows
+
+
+def read_evaluations(path: Path) -> dict[str, np.ndarray]:
+    """``evaluations.npz`` (arrays ``iterations``, ``timesteps``, ``results[evaluations, episodes, agents]``, ``agents``)."""
+    redo = "delete it, or rerun training with --eval-freq to rewrite it"
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {k: saved[k] for k in saved.files}
+    except Exception as exc:  # a damaged archive fails in zipfile, zlib or numpy's format reader, by many types
+        raise ConfigError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {first_line(exc)}); {redo}") from None
+    missing = [k for k in EVALUATION_ARRAYS if k not in arrays]
+    if missing:
+        raise ConfigError(f"{path} has no '{missing[0]}' array; {redo}")
+    results, agents = arrays["results"], arrays["agents"]
+    shaped = (
+        results.ndim == 3
+        and results.dtype.kind in "iuf"
+        and agents.ndim == 1
+        and agents.dtype.kind in "US"
+        and results.shape[2] == len(agents)
+        and all(arrays[k].ndim == 1 and arrays[k].dtype.kind in "iuf" for k in ("iterations", "timesteps"))
+        and len(arrays["iterations"]) == len(arrays["timesteps"]) == len(results)
+    )
+    if not shaped:
+        raise ConfigError(
+            f"{path} does not hold one evaluation per entry of iterations and timesteps, of shape (evaluations, "
+            f"episodes, agents) with one name per agent; {redo}"
+        )
+    return arrays
+
+
+def read_regret(path: Path, folder: Path, summary: dict | None, last: dict[str, float]) -> dict | None:
+    """The evaluator's ``regret.json`` if it scored the run's current model; else None, with a warning saying why."""
+    refresh = REFRESH.format(folder=folder)
+    report = read_json(path, refresh)
+    low_high = report.get("max_regret_ci")
+    valid = (
+        is_number(report.get("max_regret"))
+        and isinstance(low_high, list)
+        and len(low_high) == 2
+        and all(map(is_number, low_high))
+        and low_high[0] <= low_high[1]
+    )
+    if not valid:
+        raise ConfigError(f"{path} has no numeric max_regret with a max_regret_ci [low, high]; {refresh}")
+    scored = report.get("model")
+    if scored is None:
+        warn(f"{path} does not say which model it scored (an older evaluate); not plotted: {refresh}")
+        return None
+    if not (
+        isinstance(scored, dict)
+        and isinstance(scored.get("file"), str)
+        and is_count(scored.get("iterations"))
+        and is_count(scored.get("env_steps"))
+    ):
+        raise ConfigError(f"{path}: its 'model' is not {{file, iterations, env_steps}} of the model it scored; {refresh}")
+    if summary is not None:
+        current = {"file": "model.zip", "iterations": summary["iterations"], "env_steps": summary["env_steps"]}
+        where = "the run's final model (summary.json)"
+    else:
+        current = {"file": "checkpoint.zip", "iterations": int(last["iteration"]), "env_steps": int(last["env_steps"])}
+        where = "the unfinished run's checkpoint (the last row of progress.csv)"
+    if any(scored[k] != current[k] for k in current):
+
+        def describe(m: dict) -> str:
+            return f"{m['file']} at iteration {m['iterations']} ({m['env_steps']} env steps)"
+
+        warn(f"{path} is stale: it scored {describe(scored)}, but {where} is {describe(current)}; not plotted: " + refresh)
+        return None
+    regret, agents = report.get("regret"), scored.get("agents")
+    if isinstance(regret, dict) and isinstance(agents, list) and len(regret) < len(agents):  # evaluate --agents
+        report["partial"] = f"max over {len(regret)} of {len(agents)} agents"
+    return report
 
 
 def read_run(folder: Path) -> dict:
     """The curves a run folder holds: ``progress.csv`` (required), ``evaluations.npz`` and ``regret.json`` (optional)."""
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such run folder; give run folders written by python -m sb3_neppo.train")
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder; give run folders written by python -m sb3_neppo.train")
     progress = folder / "progress.csv"
     if not progress.exists():
         raise ConfigError(f"{folder}: no progress.csv; give run folders written by python -m sb3_neppo.train (any --algo)")
-    rows = list(csv.DictReader(progress.read_text().splitlines()))
-    if not rows:
-        raise ConfigError(f"{progress} has no iterations yet")
+    rows = read_progress(progress)
 
     def column(name: str) -> np.ndarray:
-        return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
+        return np.array([r.get(name, np.nan) for r in rows], dtype=float)
 
     names = list(rows[0])
     run = {
@@ -48,18 +216,25 @@ def read_run(folder: Path) -> dict:
         "w": np.stack([column(n) for n in names if n.startswith("w_")] or [np.full(len(rows), np.nan)], axis=1),
         "returns": {n[len("return_") :]: column(n) for n in names if n.startswith("return_")},  # baselines' rounds
     }
+    summary = None
+    if (folder / "summary.json").exists():
+        how = "restore it, or retrain the run (python -m sb3_neppo.train writes it when a run finishes)"
+        summary = read_json(folder / "summary.json", how)
+        if not (is_count(summary.get("iterations")) and is_count(summary.get("env_steps"))):
+            raise ConfigError(f"{folder / 'summary.json'} has no integer 'iterations' and 'env_steps'; {how}")
     evaluations = folder / "evaluations.npz"
     if evaluations.exists():
-        with np.load(evaluations, allow_pickle=False) as saved:
-            run["evaluations"] = {k: saved[k] for k in saved.files}
+        run["evaluations"] = read_evaluations(evaluations)
     regret = folder / "regret.json"
     if regret.exists():
-        run["regret"] = json.loads(regret.read_text())
+        report = read_regret(regret, folder, summary, rows[-1])
+        if report is not None:
+            run["regret"] = report
     return run
 
 
 def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
-    """Draw the four panels for ``runs`` (see the module docstring) into ``out``."""
+    """Draw the four panels for ``runs`` (see the module docstring) into ``out``, atomically; returns ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,10 +251,11 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
             ax_regret.plot(xs, run["max_regret"], color=color, label=run["name"], **dots)
         if "regret" in run:
             report = run["regret"]
-            low, high = report["max_regret_ci"]
-            top = report["max_regret"]
-            label = f"{run['name']} (evaluator)"
-            ax_regret.errorbar(xs[-1], top, yerr=[[top - low], [high - top]], fmt="o", color=color, capsize=4, label=label)
+            (low, high), top = report["max_regret_ci"], report["max_regret"]
+            label = f"{run['name']} (evaluator{', ' + report['partial'] if 'partial' in report else ''})"
+            # the interval as reported: a bootstrap interval of a max need not contain the observed max
+            ax_regret.errorbar(xs[-1], (low + high) / 2, yerr=(high - low) / 2, fmt="none", ecolor=color, capsize=4)
+            ax_regret.plot(xs[-1], top, "o", color=color, label=label)
         for j, (agent, values) in enumerate(run["F"].items()):
             ax_f.plot(xs, values, color=color, linestyle=styles[j % len(styles)], label=f"{run['name']}: {agent}", **dots)
         if np.isfinite(run["L_beta"]).any():
@@ -111,22 +287,51 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
         else:
             ax.text(0.5, 0.5, "no data in these runs", ha="center", va="center", transform=ax.transAxes, color="grey")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_open(out, "wb") as fh:
+            fig.savefig(fh, format=out.suffix[1:].lower(), dpi=110)
+    except OSError as exc:
+        raise ConfigError(f"-o {out}: cannot write it ({first_line(exc)}); give a path in a writable folder") from None
+    finally:
+        plt.close(fig)
+    return out
+
+
+def output_path(out: Path) -> Path:
+    """The image file ``-o`` names (``.png`` added when it has no extension); one line if it cannot be written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if out.is_dir():
+        raise ConfigError(f"-o {out} is a folder; give a file path such as {out / 'curves.png'}")
+    if out.suffix == "":
+        out = out.with_name(out.name + ".png")
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if out.suffix[1:].lower() not in formats:
+        known = ", ".join(f".{f}" for f in sorted(formats))
+        raise ConfigError(f"-o {out}: unknown image format '{out.suffix}'; end the path in .png (or one of {known})")
+    parent = out.parent
+    if out.is_dir():
+        raise ConfigError(f"-o {out} is a folder; give a file path such as {out / 'curves.png'}")
+    if not parent.is_dir():
+        state = "is not a folder" if parent.exists() else "does not exist"
+        raise ConfigError(f"-o {out}: the folder {parent} {state}; create it first or write elsewhere")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"-o {out}: the folder {parent} is not writable; write elsewhere")
     return out
 
 
 def run(argv: list[str]) -> Path:
     parser = OneLineParser(prog="python -m sb3_neppo.plot", description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders")
-    parser.add_argument("-o", "--output", type=Path, default=Path("curves.png"), help="PNG to write")
+    parser.add_argument("-o", "--output", type=Path, default=Path("curves.png"), help="image to write (default: PNG)")
     parser.add_argument("--x", choices=("auto", "env_steps", "iteration"), default="auto")
     args = parser.parse_args(argv)
+    output = output_path(args.output)  # checked before any run is read: a bad -o costs nothing
     runs = [read_run(folder) for folder in args.runs]
     x = args.x
     if x == "auto":
         x = "env_steps" if any(np.nansum(run["env_steps"]) > 0 for run in runs) else "iteration"
-    out = plot_runs(runs, args.output, x)
+    out = plot_runs(runs, output, x)
     print(f"wrote {out}")
     return out
 

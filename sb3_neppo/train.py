@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import re
+import os
 import shlex
-import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +32,20 @@ from optuna.trial import TrialState
 from stable_baselines3.common.logger import configure
 
 from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, baseline_class
+from sb3_neppo.baselines.base import read_archive_data
 from sb3_neppo.callbacks import EvalCallback, TensorBoardLogger
-from sb3_neppo.config import NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values
+from sb3_neppo.config import MAX_SEED, NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values, yaml_load
 from sb3_neppo.distributed import JobQueue, serve
-from sb3_neppo.errors import ConfigError, run_command
+from sb3_neppo.errors import ConfigError, OneLineParser, run_command
 from sb3_neppo.hpo import PRUNERS, SAMPLERS, make_pruner, make_sampler, objective_fn, write_report
 from sb3_neppo.io import atomic_open, write_json_atomic, write_yaml_atomic
-from sb3_neppo.neppo import IterationLog, NePPO
+from sb3_neppo.neppo import IterationLog, NePPO, read_model_data
+from sb3_neppo.runs import STARTED, RunFolder, RunInUse, claim_run_folder, find_unfinished_run, next_run_folder
 from sb3_neppo.study import JOURNAL_NAME, StudyRecorder, display_url, open_storage, open_study, stored_settings
 from sb3_neppo.workers import BranchPool
 
 ALGOS = ("neppo", *BASELINES)
 CHECKPOINT = "checkpoint.zip"
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line (a ConfigError), not a usage dump."""
-
-    def error(self, message: str) -> None:  # one line, no usage dump
-        raise ConfigError(f"{message} (see --help)")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -128,17 +123,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def next_run_folder(log_folder: Path, algo: str, env_id: str, create: bool = True) -> Path:
-    """``<log folder>/<algo>/<env>_<n>`` with n one more than the largest existing run (zoo layout)."""
-    base = log_folder / algo
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", env_id)
-    runs = [int(m.group(1)) for p in base.glob(f"{safe}_*") if (m := re.fullmatch(rf"{re.escape(safe)}_(\d+)", p.name))]
-    folder = base / f"{safe}_{max(runs, default=0) + 1}"
-    if create:
-        folder.mkdir(parents=True, exist_ok=False)
-    return folder
-
-
 class CsvLogger:
     """Appends one row per outer iteration to ``progress.csv`` (flushed, so a killed run keeps its rows).
 
@@ -147,9 +131,9 @@ class CsvLogger:
 
     def __init__(self, path: Path, agents: list[str], dim: int, keep_until: int | None = None):
         if keep_until is not None and path.exists():
-            rows = list(csv.reader(path.read_text().splitlines()))
+            rows = list(csv.reader(read_lines(path)))  # a row torn by a kill is dropped
             if rows:
-                kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= keep_until]
+                kept = [rows[0]] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= keep_until]
                 with atomic_open(path, "w", newline="") as fh:
                     csv.writer(fh).writerows(kept)
                 self.file = path.open("a", newline="")
@@ -203,17 +187,32 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def find_unfinished_run(log_folder: Path, algo: str, env_id: str, command: str) -> Path | None:
-    """The newest run folder started by exactly ``command`` that has no ``summary.json`` yet (a killed run)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", env_id)
-    candidates = []
-    for folder in (log_folder / algo).glob(f"{safe}_*"):
-        match = re.fullmatch(rf"{re.escape(safe)}_(\d+)", folder.name)
-        command_file = folder / "command.txt"
-        if match and command_file.exists() and not (folder / "summary.json").exists():
-            if command_file.read_text().strip() == command:
-                candidates.append((int(match.group(1)), folder))
-    return max(candidates)[1] if candidates else None
+def check_args(args: argparse.Namespace) -> None:
+    """One line for every flag value that cannot work, before anything is built or written."""
+    if args.n_timesteps is not None and args.n_timesteps < 1:
+        raise ConfigError(f"-n must be an env-step budget >= 1 (got {args.n_timesteps})")
+    if args.seed is not None and not 0 <= args.seed < MAX_SEED:
+        raise ConfigError(f"--seed must be in [0, 2**31) (got {args.seed})")
+    cpus = os.cpu_count() or 1
+    if not 1 <= args.num_threads <= 4 * cpus:
+        raise ConfigError(f"--num-threads must be in 1..{4 * cpus} (this machine has {cpus} CPUs; got {args.num_threads})")
+    if args.n_workers < 1:
+        raise ConfigError(f"--n-workers must be >= 1 (got {args.n_workers})")
+    if args.eval_episodes < 1:
+        raise ConfigError(f"--eval-episodes must be >= 1 (got {args.eval_episodes})")
+    if not args.heartbeat_timeout > 0:
+        raise ConfigError(f"--heartbeat-timeout must be > 0 seconds (got {args.heartbeat_timeout})")
+    if args.n_trials < 1 or args.n_seeds < 1:
+        raise ConfigError("--n-trials and --n-seeds must be >= 1")
+    if args.join and (args.storage is None or args.study_name is None):
+        raise ConfigError("--join needs the run's --storage and --study-name")
+    if args.trained_agent is not None and args.yaml_file is not None:
+        raise ConfigError("-i continues a saved model with its own settings; give changes with -params, not -yaml")
+    if args.tensorboard_log is not None:
+        try:
+            Path(args.tensorboard_log).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot write to the TensorBoard folder {args.tensorboard_log}: {exc.strerror}") from None
 
 
 def run(argv: list[str]) -> Path | None:
@@ -221,58 +220,139 @@ def run(argv: list[str]) -> Path | None:
 
     With ``--storage`` and ``--study-name`` of a run in progress elsewhere, work for that run instead (returns None)."""
     args = make_parser().parse_args(argv)
-    if args.n_timesteps is not None and args.n_timesteps < 1:
-        raise ConfigError(f"-n must be an env-step budget >= 1 (got {args.n_timesteps})")
-    if args.num_threads > 0:
-        torch.set_num_threads(args.num_threads)
-    if args.n_workers < 1:
-        raise ConfigError(f"--n-workers must be >= 1 (got {args.n_workers})")
-    if args.eval_episodes < 1:
-        raise ConfigError(f"--eval-episodes must be >= 1 (got {args.eval_episodes})")
-    if not args.heartbeat_timeout > 0:
-        raise ConfigError(f"--heartbeat-timeout must be > 0 seconds (got {args.heartbeat_timeout})")
+    check_args(args)
+    torch.set_num_threads(args.num_threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "[I ...] A new study created" lines are noise here
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
     hyperparams = load_hyperparams(args.env, args.yaml_file, args.algo)
     overrides = parse_key_values(args.hyperparams, "-params")
     command = shlex.join(["python", "-m", "sb3_neppo.train", *argv])
     if args.algo != "neppo":
-        return run_baseline(args, env_kwargs, merge_hyperparams(hyperparams, overrides), command)
+        return run_baseline(args, env_kwargs, hyperparams, overrides, command)
     if overrides.get("potential", hyperparams.get("potential")) != hyperparams.get("potential"):
         hyperparams.pop("potential_kwargs", None)  # the file's kwargs belong to the potential being replaced
-    hyperparams = merge_hyperparams(hyperparams, overrides)
-    config = NePPOConfig.from_dict(hyperparams)
-
-    folder = find_unfinished_run(Path(args.log_folder), args.algo, args.env, command)
+    config, env_kwargs = run_config(args, merge_hyperparams(hyperparams, overrides), overrides, env_kwargs)
+    log_folder = Path(args.log_folder)
+    if args.join:
+        return join(args, open_storage(args.storage, log_folder), args.study_name, config, env_kwargs)
     if args.optimize_hyperparameters:
-        return optimize(args, env_kwargs, hyperparams, command, folder)
-    resuming = folder is not None
-    if args.join and (args.storage is None or args.study_name is None):
-        raise ConfigError("--join needs the run's --storage and --study-name")
-    if args.storage is not None and not resuming:
-        name = args.study_name or next_run_folder(Path(args.log_folder), args.algo, args.env, create=False).name
-        storage = open_storage(args.storage, Path(args.log_folder))
-        if args.join or stored_settings(storage, name) is not None:  # a run of this command is in progress: help it
+        return optimize(args, env_kwargs, config.to_dict(), command)
+    unfinished = find_unfinished_run(log_folder, args.algo, args.env, command)
+    if args.storage is not None and unfinished is None:
+        name = args.study_name or next_run_folder(log_folder, args.algo, args.env, create=False).name
+        storage = open_storage(args.storage, log_folder)
+        if stored_settings(storage, name) is not None:  # a run of this command is in progress elsewhere: help it
             return join(args, storage, name, config, env_kwargs)
-    first = yaml.safe_load((folder / "args.yml").read_text()) if resuming else {}  # the first attempt's arguments
+    fresh = None  # a new run's model, built before anything is written: bad input leaves no folder behind
+    if unfinished is None or not (unfinished / STARTED).exists():
+        fresh = build_model(args, config, env_kwargs, args.seed)
+        check_budget(args, fresh)
+    try:
+        claim = claim_run_folder(log_folder, args.algo, args.env, command)
+    except RunInUse as busy:
+        if args.storage is None:
+            raise
+        return join(args, open_storage(args.storage, log_folder), args.study_name or busy.folder.name, config, env_kwargs)
+    try:
+        return train_neppo(args, claim, config, env_kwargs, None if claim.resuming else fresh)
+    except ConfigError:
+        if not claim.resuming and not (claim.path / CHECKPOINT).exists():
+            claim.discard()  # bad input found once the folder was made: nothing of this attempt is kept
+        raise
+    finally:
+        claim.release()
+
+
+def run_config(args: argparse.Namespace, hyperparams: dict, overrides: dict, env_kwargs: dict) -> tuple[NePPOConfig, dict]:
+    """The settings and env arguments the run trains with: the hyperparameter file's entry with ``-params`` applied
+    and ``--env-kwargs`` or, with ``-i``, the saved model's own settings with ``-params`` applied and its own env
+    (what cannot be changed on a trained model is refused, so what is recorded is what runs)."""
+    if args.trained_agent is None:
+        return NePPOConfig.from_dict(hyperparams), env_kwargs
+    if args.optimize_hyperparameters:
+        raise ConfigError("-optimize tunes fresh models; drop -i")
+    data = read_model_data(args.trained_agent)
+    if data["env_id"] != args.env:
+        trained = data["env_id"]
+        raise ConfigError(f"-i {args.trained_agent} was trained on {trained}, not {args.env}; give --env {trained}")
+    if args.env_kwargs is not None and env_kwargs != data["env_kwargs"]:
+        raise ConfigError(
+            f"-i continues the saved model on its own env ({data['env_kwargs']}); drop --env-kwargs, or train a new model"
+        )
+    if args.seed is not None and args.seed != data["seed"]:
+        raise ConfigError(f"-i continues the saved model's random streams (seed {data['seed']}); drop --seed")
+    fixed = [k for k in ("potential", "potential_kwargs", "solver") if k in overrides]
+    if fixed:
+        raise ConfigError(f"-i cannot change {', '.join(fixed)} of a trained model; train a new model instead")
+    saved = {k: v for k, v in data["config"].items() if k != "n_iterations"}
+    saved["n_iterations"] = hyperparams["n_iterations"] if "n_iterations" in hyperparams else NePPOConfig.n_iterations
+    return NePPOConfig.from_dict(merge_hyperparams(saved, overrides)), dict(data["env_kwargs"])
+
+
+def check_budget(args: argparse.Namespace, model: NePPO) -> None:
+    if args.n_timesteps is not None and model.solvers.exact:
+        raise ConfigError("an env-step budget (-n) needs the sampled (sb3) solvers; the exact ones take no env steps")
+
+
+def train_neppo(
+    args: argparse.Namespace, claim: RunFolder, config: NePPOConfig, env_kwargs: dict, model: NePPO | None = None
+) -> Path:
+    """Train NePPO in the claimed run folder (continuing it if it had started) and write its results.
+
+    :param model: a new run's model, already built (else it is built, or loaded from the run's checkpoint)."""
+    folder, resuming = claim.path, claim.resuming
+    first = read_yaml(folder / STARTED) if resuming else {}  # the first attempt's arguments
     seed = first.get("seed") if args.seed is None else args.seed  # resuming: the seed the first attempt drew
     if resuming and (folder / CHECKPOINT).exists():
-        model = NePPO.load(folder / CHECKPOINT)
-    else:
+        model = NePPO.load(folder / CHECKPOINT, env=args.env)
+    elif model is None:
         model = build_model(args, config, env_kwargs, seed)
-    model.verbose, model.n_workers = args.verbose, args.n_workers
+    model.verbose, model.n_workers = args.verbose, worker_count(args.n_workers, model)
+    check_budget(args, model)
     if resuming:  # where this run started (> 0 when it continued a saved model with -i)
         start_iteration, start_timesteps = first.get("start_iteration", 0), first.get("start_timesteps", 0)
     else:
         start_iteration, start_timesteps = model.num_iterations, model.num_timesteps
-    settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": model.seed, "config": config.to_dict()}
-    if not resuming:
-        folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
+        write_yaml_atomic(folder / "config.yml", config.to_dict())
+        extra = {"env_kwargs": model.env_kwargs, "seed": model.seed, "start_iteration": start_iteration}
+        write_yaml_atomic(folder / STARTED, {**vars(args), **extra, "start_timesteps": start_timesteps})
+    settings = {"env": args.env, "env_kwargs": model.env_kwargs, "seed": model.seed, "config": config.to_dict()}
+    storage, name = open_storage(args.storage, folder), args.study_name or folder.name
+    if resuming:
+        check_history(folder, storage, name, args.storage)
+    study, created = open_study(storage, name, settings)
     try:
-        study = open_study(open_storage(args.storage, folder), args.study_name or folder.name, settings)
+        return train_in_study(args, folder, resuming, model, study, config, start_iteration, start_timesteps)
     except ConfigError:
-        if not resuming:
-            shutil.rmtree(folder)  # nothing of this attempt is kept
+        if created and args.storage is not None and not (folder / CHECKPOINT).exists():
+            optuna.delete_study(study_name=name, storage=storage)  # nothing of this attempt is kept
         raise
+
+
+def check_history(folder: Path, storage: BaseStorage, name: str, url: str | None) -> None:
+    """Refuse to resume a run whose study lost the history its folder records (an emptied or replaced journal)."""
+    rows = max(len(read_lines(folder / "progress.csv")) - 1, 0)
+    if not rows and not (folder / CHECKPOINT).exists():
+        return  # killed before its first iteration: nothing to lose
+    if stored_settings(storage, name) is None or not storage.get_all_trials(storage.get_study_id_from_name(name)):
+        where = display_url(url) or str(folder / JOURNAL_NAME)
+        raise ConfigError(
+            f"{folder} has {rows} iterations but its study '{name}' in {where} is missing or empty (emptied or replaced?); "
+            "restore it from a copy, or give another -f to start a new run"
+        )
+
+
+def train_in_study(
+    args: argparse.Namespace,
+    folder: Path,
+    resuming: bool,
+    model: NePPO,
+    study: optuna.Study,
+    config: NePPOConfig,
+    start_iteration: int,
+    start_timesteps: int,
+) -> Path:
+    """Learn with every solve recorded in ``study``, checkpointing after every iteration; write the results."""
     model.recorder = StudyRecorder(study)
     if args.storage is not None and model.solvers.exact:  # microseconds a branch: nothing to share
         JobQueue.refuse_workers(study)
@@ -284,15 +364,8 @@ def run(argv: list[str]) -> Path | None:
                 f"Study '{study.study_name}': other machines join this run with the same command and "
                 f"--study-name {study.study_name}"
             )
-    if not resuming:
-        write_yaml_atomic(folder / "config.yml", config.to_dict())
-        extra = {"env_kwargs": env_kwargs, "seed": model.seed, "start_iteration": start_iteration}
-        extra["start_timesteps"] = start_timesteps
-        write_yaml_atomic(folder / "args.yml", {**vars(args), **extra})
-        (folder / "command.txt").write_text(command + "\n")
-    else:
+    if resuming:
         print(f"Resuming {folder} at iteration {model.num_iterations} (study '{study.study_name}')")
-
     logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim, keep_until=model.num_iterations)
     callbacks: list = [logger]
     tensorboard = TensorBoardLogger(Path(args.tensorboard_log) / folder.name) if args.tensorboard_log else None
@@ -318,6 +391,7 @@ def run(argv: list[str]) -> Path | None:
             model.learn(remaining, callback=[*callbacks, checkpoint], progress_bar=args.progress)
         model.solve_iterate()  # resuming a run killed in its last solve (iterate_solve: final); else a no-op
     finally:
+        model.close()
         logger.close()
         if tensorboard is not None:
             tensorboard.close()
@@ -335,9 +409,46 @@ def run(argv: list[str]) -> Path | None:
     return folder
 
 
-def run_baseline(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str) -> Path:
+def worker_count(requested: int, model: NePPO) -> int:
+    """``--n-workers``, or 1 with a warning where more cannot help."""
+    if requested > 1 and model.solvers.exact:
+        warnings.warn(
+            f"--n-workers {requested} ignored: the exact solvers solve a branch in microseconds, far less than a round "
+            "trip to a worker process; solving in this process (the numbers are the same)",
+            stacklevel=2,
+        )
+        return 1
+    cpus = os.cpu_count() or 1
+    if requested > cpus:
+        warnings.warn(f"--n-workers {requested} is more than this machine's {cpus} CPUs: they will share them", stacklevel=2)
+    return requested
+
+
+def read_yaml(path: Path) -> dict:
+    """A run folder's YAML record (``args.yml``), or one line if it is damaged."""
+    try:
+        data = yaml_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path} ({type(exc).__name__}); restore it, or give another -f to start anew") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a mapping of arguments; restore it, or give another -f to start anew")
+    return data
+
+
+def read_lines(path: Path) -> list[str]:
+    """The complete lines of a text file a killed process may have torn (a last line with no newline is dropped)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    lines = text.split("\n")
+    return lines[:-1]  # the part after the last newline is empty, or torn
+
+
+def run_baseline(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, overrides: dict, command: str) -> Path:
     """``--algo ippo|mappo|maddpg``: train a baseline into a run folder laid out as NePPO's (``progress.csv`` has a row
-    per training round: env steps and each agent's mean true episode return)."""
+    per training round: env steps and each agent's mean true episode return), resumable like a NePPO run: the model
+    checkpoints at its boundaries (``checkpoint_freq`` env steps) and the same command continues from there."""
     for flag, used in (
         ("-optimize", args.optimize_hyperparameters),
         ("--storage", args.storage),
@@ -347,28 +458,83 @@ def run_baseline(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, 
     ):
         if used:
             raise ConfigError(f"{flag} is for --algo neppo only")
-    budget = args.n_timesteps if args.n_timesteps is not None else hyperparams.get("n_timesteps")
-    hyperparams.pop("n_timesteps", None)
-    if not isinstance(budget, int) or budget < 1:
+    budget = overrides.get("n_timesteps", hyperparams.get("n_timesteps")) if args.n_timesteps is None else args.n_timesteps
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise ConfigError(f"--algo {args.algo} needs an env-step budget: -n N (or n_timesteps in hyperparams/{args.algo}.yml)")
+    overrides = {k: v for k, v in overrides.items() if k != "n_timesteps"}
+    log_folder = Path(args.log_folder)
+    unfinished = find_unfinished_run(log_folder, args.algo, args.env, command)
+    fresh = None  # a new run's model, built before anything is written: bad input leaves no folder behind
+    if unfinished is None or not (unfinished / STARTED).exists():
+        fresh = build_baseline(args, env_kwargs, hyperparams, overrides, args.seed)
+    claim = claim_run_folder(log_folder, args.algo, args.env, command)
+    try:
+        model = None if claim.resuming else fresh
+        return train_baseline(args, claim, env_kwargs, hyperparams, overrides, budget, model)
+    except ConfigError:
+        if not claim.resuming and not (claim.path / CHECKPOINT).exists():
+            claim.discard()
+        raise
+    finally:
+        claim.release()
+
+
+def build_baseline(
+    args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, overrides: dict, seed: int | None
+) -> MultiAgentAlgorithm:
+    """A baseline run's model: a fresh one, or a saved one (``-i``) with ``-params`` applied to its own settings."""
     cls = baseline_class(args.algo)
-    if args.trained_agent is not None:
-        if not Path(args.trained_agent).is_file():
-            raise ConfigError(f"-i {args.trained_agent}: no such model file (give a run's model.zip)")
-        model: MultiAgentAlgorithm = cls.load(args.trained_agent)
-        if model.env_id != args.env:
-            raise ConfigError(f"-i {args.trained_agent} was trained on {model.env_id}, not {args.env}")
+    if args.trained_agent is None:
+        config = {k: v for k, v in merge_hyperparams(hyperparams, overrides).items() if k != "n_timesteps"}
+        return cls(args.env, env_kwargs, config, seed, args.verbose)
+    data = read_archive_data(args.trained_agent)
+    if data.get("env_id") != args.env:
+        trained = data.get("env_id")
+        raise ConfigError(f"-i {args.trained_agent} was trained on {trained}, not {args.env}; give --env {trained}")
+    if args.env_kwargs is not None and env_kwargs != data.get("env_kwargs"):
+        raise ConfigError(
+            f"-i continues the saved model on its own env ({data.get('env_kwargs')}); drop --env-kwargs, or train a new model"
+        )
+    if args.seed is not None and args.seed != data.get("seed"):
+        raise ConfigError(f"-i continues the saved model's random streams (seed {data.get('seed')}); drop --seed")
+    model = cls.load(args.trained_agent, config=overrides, env=args.env)
+    model.verbose = args.verbose
+    return model
+
+
+def train_baseline(
+    args: argparse.Namespace,
+    claim: RunFolder,
+    env_kwargs: dict,
+    hyperparams: dict,
+    overrides: dict,
+    budget: int,
+    model: MultiAgentAlgorithm | None,
+) -> Path:
+    """Train a baseline in the claimed run folder (continuing it from its checkpoint if it had started)."""
+    folder, resuming = claim.path, claim.resuming
+    first = read_yaml(folder / STARTED) if resuming else {}
+    if resuming and (folder / CHECKPOINT).exists():
+        model = baseline_class(args.algo).load_checkpoint(folder / CHECKPOINT, env=args.env)
         model.verbose = args.verbose
+    elif model is None:
+        model = build_baseline(args, env_kwargs, hyperparams, overrides, first.get("seed", args.seed))
+    if resuming:
+        start_timesteps = first.get("start_timesteps", 0)
+        print(f"Resuming {folder} at {model.num_timesteps} env steps (round {model.num_rounds})")
     else:
-        model = cls(args.env, env_kwargs, hyperparams, args.seed, args.verbose)
-    folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
-    write_yaml_atomic(folder / "config.yml", {**model.config.to_dict(), "n_timesteps": budget})
-    write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs, "seed": model.seed})
-    (folder / "command.txt").write_text(command + "\n")
+        start_timesteps = model.num_timesteps
+        write_yaml_atomic(folder / "config.yml", {**model.config.to_dict(), "n_timesteps": budget})
+        extra = {"env_kwargs": model.env_kwargs, "seed": model.seed, "start_timesteps": start_timesteps}
+        write_yaml_atomic(folder / STARTED, {**vars(args), **extra})
     tensorboard = configure(str(Path(args.tensorboard_log) / folder.name), ["tensorboard"]) if args.tensorboard_log else None
-    with (folder / "progress.csv").open("w", newline="") as fh:
+    header = ["iteration", "env_steps", *[f"return_{a}" for a in model.agents]]
+    rows = [r for r in csv.reader(read_lines(folder / "progress.csv"))][1:] if resuming else []
+    rows = [r for r in rows if r and r[0].isdigit() and int(r[0]) <= model.num_rounds]  # later rounds are redone
+    with atomic_open(folder / "progress.csv", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    with (folder / "progress.csv").open("a", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["iteration", "env_steps", *[f"return_{a}" for a in model.agents]])
 
         def log_round(log: dict, m: MultiAgentAlgorithm) -> None:
             returns = [log["returns"].get(a, "") for a in m.agents]
@@ -378,17 +544,22 @@ def run_baseline(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, 
                 for agent, value in log["returns"].items():
                     tensorboard.record(f"true_return/{agent}", value)
                 tensorboard.dump(step=log["total_env_steps"])
+            if log["checkpoint"]:
+                m.save_checkpoint(folder / CHECKPOINT)  # atomic: a kill leaves the previous checkpoint or this one
             if args.save_freq > 0 and log["round"] % args.save_freq == 0:
                 m.save(folder / f"model_{log['round']}.zip")
 
         try:
-            model.learn(budget, callback=log_round, progress_bar=args.progress)
+            remaining = start_timesteps + budget - model.num_timesteps
+            if remaining > 0:
+                model.learn(remaining, callback=log_round, progress_bar=args.progress)
         finally:
             if tensorboard is not None:
                 tensorboard.close()
     model.save(folder / "model.zip")
     summary = model.summary()
     write_json_atomic(folder / "summary.json", summary)
+    (folder / CHECKPOINT).unlink(missing_ok=True)
     print(f"{args.algo} on {args.env}: {summary['env_steps']} env steps in {summary['wall_time_s']:.1f} s, seed {model.seed}")
     for agent in model.agents:
         line = f"  {agent:>16}: true return {summary['returns'].get(agent, float('nan')):.4g}"
@@ -402,15 +573,10 @@ def run_baseline(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, 
 
 
 def build_model(args: argparse.Namespace, config: NePPOConfig, env_kwargs: dict, seed: int | None) -> NePPO:
-    """The model a run starts from: a saved one (``-i``) or a fresh one."""
+    """The model a run starts from: a saved one (``-i``, with the run's settings applied) or a fresh one."""
     if args.trained_agent is None:
         return NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
-    if not Path(args.trained_agent).is_file():
-        raise ConfigError(f"-i {args.trained_agent}: no such model file (give a run's model.zip)")
-    model = NePPO.load(args.trained_agent)
-    if model.env_id != args.env:
-        raise ConfigError(f"-i {args.trained_agent} was trained on {model.env_id}, not {args.env}; pass --env {model.env_id}")
-    return model
+    return NePPO.load(args.trained_agent, env=args.env, verbose=args.verbose, **config.model_kwargs())
 
 
 def join(args: argparse.Namespace, storage: BaseStorage, name: str, config: NePPOConfig, env_kwargs: dict) -> None:
@@ -426,7 +592,7 @@ def join(args: argparse.Namespace, storage: BaseStorage, name: str, config: NePP
         time.sleep(0.5)
     seed = (stored or {}).get("seed") if args.seed is None else args.seed
     settings = {"env": args.env, "env_kwargs": env_kwargs, "seed": seed, "config": config.to_dict()}
-    study = open_study(storage, name, settings)  # other settings: one line, nothing written
+    study, _ = open_study(storage, name, settings)  # other settings: one line, nothing written
     queue = JobQueue(study, timeout=args.heartbeat_timeout)
     if not queue.wait_joinable():
         queue.close()
@@ -445,29 +611,41 @@ def join(args: argparse.Namespace, storage: BaseStorage, name: str, config: NePP
     print(f"The run has finished; this worker solved {queue.solved} branches ({queue.env_steps} env steps)")
 
 
-def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str, folder: Path | None) -> Path:
+def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str) -> Path:
     """``-optimize``: a hyperparameter study (see :mod:`sb3_neppo.hpo`), resumable like a training run."""
-    if args.n_trials < 1 or args.n_seeds < 1:
-        raise ConfigError("--n-trials and --n-seeds must be >= 1")
-    resuming = folder is not None
     probe = NePPO(args.env, env_kwargs=env_kwargs, seed=0, **NePPOConfig.from_dict(hyperparams).model_kwargs())
     sampled_solver = not probe.solvers.exact
     settings = {"optimize": True, "env": args.env, "env_kwargs": env_kwargs, "hyperparams": hyperparams}
     settings.update(n_seeds=args.n_seeds, n_timesteps=args.n_timesteps, sampler=args.sampler, pruner=args.pruner)
-    if not resuming:
-        folder = next_run_folder(Path(args.log_folder), args.algo, args.env)
+    claim = claim_run_folder(Path(args.log_folder), args.algo, args.env, command)
+    folder, resuming = claim.path, claim.resuming
     try:
         storage = open_storage(args.storage, folder)
-        study = open_study(
+        study, _ = open_study(
             storage, args.study_name or folder.name, settings, make_sampler(args.sampler, args.seed), make_pruner(args.pruner)
         )
+        if not resuming:
+            write_yaml_atomic(folder / STARTED, {**vars(args), "env_kwargs": env_kwargs})
     except ConfigError:
         if not resuming:
-            shutil.rmtree(folder)
+            claim.discard()
         raise
-    if not resuming:
-        write_yaml_atomic(folder / "args.yml", {**vars(args), "env_kwargs": env_kwargs})
-        (folder / "command.txt").write_text(command + "\n")
+    try:
+        return optimize_in_study(args, folder, resuming, study, hyperparams, env_kwargs, sampled_solver)
+    finally:
+        claim.release()
+
+
+def optimize_in_study(
+    args: argparse.Namespace,
+    folder: Path,
+    resuming: bool,
+    study: optuna.Study,
+    hyperparams: dict,
+    env_kwargs: dict,
+    sampled_solver: bool,
+) -> Path:
+    """Run the study's remaining trials and write its report into the run folder."""
     if resuming:  # trials this run's killed process left RUNNING are redone
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             study.tell(trial.number, state=TrialState.FAIL)

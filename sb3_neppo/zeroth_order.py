@@ -7,12 +7,15 @@ is the gradient of the ball-smoothed loss L_δ(w) = E_{v ~ unit ball} L(w + δ v
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from sb3_neppo.errors import ConfigError
+
+LARGE_DIRECTIONS = 10_000  # more than this, and one outer iteration takes minutes even with the exact solvers
 
 SCHEDULES = ("constant", "inv_sqrt")
 
@@ -58,16 +61,22 @@ class ZerothOrderOptimizer:
     project: Callable[[np.ndarray], np.ndarray] = staticmethod(lambda w: w)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        if not self.delta > 0:
-            raise ConfigError(f"delta must be > 0 (got {self.delta}); e.g. -params delta:0.01")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0 (got {self.lr}); e.g. -params lr:0.05")
+        if not 0 < self.delta < np.inf:
+            raise ConfigError(f"delta must be a finite number > 0 (got {self.delta}); e.g. -params delta:0.01")
+        if not 0 < self.lr < np.inf:
+            raise ConfigError(f"lr must be a finite number > 0 (got {self.lr}); e.g. -params lr:0.05")
         if self.lr_schedule not in SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {self.lr_schedule!r})")
         if int(self.n_directions) != self.n_directions or self.n_directions < 1:
             raise ConfigError(f"n_directions must be an integer >= 1 (got {self.n_directions})")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            raise ConfigError(f"max_grad_norm must be > 0 or null (got {self.max_grad_norm})")
+        if self.max_grad_norm is not None and not 0 < self.max_grad_norm < np.inf:
+            raise ConfigError(f"max_grad_norm must be a finite number > 0, or null (got {self.max_grad_norm})")
+        if self.n_directions > LARGE_DIRECTIONS:
+            warnings.warn(
+                f"n_directions {self.n_directions}: every outer iteration solves {2 * self.n_directions} branches "
+                f"(the paper uses 1 to 10); this will take long",
+                stacklevel=2,
+            )
 
     def step_size(self, t: int) -> float:
         """η_t for iteration t (0-based)."""

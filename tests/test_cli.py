@@ -134,7 +134,7 @@ def test_alpha_game_run_folder_numbering_and_overrides(tmp_path):
         (["--env", "matrix", "--env-kwargs", "payoffs:[[[1,2],[3]],[[1,2],[3,4]]]"], "rectangular nested list"),
         (["--env-kwargs", "alpha:1.5"], "alpha must lie in [0, 1]"),
         (["-params", "learning_rate:0.1"], "unknown hyperparameter learning_rate; valid keys:"),
-        (["-params", "delta:-0.1"], "delta must be > 0"),
+        (["-params", "delta:-0.1"], "delta must be a finite number > 0"),
         (["-params", "n_iterations:ten"], "n_iterations must be int"),
         (["--env-kwargs", "alpha"], "entries are key:value"),
         (["--algo", "ppo"], "invalid choice: 'ppo'"),

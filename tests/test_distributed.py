@@ -15,6 +15,7 @@ import torch
 from optuna.trial import TrialState
 
 from sb3_neppo.distributed import decode_state, encode_state
+from sb3_neppo.study import open_rdb
 
 ITERATIONS, DIRECTIONS = 8, 2
 SB3 = "solver_kwargs:{n_envs: 2, br_updates: 1, eval_episodes: 4, ppo: {n_steps: 25, batch_size: 50, n_epochs: 4}}"
@@ -60,7 +61,7 @@ def test_workers_on_other_machines_join_and_a_dead_one_is_replaced(tmp_path, pos
     time.sleep(5)  # the workers wait for the study
     reference = _start(tmp_path / "alone")  # side by side with the shared run: it slows it, and changes no number
     coordinator = _start(tmp_path / "coordinator", *shared)
-    storage = optuna.storages.RDBStorage(postgres_url)
+    storage = open_rdb(postgres_url)  # the coordinator and workers may be creating the schema right now
 
     def study_exists() -> bool:
         try:

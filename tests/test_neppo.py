@@ -114,7 +114,7 @@ def test_load_never_imports_a_module_named_by_the_file(tmp_path):
 
 
 def test_bad_constructor_input():
-    with pytest.raises(ConfigError, match="delta must be > 0"):
+    with pytest.raises(ConfigError, match="delta must be a finite number > 0"):
         NePPO("matrix-alpha", delta=-0.1)
     with pytest.raises(ConfigError, match="unknown solver"):
         NePPO("matrix-alpha", solver="magic")

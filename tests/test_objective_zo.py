@@ -82,12 +82,16 @@ def test_clipping_step_sizes_and_projection():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"delta": -0.1, "lr": 0.05}, "delta must be > 0"),
-        ({"delta": 0.0, "lr": 0.05}, "delta must be > 0"),
-        ({"delta": 0.01, "lr": 0.0}, "lr must be > 0"),
+        ({"delta": -0.1, "lr": 0.05}, "delta must be a finite number > 0"),
+        ({"delta": 0.0, "lr": 0.05}, "delta must be a finite number > 0"),
+        ({"delta": float("inf"), "lr": 0.05}, "delta must be a finite number > 0"),
+        ({"delta": 0.01, "lr": 0.0}, "lr must be a finite number > 0"),
+        ({"delta": 0.01, "lr": float("inf")}, "lr must be a finite number > 0"),
+        ({"delta": 0.01, "lr": float("nan")}, "lr must be a finite number > 0"),
         ({"delta": 0.01, "lr": 0.1, "lr_schedule": "cosine"}, "lr_schedule must be one of"),
         ({"delta": 0.01, "lr": 0.1, "n_directions": 0}, "n_directions must be an integer >= 1"),
-        ({"delta": 0.01, "lr": 0.1, "max_grad_norm": -1}, "max_grad_norm must be > 0"),
+        ({"delta": 0.01, "lr": 0.1, "max_grad_norm": -1}, "max_grad_norm must be a finite number > 0"),
+        ({"delta": 0.01, "lr": 0.1, "max_grad_norm": float("inf")}, "max_grad_norm must be a finite number > 0"),
     ],
 )
 def test_bad_optimizer_settings(kwargs, message):
