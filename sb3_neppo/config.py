@@ -34,7 +34,8 @@ def dataclass_from_dict(cls: type, values: Mapping[str, Any] | None, what: str) 
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values or {}) - set(known))
     if unknown:
-        raise ConfigError(f"unknown {what} {', '.join(unknown)}; valid keys: {', '.join(known)}")
+        hint = "; YAML needs a space after each ':' ({key: value})" if any(":" in str(k) for k in unknown) else ""
+        raise ConfigError(f"unknown {what} {', '.join(map(str, unknown))}; valid keys: {', '.join(known)}{hint}")
     return cls(**dict(values or {}))
 
 

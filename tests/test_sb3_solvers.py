@@ -5,6 +5,7 @@ import pytest
 import torch
 from mpe2 import simple_tag_v3
 
+from sb3_neppo.config import parse_value
 from sb3_neppo.envs.games import alpha_game
 from sb3_neppo.envs.matrix import alpha_env
 from sb3_neppo.errors import ConfigError
@@ -112,3 +113,9 @@ def test_a_bad_ppo_value_on_the_command_line_is_one_line_and_exit_status_2(tmp_p
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err == "error: bad PPO argument: solver_kwargs.ppo.learning_rate must be a number or a callable, got 'abc'\n"
+
+
+def test_a_flow_mapping_without_spaces_gets_a_hint():
+    # YAML reads {n_envs:2} as the single key "n_envs:2"
+    with pytest.raises(ConfigError, match=r"unknown solver_kwargs key n_envs:2; .* YAML needs a space after each ':'"):
+        SB3SolverConfig.from_dict(parse_value("{n_envs:2}"))
