@@ -3,25 +3,36 @@
     python -m sb3_neppo.plot logs/neppo/mpe2.simple_tag_v3_1 logs/neppo/mpe2.simple_tag_v3_2 [-o curves.png]
         [--x auto|env_steps|iteration]
 
-Four panels against env steps (or outer iterations; ``auto``, the default, picks iterations when no run took env steps,
-as with the exact solvers): max regret (each iteration's exact regret where the game has
-one; the evaluator's ``regret.json`` as a point with its 95 % interval at the run's last step), F_i per agent and
-L_β, each agent's true return (``evaluations.npz``, written by ``--eval-freq``; for a baseline, ``--algo ippo|mappo|
+Four panels against env steps (or outer iterations, for a baseline its training rounds; ``auto``, the default, picks
+iterations when no run took env steps, as with the exact solvers; against env steps a run that took none sits at x = 0,
+which a warning says): max regret (each iteration's exact regret where the game has one; the evaluator's
+``regret.json`` as a point with its 95 % interval at the env steps, or iterations, of the model it scored), F_i per agent
+and L_β, each agent's true return (``evaluations.npz``, written by ``--eval-freq``; for a baseline, ``--algo ippo|mappo|
 maddpg``, its training episodes' mean per round from ``progress.csv``), and the potential's parameters (each w_j when
 there are at most 8, else |w|). A run that lacks a source (no regret, no evaluations, no potential) is left out of that
 panel; one colour per run.
 
+Each run is named in the legends by its algorithm and folder, ``ippo/matrix-alpha_1`` (the end of its path from
+``LOG_FOLDER/<algo>/``; ``<algo>: <folder>`` for a run kept elsewhere; the algorithm from ``summary.json``, or
+``args.yml`` for an unfinished run), with more of its path where two runs would still share a name
+(``a/neppo/matrix-alpha_1``, ``b/neppo/matrix-alpha_1``); the same folder given twice is one line.
+
 ``regret.json`` is plotted only when it scored the run's current model (``python -m sb3_neppo.evaluate`` records which:
 file, iterations, env steps): a finished run's ``model.zip`` as its ``summary.json`` describes it, or an unfinished
-run's ``checkpoint.zip`` at the last row of ``progress.csv``. A stale one (say, scored on a checkpoint before the run
-was resumed and finished) is left out with a one-line warning: rerun evaluate to refresh it.
+run's ``checkpoint.zip`` as its ``data.json`` describes it (a baseline checkpoints every ``checkpoint_freq`` env steps,
+so that may be rounds before the last row of ``progress.csv``). Its point sits at that model: for a finished run at
+``summary.json``'s env steps, which for NePPO with ``iterate_solve: final`` are past the last row (the final solve at the
+final w comes after it). With ``keep_best`` the model is the iterate with the lowest L_β, which the legend names
+(``iterate 3 kept``) when it is not the last. A stale one (say, scored on a checkpoint before the run was resumed and
+finished) is left out with a one-line warning: rerun evaluate to refresh it.
 
-Bad input is one line and writes nothing: a folder that is not a run, a ``progress.csv`` with a non-numeric cell, a
-row of the wrong length or without its ``iteration``/``env_steps`` columns, a ``summary.json`` or ``regret.json`` that
-is not valid JSON of the expected shape, an unreadable ``evaluations.npz``, or an ``-o`` that cannot be written. A last
-line of ``progress.csv`` without its line end (a run killed while writing it) is dropped with a warning. ``-o`` without
-an extension gets ``.png``; another extension matplotlib knows (``.pdf``, ``.svg``, ...) picks that format. The image is
-written atomically and the path written is printed.
+Bad input is one line and writes nothing: a folder that is not a run (or one given twice), a ``progress.csv`` with a
+non-numeric cell, a row of the wrong length or without its ``iteration``/``env_steps`` columns, a ``summary.json`` or
+``regret.json`` that is not valid JSON of the expected shape, an unreadable ``evaluations.npz``, an ``args.yml`` that is
+not YAML, a ``checkpoint.zip`` without a readable ``data.json`` (read when an unfinished run has a ``regret.json``), or
+an ``-o`` that cannot be written. A last line of ``progress.csv`` without its line end (a run killed while writing it)
+is dropped with a warning. ``-o`` without an extension gets ``.png``; another extension matplotlib knows (``.pdf``,
+``.svg``, ...) picks that format. The image is written atomically and the path written is printed.
 """
 
 from __future__ import annotations
@@ -31,11 +42,14 @@ import json
 import math
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from sb3_neppo.config import yaml_load
 from sb3_neppo.errors import ConfigError, OneLineParser, first_line, run_command
 from sb3_neppo.io import atomic_open
 
@@ -147,7 +161,25 @@ def read_evaluations(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_regret(path: Path, folder: Path, summary: dict | None, last: dict[str, float]) -> dict | None:
+def checkpoint_counts(path: Path) -> dict[str, int] | None:
+    """The iterations (rounds, for a baseline) and env steps of the model in an unfinished run's ``checkpoint.zip``, from
+    its ``data.json`` (nothing else is read); None when there is no checkpoint."""
+    if not path.exists():
+        return None
+    how = "restore it, or delete regret.json to plot the run without the evaluator's point"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data.json"))
+    except Exception as exc:  # zipfile, zlib, json and OS errors alike: the file is not what train writes
+        raise ConfigError(f"{path} is not a readable model archive ({type(exc).__name__}: {first_line(exc)}); {how}") from None
+    baseline = isinstance(data, dict) and data.get("algo", "neppo") != "neppo"
+    key = "num_rounds" if baseline else "num_iterations"
+    if not (isinstance(data, dict) and is_count(data.get(key)) and is_count(data.get("num_timesteps"))):
+        raise ConfigError(f"{path}: its data.json has no integer '{key}' and 'num_timesteps'; {how}")
+    return {"file": path.name, "iterations": data[key], "env_steps": data["num_timesteps"]}
+
+
+def read_regret(path: Path, folder: Path, summary: dict | None) -> dict | None:
     """The evaluator's ``regret.json`` if it scored the run's current model; else None, with a warning saying why."""
     refresh = REFRESH.format(folder=folder)
     report = read_json(path, refresh)
@@ -172,23 +204,72 @@ def read_regret(path: Path, folder: Path, summary: dict | None, last: dict[str, 
         and is_count(scored.get("env_steps"))
     ):
         raise ConfigError(f"{path}: its 'model' is not {{file, iterations, env_steps}} of the model it scored; {refresh}")
+
+    def describe(m: dict) -> str:
+        return f"{m['file']} at iteration {m['iterations']} ({m['env_steps']} env steps)"
+
     if summary is not None:
         current = {"file": "model.zip", "iterations": summary["iterations"], "env_steps": summary["env_steps"]}
         where = "the run's final model (summary.json)"
-    else:
-        current = {"file": "checkpoint.zip", "iterations": int(last["iteration"]), "env_steps": int(last["env_steps"])}
-        where = "the unfinished run's checkpoint (the last row of progress.csv)"
+    else:  # a baseline checkpoints every checkpoint_freq env steps: its checkpoint may be rounds behind progress.csv
+        current = checkpoint_counts(folder / "checkpoint.zip")
+        where = "the unfinished run's checkpoint"
+        if current is None:
+            warn(f"{path} scored {describe(scored)}, but the unfinished run has no checkpoint.zip; not plotted")
+            return None
     if any(scored[k] != current[k] for k in current):
-
-        def describe(m: dict) -> str:
-            return f"{m['file']} at iteration {m['iterations']} ({m['env_steps']} env steps)"
-
         warn(f"{path} is stale: it scored {describe(scored)}, but {where} is {describe(current)}; not plotted: " + refresh)
         return None
     regret, agents = report.get("regret"), scored.get("agents")
     if isinstance(regret, dict) and isinstance(agents, list) and len(regret) < len(agents):  # evaluate --agents
         report["partial"] = f"max over {len(regret)} of {len(agents)} agents"
     return report
+
+
+def read_algo(folder: Path, summary: dict | None) -> str | None:
+    """The algorithm that trained a run: ``summary.json``'s ``algo``, else (an unfinished run) ``args.yml``'s; None
+    when neither says."""
+    algo = summary.get("algo") if summary is not None else None
+    if isinstance(algo, str) and algo:
+        return algo
+    started = folder / "args.yml"
+    if not started.exists():
+        return None
+    try:
+        data = yaml_load(read_text(started))
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{started} is not valid YAML ({problem}); restore it (sb3_neppo.train wrote it)") from None
+    algo = data.get("algo") if isinstance(data, dict) else None
+    return algo if isinstance(algo, str) and algo else None
+
+
+def run_labels(folders: list[Path], algos: list[str | None]) -> list[str]:
+    """A legend name per run that tells every run apart: the end of its path from its algorithm's folder on
+    (``ippo/matrix-alpha_1``: ``train`` writes ``LOG_FOLDER/<algo>/<env>_<n>``), or ``<algo>: <folder>`` for a run
+    kept elsewhere, with as much more of the path as it takes where two runs would still share a name
+    (``a/neppo/matrix-alpha_1``, ``b/neppo/matrix-alpha_1``). A folder given twice is one line."""
+    paths = [Path(os.path.abspath(folder)) for folder in folders]
+    seen: dict[Path, Path] = {}
+    for folder, path in zip(folders, paths):
+        other = seen.setdefault(path.resolve(), folder)
+        if other is not folder:
+            raise ConfigError(f"{folder} is the run {other} again; give each run folder once")
+    parts = [path.parts[1:] for path in paths]  # without the root
+    under = [algo is None or (len(p) > 1 and p[-2] == algo) for p, algo in zip(parts, algos)]
+    depth = [min(2 if u else 1, len(p)) for p, u in zip(parts, under)]
+
+    def label(i: int) -> str:
+        tail = "/".join(parts[i][-depth[i] :])
+        return tail if under[i] else f"{algos[i]}: {tail}"
+
+    while True:
+        labels = [label(i) for i in range(len(paths))]
+        clashing = [i for i, name in enumerate(labels) if labels.count(name) > 1 and depth[i] < len(parts[i])]
+        if not clashing:
+            return labels
+        for i in clashing:
+            depth[i] += 1
 
 
 def read_run(folder: Path) -> dict:
@@ -222,19 +303,45 @@ def read_run(folder: Path) -> dict:
         summary = read_json(folder / "summary.json", how)
         if not (is_count(summary.get("iterations")) and is_count(summary.get("env_steps"))):
             raise ConfigError(f"{folder / 'summary.json'} has no integer 'iterations' and 'env_steps'; {how}")
+        if is_count(summary.get("selected_iteration")):  # keep_best: the model returns this iterate, not the last
+            run["selected_iteration"] = summary["selected_iteration"]
+    # a NePPO run's progress.csv has L_beta, a baseline's has not (it cannot tell IPPO from MAPPO: args.yml does)
+    run["algo"] = read_algo(folder, summary) or ("neppo" if "L_beta" in names else None)
+    run["label"] = run_labels([folder], [run["algo"]])[0]
     evaluations = folder / "evaluations.npz"
     if evaluations.exists():
         run["evaluations"] = read_evaluations(evaluations)
     regret = folder / "regret.json"
     if regret.exists():
-        report = read_regret(regret, folder, summary, rows[-1])
+        report = read_regret(regret, folder, summary)
         if report is not None:
             run["regret"] = report
     return run
 
 
-def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
-    """Draw the four panels for ``runs`` (see the module docstring) into ``out``, atomically; returns ``out``."""
+def read_runs(folders: list[Path]) -> list[dict]:
+    """:func:`read_run` of each folder, labelled so that no two runs share a legend name (:func:`run_labels`)."""
+    runs = [read_run(folder) for folder in folders]
+    for run, label in zip(runs, run_labels(folders, [run["algo"] for run in runs])):
+        run["label"] = label
+    return runs
+
+
+def x_axis(runs: list[dict], choice: str = "auto") -> str:
+    """``--x``: ``auto`` is env steps when a run took any, else iterations. Against env steps, a run that took none (exact
+    solvers) would sit at x = 0: a one-line warning says so."""
+    stepped = [bool(np.nansum(run["env_steps"]) > 0) for run in runs]
+    if choice == "auto":
+        choice = "env_steps" if any(stepped) else "iteration"
+    if choice == "env_steps" and any(stepped) and not all(stepped):
+        idle = ", ".join(run["label"] for run, took in zip(runs, stepped) if not took)
+        warn(f"{idle} took no env steps (exact solvers): plotted at x = 0 against env steps; --x iteration avoids that")
+    return choice
+
+
+def draw(runs: list[dict], x: str = "env_steps"):
+    """The four panels for ``runs`` (see the module docstring) as a matplotlib Figure, axes in the order regret, F and
+    L_β, returns, potential; close it with ``matplotlib.pyplot.close``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -246,38 +353,51 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     styles = ["-", "--", ":", "-."]
     for k, run in enumerate(runs):
-        color, xs = colors[k % len(colors)], run[x]
+        color, xs, name = colors[k % len(colors)], run[x], run.get("label", run["name"])
         if np.isfinite(run["max_regret"]).any():
-            ax_regret.plot(xs, run["max_regret"], color=color, label=run["name"], **dots)
+            ax_regret.plot(xs, run["max_regret"], color=color, label=name, **dots)
         if "regret" in run:
             report = run["regret"]
-            (low, high), top = report["max_regret_ci"], report["max_regret"]
-            label = f"{run['name']} (evaluator{', ' + report['partial'] if 'partial' in report else ''})"
+            (low, high), top, scored = report["max_regret_ci"], report["max_regret"], report["model"]
+            # at the model it scored: a finished run's final model (NePPO with iterate_solve: final solves once more
+            # after its last row), an unfinished one's checkpoint (a baseline's may be rounds behind its last row)
+            at = scored["env_steps"] if x == "env_steps" else scored["iterations"]
+            notes = ["evaluator"]
+            kept = run.get("selected_iteration")
+            if scored["file"] == "model.zip" and kept is not None and kept != scored["iterations"]:
+                notes.append(f"iterate {kept} kept")  # keep_best: the model is that iterate, not the last one
+            if "partial" in report:
+                notes.append(report["partial"])
             # the interval as reported: a bootstrap interval of a max need not contain the observed max
-            ax_regret.errorbar(xs[-1], (low + high) / 2, yerr=(high - low) / 2, fmt="none", ecolor=color, capsize=4)
-            ax_regret.plot(xs[-1], top, "o", color=color, label=label)
+            ax_regret.errorbar(at, (low + high) / 2, yerr=(high - low) / 2, fmt="none", ecolor=color, capsize=4)
+            ax_regret.plot(at, top, "o", color=color, label=f"{name} ({', '.join(notes)})")
         for j, (agent, values) in enumerate(run["F"].items()):
-            ax_f.plot(xs, values, color=color, linestyle=styles[j % len(styles)], label=f"{run['name']}: {agent}", **dots)
+            ax_f.plot(xs, values, color=color, linestyle=styles[j % len(styles)], label=f"{name}: {agent}", **dots)
         if np.isfinite(run["L_beta"]).any():
-            ax_f.plot(xs, run["L_beta"], color=color, linewidth=2.5, alpha=0.4, label=f"{run['name']}: L_β", **dots)
+            ax_f.plot(xs, run["L_beta"], color=color, linewidth=2.5, alpha=0.4, label=f"{name}: L_β", **dots)
         for j, (agent, values) in enumerate(run["returns"].items()):  # a baseline's training episodes
-            ax_return.plot(xs, values, color=color, linestyle=styles[j % 4], label=f"{run['name']}: {agent}", **dots)
+            ax_return.plot(xs, values, color=color, linestyle=styles[j % 4], label=f"{name}: {agent}", **dots)
         if "evaluations" in run:
             ev = run["evaluations"]
             ex = ev["timesteps"] if x == "env_steps" else ev["iterations"]
             for j, agent in enumerate(ev["agents"]):
-                label = f"{run['name']}: {agent}"
                 mean = ev["results"][:, :, j].mean(axis=1)
-                ax_return.plot(ex, mean, color=color, linestyle=styles[j % 4], label=label, **dots)
+                ax_return.plot(ex, mean, color=color, linestyle=styles[j % 4], label=f"{name}: {agent}", **dots)
         w = run["w"]
         if not np.isfinite(w).any():  # a baseline has no potential
             continue
         if w.shape[1] <= 8:
             for j in range(w.shape[1]):
-                ax_w.plot(xs, w[:, j], color=color, linestyle=styles[j % 4], label=f"{run['name']}: w_{j}", **dots)
+                ax_w.plot(xs, w[:, j], color=color, linestyle=styles[j % 4], label=f"{name}: w_{j}", **dots)
         else:
-            ax_w.plot(xs, np.linalg.norm(w, axis=1), color=color, label=f"{run['name']}: |w| ({w.shape[1]} params)", **dots)
-    xlabel = "env steps" if x == "env_steps" else "outer iteration"
+            ax_w.plot(xs, np.linalg.norm(w, axis=1), color=color, label=f"{name}: |w| ({w.shape[1]} params)", **dots)
+    if x == "env_steps":
+        xlabel = "env steps"
+    else:  # a baseline's row is a training round, far cheaper than NePPO's outer iteration: say which is which
+        neppo = {run.get("algo") == "neppo" for run in runs}
+        xlabel = {frozenset({True}): "outer iteration", frozenset({False}): "training round"}.get(
+            frozenset(neppo), "outer iteration (NePPO) / training round (baselines)"
+        )
     titles = ["max regret (line: exact; point: evaluator, 95 % CI)", "F_i (lines) and L_β (wide)"]
     titles += ["true return per agent (NePPO: evaluation episodes; baselines: training)", "potential parameters (NePPO)"]
     for ax, title in zip(axes.flat, titles):
@@ -287,6 +407,14 @@ def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
         else:
             ax.text(0.5, 0.5, "no data in these runs", ha="center", va="center", transform=ax.transAxes, color="grey")
     fig.tight_layout()
+    return fig
+
+
+def plot_runs(runs: list[dict], out: Path, x: str = "env_steps") -> Path:
+    """Draw the four panels for ``runs`` (:func:`draw`) into ``out``, atomically; returns ``out``."""
+    import matplotlib.pyplot as plt
+
+    fig = draw(runs, x)
     try:
         with atomic_open(out, "wb") as fh:
             fig.savefig(fh, format=out.suffix[1:].lower(), dpi=110)
@@ -327,11 +455,8 @@ def run(argv: list[str]) -> Path:
     parser.add_argument("--x", choices=("auto", "env_steps", "iteration"), default="auto")
     args = parser.parse_args(argv)
     output = output_path(args.output)  # checked before any run is read: a bad -o costs nothing
-    runs = [read_run(folder) for folder in args.runs]
-    x = args.x
-    if x == "auto":
-        x = "env_steps" if any(np.nansum(run["env_steps"]) > 0 for run in runs) else "iteration"
-    out = plot_runs(runs, output, x)
+    runs = read_runs(args.runs)
+    out = plot_runs(runs, output, x_axis(runs, args.x))
     print(f"wrote {out}")
     return out
 
