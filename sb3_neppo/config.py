@@ -17,6 +17,21 @@ from sb3_neppo.errors import ConfigError
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
 
+# The paper's PPO for Simple World Comm (10 epochs, entropy 0.02, gamma 0.9851, GAE 0.95, clip 0.2442, Adam 7e-4, one
+# hidden layer of 64), 25 steps per env copy and update with a minibatch of 400: the default PPO of the SB3 solvers and
+# the baselines on Markov games (n_steps and batch_size are sized from the env: sb3_neppo.defaults).
+PAPER_PPO: dict[str, Any] = {
+    "n_steps": 25,
+    "batch_size": 400,
+    "n_epochs": 10,
+    "learning_rate": 0.0007,
+    "ent_coef": 0.02,
+    "gamma": 0.9851,
+    "gae_lambda": 0.95,
+    "clip_range": 0.2442,
+    "policy_kwargs": {"net_arch": [64]},
+}
+
 MAX_SEED = 2**31  # copies and episodes get seeds offset from it; numpy and gymnasium take seeds below 2**32
 
 
@@ -41,7 +56,9 @@ def dataclass_from_dict(cls: type, values: Mapping[str, Any] | None, what: str) 
 
 @dataclass
 class NePPOConfig:
-    """Settings of one NePPO run (the keys of ``hyperparams/neppo.yml``).
+    """Settings of one NePPO run (the keys of ``hyperparams/neppo.yml``). The defaults are the paper's Markov-game
+    settings (Simple World Comm); a normal-form game gets the file's ``normal-form`` entry on top (the paper's Table 1
+    settings), and :mod:`sb3_neppo.defaults` sizes what depends on the env.
 
     :param potential: ``auto`` (quadratic for normal-form games, state mixer otherwise), ``quadratic``, ``convex``,
         ``state_mixer`` or a ``package.module:Class`` path to a :class:`~sb3_neppo.potentials.Potential` subclass.
@@ -61,21 +78,24 @@ class NePPOConfig:
         iteration warm-starts from the branch with the lowest L_β, whose F is logged) and one solve at the final w.
     :param keep_best: return the iterate with the lowest L_β rather than the last one. Only with exact solvers, where
         L_β is exact and so an unbiased certificate (choosing the minimum of noisy estimates would be biased low).
+    :param n_starts: candidate starts screened by exact L_β (exact solvers, with keep_best): the descent also runs from
+        the best of them, and the result is the lowest certificate of both descents (1: the given start only).
     """
 
     potential: str = "auto"
     potential_kwargs: dict[str, Any] = field(default_factory=dict)
     solver: str = "auto"
     solver_kwargs: dict[str, Any] = field(default_factory=dict)
-    n_iterations: int = 100
-    delta: float = 0.01
-    lr: float = 0.05
-    lr_schedule: str = "inv_sqrt"
-    n_directions: int = 10
-    beta: float = 1e4
-    max_grad_norm: float | None = None
-    iterate_solve: str = "every"
+    n_iterations: int = 10
+    delta: float = 5e-4
+    lr: float = 0.01
+    lr_schedule: str = "constant"
+    n_directions: int = 1
+    beta: float = 1.0
+    max_grad_norm: float | None = 10.0
+    iterate_solve: str = "final"
     keep_best: bool = False
+    n_starts: int = 1
 
     def __post_init__(self) -> None:
         checks = {
@@ -92,6 +112,7 @@ class NePPOConfig:
             "max_grad_norm": (int, float, type(None)),
             "iterate_solve": (str,),
             "keep_best": (bool,),
+            "n_starts": (int,),
         }
         for key, types in checks.items():
             value = getattr(self, key)
@@ -100,6 +121,8 @@ class NePPOConfig:
                 raise ConfigError(f"hyperparameter {key} must be {names}, got {value!r}")
         if self.n_iterations < 1:
             raise ConfigError(f"n_iterations must be >= 1 (got {self.n_iterations})")
+        if self.n_starts < 1:
+            raise ConfigError(f"n_starts must be >= 1 (got {self.n_starts})")
         if self.iterate_solve not in ("every", "final"):
             raise ConfigError(f"iterate_solve must be every or final (got {self.iterate_solve!r})")
         if not 0 < self.beta < np.inf:
@@ -169,9 +192,8 @@ def merge_hyperparams(base: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     return out
 
 
-def load_hyperparams(env_id: str, path: str | Path | None = None, algo: str = "neppo") -> dict[str, Any]:
-    """The settings for ``env_id``: the file's ``default`` entry updated by the ``env_id`` entry."""
-    path = Path(path) if path else HYPERPARAMS_DIR / f"{algo}.yml"
+def read_hyperparams_file(path: Path) -> dict[str, dict[str, Any]]:
+    """A hyperparameter file: a mapping of entries (env ids, ``normal-form``, ``default``) to mappings of settings."""
     try:
         data = yaml_load(path.read_text()) or {}
     except OSError as exc:
@@ -180,6 +202,4 @@ def load_hyperparams(env_id: str, path: str | Path | None = None, algo: str = "n
         raise ConfigError(f"hyperparameter file {path} is not valid YAML") from None
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f"hyperparameter file {path} must map env ids (and 'default') to mappings of settings")
-    merged = dict(data.get("default", {}))
-    merged.update(data.get(env_id, {}))
-    return merged
+    return data

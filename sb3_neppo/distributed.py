@@ -228,7 +228,8 @@ class JobQueue:
         attrs = trial.user_attrs
         regret = None if attrs.get("regret") is None else np.asarray(attrs["regret"])
         F, F_se, steps = np.asarray(attrs["F"]), np.asarray(attrs["F_se"]), int(attrs["env_steps"])
-        return BranchResult(float(trial.value), F, F_se, regret, steps)
+        gain, gain_se = (None if attrs.get(k) is None else np.asarray(attrs[k]) for k in ("gain", "gain_se"))
+        return BranchResult(float(trial.value), F, F_se, regret, steps, gain=gain, gain_se=gain_se)
 
     def state_of(self, trial: FrozenTrial) -> Any:
         """The policies a completed job stored (None if its slot now holds another trial's: NePPO then solves the
@@ -281,6 +282,7 @@ class JobQueue:
     def complete(self, trial: FrozenTrial, result: BranchResult) -> None:
         """Store a solved job's results and complete its trial (ignored if it was failed meanwhile)."""
         attrs = {"F": result.F, "F_se": result.F_se, "regret": result.regret, "env_steps": result.env_steps}
+        attrs.update(gain=result.gain, gain_se=result.gain_se)
         try:
             if result.state is not None:  # in the branch's slot of the study: one iteration's states are kept, not all
                 _, direction, sign = trial_key(trial)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from sb3_neppo import __version__
 from sb3_neppo.config import NePPOConfig, check_seed
+from sb3_neppo.defaults import PROBE_STEPS, episode_length, neppo_settings
 from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy, strategy_from_action
 from sb3_neppo.envs.registry import check_importable, make_env
 from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env
@@ -72,6 +73,16 @@ class IterationLog:
 Callback = Callable[[IterationLog, "NePPO"], "bool | None"]
 
 
+class Default:
+    """The type of :data:`DEFAULT`: "not given, use the run's default" where None means something (no clipping)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT = Default()
+
+
 class Recorder(Protocol):
     """Where NePPO records its solves (see :class:`sb3_neppo.study.StudyRecorder`): keyed (iteration, direction, sign)."""
 
@@ -82,6 +93,11 @@ class Recorder(Protocol):
 
 class NePPO:
     """Find an approximate Nash equilibrium by learning a potential whose cooperative solution has low regret.
+
+    Every hyperparameter left out (None) gets the value the command line would give this game (:mod:`sb3_neppo.defaults`:
+    the paper's Markov-game settings sized from the env, the ``normal-form`` settings for a normal-form game, the env
+    id's entry in ``hyperparams/neppo.yml``); mappings given (``solver_kwargs``) merge into those key by key. So
+    ``NePPO("mpe2.simple_tag_v3", seed=0)`` is ``python -m sb3_neppo.train --env mpe2.simple_tag_v3 --seed 0``.
 
     :param env: a PettingZoo ``ParallelEnv`` or an env id (see :func:`sb3_neppo.envs.make_env`).
     :param potential: a :class:`Potential` instance, or a name (``auto``, ``quadratic``, ``convex``, ``state_mixer``,
@@ -95,34 +111,42 @@ class NePPO:
         ``final`` (the paper's 2m solves per iteration: the next one warm-starts from the branch with the lowest L_β;
         the final iterate is solved once when ``learn`` ends).
     :param keep_best: return the iterate with the lowest exact L_β instead of the last (exact solvers only).
+    :param n_starts: also descend from the best of ``n_starts - 1`` other starts and return the iterate of lowest exact
+        max regret of both descents (exact solvers, with ``keep_best``; see :meth:`_screen_starts`).
     :param potential_kwargs: constructor arguments when ``potential`` is a name.
     :param env_kwargs: arguments of the env when ``env`` is an id.
     :param seed: seed of everything random in the run (drawn and recorded when None).
     :param verbose: 0 silent, 1 one line per iteration.
     :param n_workers: processes that solve the branches of an iteration side by side (1: in this process). The numbers
         are the same for any number of workers.
+    :param hyperparams_file: another hyperparameter file than ``hyperparams/neppo.yml`` (the command line's ``-yaml``).
+    :param config: complete settings (a :class:`~sb3_neppo.config.NePPOConfig`), used as they are, instead of the
+        hyperparameter arguments.
     """
 
     def __init__(
         self,
         env: ParallelEnv | str,
-        potential: Potential | str = "auto",
-        solver: Solvers | str = "auto",
+        potential: Potential | str | None = None,
+        solver: Solvers | str | None = None,
         *,
         solver_kwargs: dict | None = None,
-        delta: float = 0.01,
-        lr: float = 0.05,
-        lr_schedule: str = "inv_sqrt",
-        n_directions: int = 10,
-        beta: float = 1e4,
-        max_grad_norm: float | None = None,
-        iterate_solve: str = "every",
-        keep_best: bool = False,
+        delta: float | None = None,
+        lr: float | None = None,
+        lr_schedule: str | None = None,
+        n_directions: int | None = None,
+        beta: float | None = None,
+        max_grad_norm: float | None | Default = DEFAULT,
+        iterate_solve: str | None = None,
+        keep_best: bool | None = None,
+        n_starts: int | None = None,
         potential_kwargs: dict | None = None,
         env_kwargs: dict | None = None,
         seed: int | None = None,
         verbose: int = 0,
         n_workers: int = 1,
+        hyperparams_file: str | os.PathLike | None = None,
+        config: NePPOConfig | None = None,
     ):
         self.env_id, self.env_kwargs, self.env = _resolve_env(env, env_kwargs)
         self.agents: list[str] = list(self.env.possible_agents)
@@ -132,37 +156,50 @@ class NePPO:
         self.solver_rng = np.random.default_rng([self.seed, 1])  # seeds of the sampled solvers, one per direction
         self.predict_rng = np.random.default_rng([self.seed, 2])
         self.verbose = verbose
-        self.config = NePPOConfig(
-            potential=potential if isinstance(potential, str) else potential_name(potential),
-            potential_kwargs=dict(potential_kwargs or {}),
-            solver=solver if isinstance(solver, str) else type(solver).__name__,
-            solver_kwargs=dict(solver_kwargs or {}),
+        given = dict(
+            potential=potential if potential is None or isinstance(potential, str) else potential_name(potential),
+            potential_kwargs=potential_kwargs,
+            solver=solver if solver is None or isinstance(solver, str) else type(solver).__name__,
+            solver_kwargs=solver_kwargs,
             delta=delta,
             lr=lr,
             lr_schedule=lr_schedule,
             n_directions=n_directions,
             beta=beta,
-            max_grad_norm=max_grad_norm,
             iterate_solve=iterate_solve,
             keep_best=keep_best,
+            n_starts=n_starts,
         )
-        self.solvers = self._make_solvers(solver)
-        if keep_best and iterate_solve == "final":
+        given = {k: v for k, v in given.items() if v is not None}
+        if max_grad_norm is not DEFAULT:
+            given["max_grad_norm"] = max_grad_norm
+        if config is not None and (set(given) - {"potential", "solver"} or hyperparams_file is not None):
+            raise ConfigError(f"give either config or hyperparameters ({', '.join(sorted(given))}), not both")
+        if config is None:  # the settings the command line would use: defaults, hyperparameter file, these arguments
+            config = NePPOConfig.from_dict(neppo_settings(self.env, self.env_id, given, hyperparams_file))
+        self.config = config
+        self.solvers = self._make_solvers(config.solver if solver is None else solver)
+        if config.keep_best and config.iterate_solve == "final":
             raise ConfigError("keep_best selects among solved iterates; use it with iterate_solve: every")
-        if keep_best and not self.solvers.exact:
+        if config.n_starts > 1 and not (self.solvers.exact and config.keep_best):
+            raise ConfigError(
+                "n_starts > 1 returns the best exact certificate over several starts: it needs the exact solvers and "
+                "keep_best: true (-params n_starts:1 for one start)"
+            )
+        if config.keep_best and not self.solvers.exact:
             raise ConfigError(
                 "keep_best needs exact solvers: the minimum of noisy L_β estimates is biased low (-params keep_best:false)"
             )
-        self.potential = self._make_potential(potential)
+        self.potential = self._make_potential(config.potential if potential is None else potential)
         StepEncoder(self.env).check_potential(self.potential)  # one clear line now, not a traceback mid-training
         if self.solvers.exact:
             self.potential.double()  # exact certificates: no float32 rounding in Φ
         self.optimizer = ZerothOrderOptimizer(
-            delta=delta,
-            lr=lr,
-            lr_schedule=lr_schedule,
-            n_directions=n_directions,
-            max_grad_norm=max_grad_norm,
+            delta=config.delta,
+            lr=config.lr,
+            lr_schedule=config.lr_schedule,
+            n_directions=config.n_directions,
+            max_grad_norm=config.max_grad_norm,
             project=self.potential.project_flat,
         )
         self._scratch = copy.deepcopy(self.potential)  # evaluates the branches w ± δu without touching w
@@ -172,16 +209,20 @@ class NePPO:
         self.wall_time_s = 0.0
         self.last_branch: Branch | None = None  # the current iterate
         self.best: tuple[int, Branch] | None = None  # (iteration, branch) with the lowest L_β, when keep_best
+        self.best_start = 0  # which start's descent it came from (0: the given start)
+        self._starts: list[np.ndarray] = []  # the other starts' w (n_starts > 1, exact solvers)
+        self._screened = self.config.n_starts == 1
         self._on_solve: Callable[[], None] | None = None  # progress-bar hook while learn() runs
         self.n_workers = int(n_workers)
         if self.n_workers < 1:
             raise ConfigError(f"n_workers must be >= 1 (got {n_workers})")
-        if self.n_workers > 1 and (not isinstance(solver, str) or self.env_id is None):
+        if self.n_workers > 1 and ((solver is not None and not isinstance(solver, str)) or self.env_id is None):
             raise ConfigError("n_workers > 1 needs an env id and a named solver (workers rebuild the model from them)")
         self._pool: BranchPool | None = None  # started by learn() when n_workers > 1
         self.recorder: Recorder | None = None  # records every solve (sb3_neppo.study.StudyRecorder) when a study drives
         self.queue: JobQueue | None = None  # branches go through the study's job queue (sb3_neppo.distributed) when set
         self._timesteps_offset = 0  # env steps spent before a load, or by solves a recorder already had
+        self._episode_length: int | None = None  # the env's, found when first needed (sb3_neppo.defaults)
 
     # --- construction ---------------------------------------------------------------------------------------------------
 
@@ -250,15 +291,17 @@ class NePPO:
     ) -> NePPO:
         """Run outer iterations of Algorithm 1, continuing from where the last call stopped.
 
-        :param n_iterations: iterations to run (None: until ``total_timesteps`` is spent).
+        :param n_iterations: iterations to run (None: until ``total_timesteps`` is spent or, without a budget, the
+            settings' ``n_iterations``).
         :param callback: called as ``callback(log, model)`` after each iteration; returning False stops training.
         :param progress_bar: show a progress bar (of iterations, or of the env-step budget) with L_β and max regret.
         :param total_timesteps: env-step budget of this call with everything counted (cooperative solves, best
-            responses, evaluation rollouts): training stops after the iteration that crosses it, and always completes
-            at least one. Env steps, not SB3's agent-steps.
+            responses, evaluation rollouts), in env steps, not SB3's agent-steps. An iteration starts only if it fits,
+            with the final solve (``iterate_solve: final``), by its planned cost (:meth:`iteration_cost`, an upper
+            bound), so the budget holds; a budget smaller than one iteration is one clear line.
         """
         if n_iterations is None and total_timesteps is None:
-            raise ConfigError("give n_iterations or total_timesteps (an env-step budget)")
+            n_iterations = self.config.n_iterations  # what the settings say, as the command line runs without -n
         for name, value in (("n_iterations", n_iterations), ("total_timesteps", total_timesteps)):
             if value is not None and (int(value) != value or value < 1):
                 raise ConfigError(f"{name} must be an integer >= 1 (got {value})")
@@ -266,6 +309,11 @@ class NePPO:
             raise ConfigError("an env-step budget needs the sampled (sb3) solvers; the exact ones take no env steps")
         callbacks = [] if callback is None else [callback] if callable(callback) else list(callback)
         budget = None if total_timesteps is None else int(total_timesteps)
+        cost = self.iteration_cost()
+        if budget is not None:
+            self.check_budget(budget)
+        if self.verbose:
+            tqdm.write(f"NePPO on {self.env_id or type(self.env.unwrapped).__name__}: {self.cost_text(cost, budget)}")
         bar = tqdm(
             total=budget if budget is not None else int(n_iterations),
             desc="NePPO",
@@ -279,8 +327,12 @@ class NePPO:
         try:
             if self.policy is None and self.config.iterate_solve == "every":
                 self.solve_iterate()
-            done = 0
+            if not self._screened:
+                self._screen_starts()
+            done, need = 0, cost["iteration"] + (cost["solve"] if self.config.iterate_solve == "final" else 0)
             while n_iterations is None or done < n_iterations:
+                if budget is not None and done and self.num_timesteps - start_steps + need > budget:
+                    break  # the next iteration and the final solve would not fit (planned costs: a resume decides alike)
                 log = self.step()
                 done += 1
                 spent = self.num_timesteps - start_steps
@@ -288,7 +340,7 @@ class NePPO:
                 bar.set_postfix(L=f"{log.objective:.4g}", max_regret="-" if log.regret is None else f"{log.regret.max():.4g}")
                 if self.verbose:
                     tqdm.write(self._format(log))
-                if any(cb(log, self) is False for cb in callbacks) or (budget is not None and spent >= budget):
+                if any(cb(log, self) is False for cb in callbacks):
                     break
             self.solve_iterate()  # 6. π^Φ at the final w (already solved when iterate_solve is every)
         except BaseException:
@@ -299,6 +351,61 @@ class NePPO:
             bar.close()
             self.wall_time_s += time.perf_counter() - start
         return self
+
+    def iteration_cost(self) -> dict[str, int]:
+        """The env steps one outer iteration is planned to take (all 0 with the exact solvers): ``solve`` (one solve:
+        ``cooperative`` K1 × n_envs × n_steps, ``best_responses`` N × K2 × n_envs × n_steps, ``evaluation``
+        eval_episodes × (N + 1) joint policies × the episode length, an upper bound where episodes end early),
+        ``solves`` per iteration (2 per direction, and one at the iterate with ``iterate_solve: every``) and
+        ``iteration``."""
+        solves = 2 * self.config.n_directions + (self.config.iterate_solve == "every")
+        if self.solvers.exact or not isinstance(self.solvers.cooperative, PPOCooperativeSolver):
+            return {"cooperative": 0, "best_responses": 0, "evaluation": 0, "solve": 0, "solves": solves, "iteration": 0}
+        kwargs, n = self.config.solver_kwargs, len(self.agents)
+        n_steps = int(kwargs["ppo"].get("n_steps", 2048))
+        br_steps = int(kwargs["br_ppo"].get("n_steps", n_steps))
+        if self._episode_length is None:
+            self._episode_length = episode_length(self.env) or PROBE_STEPS
+        parts = {
+            "cooperative": kwargs["coop_updates"] * kwargs["n_envs"] * n_steps,
+            "best_responses": n * kwargs["br_updates"] * kwargs["n_envs"] * br_steps,
+            "evaluation": kwargs["eval_episodes"] * (n + 1) * self._episode_length,
+        }
+        solve = sum(parts.values())
+        return {**parts, "solve": solve, "solves": solves, "iteration": solves * solve}
+
+    def check_budget(self, total_timesteps: int) -> None:
+        """One line if ``total_timesteps`` env steps cannot pay for one outer iteration (and the solve of the starting
+        point or the final iterate that goes with it), saying what would."""
+        cost = self.iteration_cost()
+        first = cost["iteration"] + (cost["solve"] if self.policy is None or self.config.iterate_solve == "final" else 0)
+        if total_timesteps >= first:
+            return
+        hint = "fewer env copies, evaluation episodes or directions"
+        if cost["evaluation"] > cost["cooperative"] + cost["best_responses"]:
+            hint = (
+                f"shorter episodes (evaluating a solve plays {cost['evaluation']:,} steps: episodes of "
+                f"{self._episode_length:,} steps), or {hint}"
+            )
+        raise ConfigError(
+            f"a budget of {total_timesteps:,} env steps is less than one outer iteration of this run ({first:,} env steps: "
+            f"{self.cost_text(cost)}); give a budget of at least {first:,}, or {hint}"
+        )
+
+    @staticmethod
+    def cost_text(cost: dict[str, int], budget: int | None = None) -> str:
+        """:meth:`iteration_cost` in words (and what a budget allows)."""
+        if not cost["iteration"]:
+            return "exact solvers, no env steps"
+        text = (
+            f"one outer iteration takes about {cost['iteration']:,} env steps ({cost['solves']} solves of "
+            f"{cost['cooperative']:,} cooperative + {cost['best_responses']:,} best-response + "
+            f"{cost['evaluation']:,} evaluation)"
+        )
+        if budget is not None:
+            iterations = max((budget - cost["solve"]) // cost["iteration"], 0)
+            text += f"; a budget of {budget:,} allows about {iterations} iteration{'s' if iterations != 1 else ''}"
+        return text
 
     def step(self) -> IterationLog:
         """One outer iteration of Algorithm 1 (steps 1-5) from the current w and warm start; returns its log."""
@@ -325,12 +432,61 @@ class NePPO:
             )
         self.potential.set_flat_params(w_next)
         self.num_iterations += 1
+        self._step_other_starts(t, directions)
         if self.config.iterate_solve == "every":  # π^Φ at the new w: logged, and the next warm start
             self._adopt(self._evaluate((self.num_iterations, 0, 0), w_next, self._solver_seed()))
         else:  # the paper's cost: the next iteration starts from the branch with the lowest L_β
             k = int(np.argmin(losses))
             self._adopt(branches[k] if branches[k] is not None else self._replay(keys[k], ws[k], seeds[k]))
         return self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
+
+    # --- several starts (exact solvers) ---------------------------------------------------------------------------------
+
+    def _screen_starts(self) -> None:
+        """With ``n_starts > 1``: besides the given start, descend from the best of ``n_starts - 1`` candidate starts
+        (the potential's :meth:`~sb3_neppo.potentials.Potential.start_points`: for the quadratic potential the pure
+        profiles, lowest max regret first, then random targets), chosen as results are (:meth:`_certificate`: the exact
+        max regret, then L_β). A start costs one solve to screen
+        and its descent one more of each iteration's solves; a descent from uniform targets can stall at a mixed
+        profile of a coordination game while a pure equilibrium has F = 0. The candidates come from their own random
+        stream, so the given start's descent is exactly the one-start run's."""
+        self._screened = True
+        rng = np.random.default_rng([self.seed, 3])
+        candidates = self.potential.start_points(self.config.n_starts - 1, rng, self.game)
+        if not candidates:
+            return
+        solved = [self.solve_at(np.asarray(w, dtype=float)) for w in candidates]
+        best = min(solved, key=self._certificate)
+        self._starts = [best.w]
+        self._consider(best, start=1)
+
+    def _step_other_starts(self, t: int, directions: np.ndarray) -> None:
+        """Step 5 for the other starts' w, on the same directions (their branches are exact solves, not trials). Once the
+        result is an exact equilibrium (max regret 0) no other start can do better, and they stop."""
+        if self._starts and self.best is not None:
+            key = self._certificate(self.best[1])
+            if len(key) == 2 and key[0] <= 0.0:
+                return
+        for k, w in enumerate(self._starts):
+            w_plus, w_minus = self.optimizer.branches(w, directions)
+            loss_plus = [self.solve_at(x).objective for x in w_plus]
+            loss_minus = [self.solve_at(x).objective for x in w_minus]
+            with np.errstate(all="ignore"):
+                self._starts[k], _ = self.optimizer.step(w, t, loss_plus, loss_minus, directions)
+            self._consider(self.solve_at(self._starts[k]), start=k + 1)
+
+    def _certificate(self, branch: Branch) -> tuple[float, ...]:
+        """What ranks solutions for ``keep_best``: the exact L_β; with several starts (``n_starts > 1``), the exact max
+        regret first (a normal-form game with exact solvers knows it exactly, and F only bounds it: at a pure
+        equilibrium whose deviations lose little, F is the potential's own loss and can exceed the regret of a mixed
+        profile with a lower L_β), then L_β."""
+        regret = self.exact_regret(branch) if self.config.n_starts > 1 else None
+        return (branch.objective,) if regret is None else (float(regret.max()), branch.objective)
+
+    def _consider(self, branch: Branch, start: int) -> None:
+        """Keep ``branch`` (of start ``start``) as the result if its exact certificate is the lowest yet."""
+        if self.best is None or self._certificate(branch) < self._certificate(self.best[1]):
+            self.best, self.best_start = (self.num_iterations, branch), start
 
     def close(self) -> None:
         """Stop the worker processes (``n_workers > 1``); a later ``learn`` starts new ones."""
@@ -350,12 +506,18 @@ class NePPO:
             self._adopt(self._evaluate((self.num_iterations, 0, 0), w, self._solver_seed()))
         return self.last_branch
 
+    def _recorded(self, key: tuple[int, int, int]) -> bool:
+        """Whether the solve ``key`` is a trial of the recorder's study: every solve with sampled solvers (a resumed run
+        reads back the ones that completed); with exact ones only the solve at each iterate (``sign`` 0), since
+        branches cost microseconds to redo and a trial per branch would cost a journal write each (about 1 ms)."""
+        return self.recorder is not None and (not self.solvers.exact or key[2] == 0)
+
     def _evaluate(self, key: tuple[int, int, int], w: np.ndarray, seed: int) -> Branch:
         """Solve at ``w`` with ``seed``; a recorder, if any, gets the solve as a trial keyed (iteration, direction, sign)."""
         before = self.num_timesteps
         self.solvers.reseed(seed)
         branch = self.solve_at(w)
-        if self.recorder is not None and self.recorder.lookup(key) is None:
+        if self._recorded(key) and self.recorder.lookup(key) is None:
             steps = self.num_timesteps - before
             self.recorder.record(key, w, branch.objective, branch.F.mean, branch.F.se, self.exact_regret(branch), steps)
         if self._on_solve is not None:
@@ -384,7 +546,7 @@ class NePPO:
         branches: list[Branch | None] = [None] * len(keys)
         pending = []
         for k, key in enumerate(keys):
-            done = self.recorder.lookup(key) if self.recorder is not None else None
+            done = self.recorder.lookup(key) if self._recorded(key) else None
             if done is not None:
                 losses[k] = done[0]
                 self._timesteps_offset += done[1]  # those env steps were spent, before the restart
@@ -402,7 +564,7 @@ class NePPO:
             results = self._branch_pool().solve([(w, seed) for _, w, seed in jobs], self.warm_state(), keep)
             for (key, w, _), r in zip(jobs, results):
                 self._timesteps_offset += r.env_steps
-                if self.recorder is not None:
+                if self._recorded(key):
                     self.recorder.record(key, w, r.objective, r.F, r.F_se, r.regret, r.env_steps)
         else:
             results = [self._evaluate(*job) for job in jobs]  # moves the progress bar itself
@@ -411,7 +573,8 @@ class NePPO:
             if isinstance(r, Branch):
                 branches[k] = r
             elif r.state is not None:
-                branches[k] = Branch(np.array(ws[k]), *self._from_state(r.state), FEstimate(r.F, r.F_se), r.objective)
+                F = FEstimate(r.F, r.F_se, r.gain, r.gain_se)
+                branches[k] = Branch(np.array(ws[k]), *self._from_state(r.state), F, r.objective)
         if self._on_solve is not None:
             self._on_solve()
         return losses, branches
@@ -423,9 +586,8 @@ class NePPO:
 
     def _worker_spec(self) -> dict[str, Any]:
         """The keyword arguments that rebuild this model in a worker process."""
-        kwargs = self.config.model_kwargs()
-        kwargs.update(potential=copy.deepcopy(self.potential), env_kwargs=self.env_kwargs, seed=self.seed)
-        return {"env": self.env_id, **kwargs}
+        spec = {"env": self.env_id, "potential": copy.deepcopy(self.potential), "env_kwargs": self.env_kwargs}
+        return {**spec, "seed": self.seed, "config": self.config}
 
     def warm_state(self) -> tuple:
         """π^Φ and the best responses in a form another process can load (:meth:`set_warm_state`)."""
@@ -456,8 +618,8 @@ class NePPO:
     def _adopt(self, branch: Branch) -> None:
         self.last_branch = branch
         self.policy, self.best_responses = branch.policy, branch.best_responses
-        if self.config.keep_best and (self.best is None or branch.objective < self.best[1].objective):
-            self.best = (self.num_iterations, branch)
+        if self.config.keep_best:
+            self._consider(branch, start=0)
 
     @property
     def result(self) -> Branch:
@@ -562,6 +724,7 @@ class NePPO:
             "solver": self._solver_name(),
             "iterations": self.num_iterations,
             "selected_iteration": self.result_iteration,
+            "selected_start": self.best_start if self.best is not None else 0,
             "env_steps": self.num_timesteps,
             "wall_time_s": round(self.wall_time_s, 4),
             "objective": result.objective,
@@ -578,9 +741,49 @@ class NePPO:
             },
             "hyperparams": self.config.to_dict(),
         }
+        out.update(self.certificate(result))
         if strategies is not None:
             out["strategies"] = {a: x.tolist() for a, x in zip(self.agents, strategies)}
             out["action_names"] = {a: list(n) for a, n in zip(self.agents, self.game.action_names)}
+        return out
+
+    def certificate(self, branch: Branch) -> dict[str, Any]:
+        """What F is worth for ``branch``: ``certificate`` is ``exact`` (exact solvers: max_i F_i bounds every regret,
+        Theorem 3.1) or ``estimate`` (sampled solvers: F is estimated, and bounds regret only as well as π^Φ maximises
+        Φ and the best responses are solved, with their ``best_response_budget``); ``best_response_gain`` (± ``_se``)
+        is what each best response gained over π^Φ, a lower bound on its regret; ``warnings`` say when F ≈ 0 is no
+        evidence (best responses that barely moved)."""
+        if self.solvers.exact:
+            return {"certificate": "exact", "warnings": []}
+        out: dict[str, Any] = {"certificate": "estimate", "warnings": []}
+        if isinstance(self.solvers.cooperative, PPOCooperativeSolver):
+            kwargs = self.config.solver_kwargs
+            steps = kwargs["n_envs"] * int(kwargs["br_ppo"].get("n_steps", kwargs["ppo"].get("n_steps", 2048)))
+            out["best_response_budget"] = {
+                "ppo_updates": kwargs["br_updates"],
+                "env_steps": kwargs["br_updates"] * steps,
+                "warm_start": kwargs["br_warm_start"],
+            }
+        F = branch.F
+        if F.gain is not None:
+            out["best_response_gain"] = dict(zip(self.agents, F.gain.tolist()))
+            out["best_response_gain_se"] = dict(zip(self.agents, F.gain_se.tolist()))
+            still = [a for a, g, se in zip(self.agents, F.gain, F.gain_se) if g <= 2 * se]
+            # F_i - gain_i = Φ(π^Φ) - Φ(deviation): below 0 the deviation raised Φ, so π^Φ is no maximiser of Φ there
+            raised = [a for a, f, g, se in zip(self.agents, F.mean, F.gain, F.gain_se) if g > 2 * se and f - g < -g / 2]
+            if raised:
+                out["warnings"].append(
+                    f"the best responses of {', '.join(raised)} gained over pi^Phi and raised Phi itself (as in a "
+                    "shared-reward game, where Phi is their own return): pi^Phi does not maximise Phi yet (give the "
+                    "cooperative solve more updates), so their F does not bound their regret"
+                )
+            if still:
+                budget = out.get("best_response_budget", {})
+                out["warnings"].append(
+                    f"the best responses of {', '.join(still)} gained nothing measurable over pi^Phi (gain <= 2 SE) with "
+                    f"{budget.get('ppo_updates', '?')} PPO update(s) of {budget.get('env_steps', '?')} env steps: their F "
+                    "near 0 is no evidence of a small regret; measure it with python -m sb3_neppo.evaluate RUN"
+                )
         return out
 
     def _solver_name(self) -> str:
@@ -595,12 +798,11 @@ class NePPO:
     # --- save / load ----------------------------------------------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the model to a zip file atomically (a crash never leaves a half-written file)."""
+        """Write the model to a zip file atomically (a crash never leaves a half-written file). A model built from an
+        env object saves everything but the env (as SB3 does): ``NePPO.load(path, env=...)`` takes it back."""
         path = Path(path)
         if path.suffix != ".zip":
             path = path.with_suffix(".zip")
-        if self.env_id is None:
-            raise ConfigError("cannot save a model whose env has no id; build NePPO from an env id or a matrix game")
         data = {
             "version": __version__,
             "env_id": self.env_id,
@@ -614,11 +816,16 @@ class NePPO:
             "solver_rng_state": self.solver_rng.bit_generator.state,
             "num_timesteps": self.num_timesteps,
             "best": None if self.best is None else {"iteration": self.best[0], "w": self.best[1].w.tolist()},
+            "best_start": self.best_start,
+            "starts": [w.tolist() for w in self._starts],
+            "screened": self._screened,
         }
         files = {"potential.pt": self.potential.state_dict()}
         if not self.solvers.exact and self.last_branch is not None:  # sampled solutions cannot be re-solved on load
             branch = self.last_branch
             data["branch"] = {"w": branch.w.tolist(), "F": branch.F.mean.tolist(), "F_se": branch.F.se.tolist()}
+            if branch.F.gain is not None:
+                data["branch"].update(gain=branch.F.gain.tolist(), gain_se=branch.F.gain_se.tolist())
             files["policy.pt"] = next(iter(branch.policy.policies.values())).state_dict()
             files["best_responses.pt"] = {a: p.state_dict() for a, p in branch.best_responses.items()}
         with atomic_open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -658,6 +865,8 @@ class NePPO:
         if isinstance(env, str):
             if env != data["env_id"]:
                 raise ConfigError(f"{path} was trained on {data['env_id']}, not {env}")
+        elif env is None and data["env_id"] is None:
+            raise ConfigError(f"{path} was built from an env object, which is not saved: pass env=<the env> to NePPO.load")
         elif env is None:
             check_importable(data["env_id"], path)
         if potential is None:
@@ -669,13 +878,20 @@ class NePPO:
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"cannot load NePPO model {path}: its potential settings are invalid ({exc})") from None
         by_id = env is None or isinstance(env, str)
+        extra = {k: config.pop(k) for k in ("verbose", "n_workers") if k in config}
+        if config["solver"] not in ("auto", "exact", "sb3"):
+            config["solver"] = "auto"  # a custom solver bundle is not saved: the run continues with the named ones
+        try:
+            settings = NePPOConfig.from_dict({**config, "n_iterations": NePPOConfig.n_iterations})
+        except ConfigError as exc:
+            raise ConfigError(f"cannot load NePPO model {path}: {exc}") from None
         model = cls(
             data["env_id"] if by_id else env,
             potential=potential,
             env_kwargs=data["env_kwargs"] if by_id else None,
             seed=data["seed"],
-            **{k: v for k, v in config.items() if k not in ("potential", "solver")},
-            solver=config["solver"] if config["solver"] in ("auto", "exact", "sb3") else "auto",
+            config=settings,
+            **extra,
         )
         try:
             model.potential.load_state_dict(tensors["potential.pt"])
@@ -688,7 +904,9 @@ class NePPO:
             if "branch" in data:
                 saved = data["branch"]
                 model.set_warm_state((tensors["policy.pt"], tensors["best_responses.pt"]))
-                F = FEstimate(np.array(saved["F"], dtype=float), np.array(saved["F_se"], dtype=float))
+                F = FEstimate(
+                    *(None if saved.get(k) is None else np.array(saved[k], float) for k in ("F", "F_se", "gain", "gain_se"))
+                )
                 objective = log_sum_exp(F.mean, model.config.beta)
                 model._adopt(Branch(np.array(saved["w"], dtype=float), model.policy, model.best_responses, F, objective))
                 return model
@@ -696,8 +914,11 @@ class NePPO:
             raise ConfigError(
                 f"cannot load NePPO model {path}: it is damaged or from another version ({first_line(exc)})"
             ) from None
+        model._starts = [np.array(w, dtype=float) for w in data.get("starts", [])]
+        model._screened = bool(data.get("screened", model._screened))
         if data.get("best"):
             model.best = (data["best"]["iteration"], model.solve_at(np.array(data["best"]["w"])))
+            model.best_start = int(data.get("best_start", 0))
         model._adopt(model.solve_at(model.potential.get_flat_params()))
         return model
 

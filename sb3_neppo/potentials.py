@@ -8,6 +8,9 @@ The small interface a potential follows (subclass :class:`Potential`):
   reward). Returns ``[B]``. Φ_w(π) is the discounted sum of φ along π's trajectories.
 * ``project_flat(w)``: the projection applied after each zeroth-order step (identity by default).
 * ``get_config()``: constructor keyword arguments, so that :meth:`NePPO.load` can rebuild it.
+* optionally ``encode_state(state)`` / ``forward_encoded(features, actions, rewards)``: a fixed (w-independent)
+  encoding of the state and φ from encoded states, so logs can keep the small encoding instead of a large state
+  (:class:`StateMixerPotential` with ``state_features``). By default the encoding is the identity.
 
 The flat parameter view (:meth:`Potential.get_flat_params` / :meth:`Potential.set_flat_params`) is what the
 zeroth-order step perturbs. Nothing here knows about environments or RL libraries.
@@ -17,12 +20,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sb3_neppo.errors import ConfigError
@@ -38,6 +43,19 @@ class Potential(nn.Module, ABC):
     def get_config(self) -> dict:
         """Constructor keyword arguments (JSON-serialisable)."""
         return {}
+
+    def encode_state(self, state: torch.Tensor) -> torch.Tensor:
+        """The fixed (w-independent) features of the state that φ reads, ``[B, S] -> [B, F]``: the identity here."""
+        return state
+
+    def forward_encoded(self, features: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """φ from states already encoded by :meth:`encode_state` (``forward`` itself when the encoding is the identity)."""
+        return self.forward(features, actions, rewards)
+
+    @property
+    def state_encoding(self) -> tuple | None:
+        """What identifies :meth:`encode_state` (None: the identity): logs of encoded states fit potentials with the same."""
+        return None
 
     @property
     def dim(self) -> int:
@@ -64,6 +82,11 @@ class Potential(nn.Module, ABC):
     def describe(self) -> dict:
         """A readable view of w for reports (e.g. the mixing weights)."""
         return {}
+
+    def start_points(self, n: int, rng: np.random.Generator, game=None) -> list[np.ndarray]:
+        """Up to ``n`` other values of w to start a descent from (``n_starts``, exact solvers); ``game`` is the
+        normal-form game when there is one. None by default: a family says what a meaningful spread of starts is."""
+        return []
 
 
 class RewardMixturePotential(Potential):
@@ -95,27 +118,98 @@ class ConvexCombinationPotential(RewardMixturePotential):
     def describe(self) -> dict:
         return {"weights": torch.softmax(self.logits.detach(), -1).tolist()}
 
+    def start_points(self, n: int, rng: np.random.Generator, game=None) -> list[np.ndarray]:
+        """Each agent's own reward weighted 0.9 (logits 0 and log(9(N-1))), then weights drawn uniformly from the
+        simplex (logits of a flat Dirichlet draw)."""
+        lifted = np.log(9.0 * max(self.n_agents - 1, 1))
+        points = [np.eye(self.n_agents)[i] * lifted for i in range(self.n_agents)]
+        while len(points) < n:
+            points.append(np.log(rng.dirichlet(np.ones(self.n_agents)) + 1e-12))
+        return points[:n]
+
+
+LARGE_STATE = 1024  # states with more values get the state mixer a small encoding by default (build_potential)
+DEFAULT_STATE_FEATURES = 32
+LARGE_POTENTIAL = 10_000  # more parameters than this and the zeroth-order step hardly moves (warn_if_large)
+
 
 class StateMixerPotential(RewardMixturePotential):
-    """The paper's eq. 9: φ = Σ_i softmax(W s + b)_i r_i, zero init (uniform average at start)."""
+    """The paper's eq. 9: φ = Σ_i softmax(W s + b)_i r_i, zero init (uniform average at start).
 
-    def __init__(self, n_agents: int, state_dim: int):
+    With ``state_features = k``, the mixer reads a fixed k-value encoding of the state instead of s itself: the
+    average of each of k equal consecutive blocks of the flattened state (``torch.nn.functional.adaptive_avg_pool1d``),
+    so w has (k + 1) N values instead of (S + 1) N. Why this encoding: a zeroth-order step estimates the gradient from
+    a few random directions, so its error grows with dim(w), and a potential on a raw 560×880×3 frame (pistonball's
+    ``state()``) would have millions of parameters; pooling is fixed (nothing to store or seed: ``state_dim`` and k
+    rebuild it exactly), needs no memory (a random projection matrix would take S × k floats, 189 MB for that frame),
+    costs one pass over the state, and keeps what a linear mixer can use of an image, the average intensity of each
+    band of rows (of neighbouring entries, for a vector state). :func:`build_potential` chooses 32 features by default
+    for states of more than 1,024 values. The rollout evaluator then logs the k features, not the state.
+
+    :param n_agents: number of agents N.
+    :param state_dim: values in the global state S.
+    :param state_features: k, the size of the state's encoding (None: the mixer reads the state itself).
+    """
+
+    def __init__(self, n_agents: int, state_dim: int, state_features: int | None = None):
         super().__init__()
         self.n_agents, self.state_dim = int(n_agents), int(state_dim)
-        self.mixer = nn.Linear(self.state_dim, self.n_agents)
+        if state_features is not None and (
+            isinstance(state_features, bool) or not isinstance(state_features, int) or not 1 <= state_features < state_dim
+        ):
+            raise ConfigError(
+                f"potential_kwargs.state_features must be an integer in [1, {self.state_dim}) (the state has "
+                f"{self.state_dim} values) or null, got {state_features!r}"
+            )
+        self.state_features = state_features
+        self.mixer = nn.Linear(self.state_dim if state_features is None else state_features, self.n_agents)
         nn.init.zeros_(self.mixer.weight)
         nn.init.zeros_(self.mixer.bias)
 
-    def weights(self, state: torch.Tensor) -> torch.Tensor:
+    def encode_state(self, state: torch.Tensor) -> torch.Tensor:
         if state.shape[-1] != self.state_dim:
             raise ConfigError(
                 f"the state has {state.shape[-1]} values but the state-mixer potential was built for {self.state_dim}; "
                 "build the potential for this env's global state"
             )
-        return torch.softmax(self.mixer(state), -1)
+        if self.state_features is None:
+            return state
+        return functional.adaptive_avg_pool1d(state[:, None, :], self.state_features)[:, 0]
+
+    def weights(self, state: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.mixer(self.encode_state(state)), -1)
+
+    def forward_encoded(self, features: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        return (torch.softmax(self.mixer(features), -1) * rewards).sum(-1)
+
+    @property
+    def state_encoding(self) -> tuple | None:
+        return None if self.state_features is None else ("adaptive_avg_pool1d", self.state_dim, self.state_features)
 
     def get_config(self) -> dict:
-        return {"n_agents": self.n_agents, "state_dim": self.state_dim}
+        config = {"n_agents": self.n_agents, "state_dim": self.state_dim}
+        return config if self.state_features is None else {**config, "state_features": self.state_features}
+
+
+_WARNED: set[tuple[str, int]] = set()  # (class, dim) of the potentials warn_if_large has warned about
+
+
+def warn_if_large(potential: Potential) -> None:
+    """One warning (once per process and kind of potential) for a potential whose w is too large for the zeroth-order
+    step to tune (> 10,000 parameters)."""
+    key = (type(potential).__qualname__, potential.dim)
+    if potential.dim <= LARGE_POTENTIAL or key in _WARNED:
+        return
+    _WARNED.add(key)
+    hint = "a potential with fewer parameters"
+    if "state_features" in inspect.signature(type(potential)).parameters:
+        k = DEFAULT_STATE_FEATURES
+        hint = f"potential_kwargs state_features: {k} (a fixed {k}-value encoding of the state)"
+    warnings.warn(
+        f"the potential has {potential.dim:,} parameters, more than the {LARGE_POTENTIAL:,} a zeroth-order step can tune "
+        f"(it estimates the gradient from a few random directions, so w would hardly move); use {hint}",
+        stacklevel=2,
+    )
 
 
 def project_simplex(v: np.ndarray) -> np.ndarray:
@@ -197,6 +291,20 @@ class QuadraticPotential(Potential):
     def project_flat(self, flat: np.ndarray) -> np.ndarray:
         return np.concatenate([project_simplex(p)[1:] for p in self.target_strategies(flat)])
 
+    def start_points(self, n: int, rng: np.random.Generator, game=None) -> list[np.ndarray]:
+        """Targets at the pure profiles of ``game``, lowest max regret first (a pure equilibrium, if there is one, is
+        first, and its F is 0), then targets drawn uniformly from each player's simplex."""
+        points = []
+        if game is not None:
+            payoffs = np.asarray(game.payoffs, dtype=np.float64)  # (n, k_1, ..., k_n)
+            regret = np.max([payoffs[i].max(axis=i, keepdims=True) - payoffs[i] for i in range(len(payoffs))], axis=0)
+            for flat in np.argsort(regret, axis=None, kind="stable")[:n]:
+                profile = np.unravel_index(flat, regret.shape)
+                points.append(np.concatenate([np.eye(k)[a][1:] for k, a in zip(self.n_actions, profile)]))
+        while len(points) < n:
+            points.append(np.concatenate([rng.dirichlet(np.ones(k))[1:] for k in self.n_actions]))
+        return points[:n]
+
     def get_config(self) -> dict:
         return {"n_actions": list(self.n_actions)}
 
@@ -238,10 +346,15 @@ def potential_name(potential: Potential) -> str:
 def build_potential(
     name: str, *, n_agents: int, state_dim: int, n_actions: Sequence[int] | None = None, **kwargs
 ) -> Potential:
-    """Build a potential by name, filling the sizes it needs from the game's (n_agents, state_dim, n_actions)."""
+    """Build a potential by name, filling the sizes it needs from the game's (n_agents, state_dim, n_actions).
+
+    A potential that takes ``state_features`` (the state mixer) gets 32 when the state has more than 1,024 values and
+    ``potential_kwargs`` do not set it (``state_features: null`` keeps the raw state)."""
     cls = potential_class(name)
     sizes = {"n_agents": n_agents, "state_dim": state_dim, "n_actions": n_actions}
     params = inspect.signature(cls).parameters
+    if "state_features" in params and "state_features" not in kwargs and state_dim > LARGE_STATE:
+        kwargs["state_features"] = DEFAULT_STATE_FEATURES
     for key, value in sizes.items():
         if key in params and key not in kwargs:
             if value is None:

@@ -21,7 +21,7 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_neppo.config import load_hyperparams
+from sb3_neppo.config import NePPOConfig
 from sb3_neppo.envs.vec import ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasVecEnv
 from sb3_neppo.errors import ConfigError
@@ -39,12 +39,16 @@ def _multi_agent_env(callback: BaseCallback) -> ParallelVecEnv | VmasVecEnv:
 
 
 def model_solver_config(model: BaseAlgorithm, venv: ParallelVecEnv | VmasVecEnv) -> SB3SolverConfig:
-    """Solver settings from a user's PPO: its network, rollout length, minibatch, epochs, learning rate, γ, GAE λ and
-    entropy, and as many env copies (or worlds) as its VecEnv; so best responses can start from its policy."""
+    """Solver settings from a user's PPO: its network, rollout length, minibatch, epochs, learning rate, γ, GAE λ,
+    clipping, entropy and value coefficients, and as many env copies (or worlds) as its VecEnv; so best responses can
+    start from its policy. Each is set explicitly: what is left out would come from the paper's PPO settings
+    (:data:`~sb3_neppo.config.PAPER_PPO`, the solvers' defaults), not from the user's PPO."""
     n_envs = venv.n_copies if isinstance(venv, ParallelVecEnv) else venv.n_worlds
     m = model
     ppo = dict(n_steps=m.n_steps, batch_size=min(m.batch_size, m.n_steps * n_envs), n_epochs=m.n_epochs)
-    ppo.update(learning_rate=m.learning_rate, gae_lambda=m.gae_lambda, ent_coef=m.ent_coef, policy_kwargs=m.policy_kwargs)
+    ppo.update(learning_rate=m.learning_rate, gamma=m.gamma, gae_lambda=m.gae_lambda, ent_coef=m.ent_coef)
+    ppo.update(vf_coef=m.vf_coef, max_grad_norm=m.max_grad_norm, clip_range=float(m.clip_range(1.0)))
+    ppo["policy_kwargs"] = {**m.policy_kwargs, "net_arch": m.policy.net_arch}  # SB3's default net when none was given
     return SB3SolverConfig(n_envs=n_envs, coop_updates=1, br_updates=1, gamma=m.gamma, ppo=ppo)
 
 
@@ -159,7 +163,7 @@ class NePPOCallback(BaseCallback):
         if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, int) or n_rollouts < 1:
             raise ConfigError(f"n_rollouts must be an integer >= 1 (got {n_rollouts!r})")
         self.n_rollouts, self.seed = n_rollouts, seed
-        defaults = load_hyperparams("mpe2.simple_tag_v3")
+        defaults = NePPOConfig().to_dict()  # the Markov-game outer loop (the paper's Simple World Comm settings)
         keep = ("delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm")
         self.neppo_kwargs = {**{k: defaults[k] for k in keep}, **(neppo_kwargs or {})}
         self.solver_kwargs = solver_kwargs

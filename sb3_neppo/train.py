@@ -29,13 +29,16 @@ import torch
 import yaml
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
+from pettingzoo import ParallelEnv
 from stable_baselines3.common.logger import configure
 
 from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, baseline_class
 from sb3_neppo.baselines.base import read_archive_data
 from sb3_neppo.callbacks import EvalCallback, TensorBoardLogger
-from sb3_neppo.config import MAX_SEED, NePPOConfig, load_hyperparams, merge_hyperparams, parse_key_values, yaml_load
+from sb3_neppo.config import MAX_SEED, NePPOConfig, merge_hyperparams, parse_key_values, yaml_load
+from sb3_neppo.defaults import baseline_settings, neppo_settings
 from sb3_neppo.distributed import JobQueue, serve
+from sb3_neppo.envs.registry import make_env
 from sb3_neppo.errors import ConfigError, OneLineParser, run_command
 from sb3_neppo.hpo import PRUNERS, SAMPLERS, make_pruner, make_sampler, objective_fn, write_report
 from sb3_neppo.io import atomic_open, write_json_atomic, write_yaml_atomic
@@ -184,6 +187,14 @@ def format_summary(summary: dict) -> str:
         lines.append(line)
     if summary.get("max_regret") is not None:
         lines.append(f"max regret = {summary['max_regret']:.6f}")
+    if summary.get("certificate") == "estimate":
+        budget = summary.get("best_response_budget")
+        trained = f" ({budget['ppo_updates']} PPO update(s), {budget['env_steps']} env steps per solve)" if budget else ""
+        lines.append(
+            "F is an estimate: it bounds regret only as well as pi^Phi maximises Phi and the best responses are solved"
+            f"{trained}; measure regret with python -m sb3_neppo.evaluate"
+        )
+    lines += [f"warning: {w}" for w in summary.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -224,14 +235,19 @@ def run(argv: list[str]) -> Path | None:
     torch.set_num_threads(args.num_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "[I ...] A new study created" lines are noise here
     env_kwargs = parse_key_values(args.env_kwargs, "--env-kwargs")
-    hyperparams = load_hyperparams(args.env, args.yaml_file, args.algo)
     overrides = parse_key_values(args.hyperparams, "-params")
     command = shlex.join(["python", "-m", "sb3_neppo.train", *argv])
+    env = make_env(args.env, env_kwargs)  # the defaults depend on the game (sb3_neppo.defaults)
+    try:
+        if args.algo != "neppo":
+            settings_class = baseline_class(args.algo).config_class
+            hyperparams = baseline_settings(args.algo, settings_class, env, args.env, {}, args.yaml_file)
+        else:
+            config, env_kwargs = run_config(args, env, overrides, env_kwargs)
+    finally:
+        env.close()
     if args.algo != "neppo":
         return run_baseline(args, env_kwargs, hyperparams, overrides, command)
-    if overrides.get("potential", hyperparams.get("potential")) != hyperparams.get("potential"):
-        hyperparams.pop("potential_kwargs", None)  # the file's kwargs belong to the potential being replaced
-    config, env_kwargs = run_config(args, merge_hyperparams(hyperparams, overrides), overrides, env_kwargs)
     log_folder = Path(args.log_folder)
     if args.join:
         return join(args, open_storage(args.storage, log_folder), args.study_name, config, env_kwargs)
@@ -246,7 +262,7 @@ def run(argv: list[str]) -> Path | None:
     fresh = None  # a new run's model, built before anything is written: bad input leaves no folder behind
     if unfinished is None or not (unfinished / STARTED).exists():
         fresh = build_model(args, config, env_kwargs, args.seed)
-        check_budget(args, fresh)
+        check_budget(args, fresh, resuming=False)
     try:
         claim = claim_run_folder(log_folder, args.algo, args.env, command)
     except RunInUse as busy:
@@ -263,12 +279,13 @@ def run(argv: list[str]) -> Path | None:
         claim.release()
 
 
-def run_config(args: argparse.Namespace, hyperparams: dict, overrides: dict, env_kwargs: dict) -> tuple[NePPOConfig, dict]:
-    """The settings and env arguments the run trains with: the hyperparameter file's entry with ``-params`` applied
-    and ``--env-kwargs`` or, with ``-i``, the saved model's own settings with ``-params`` applied and its own env
-    (what cannot be changed on a trained model is refused, so what is recorded is what runs)."""
+def run_config(args: argparse.Namespace, env: ParallelEnv, overrides: dict, env_kwargs: dict) -> tuple[NePPOConfig, dict]:
+    """The settings and env arguments the run trains with: the game's defaults with ``-params`` applied
+    (:mod:`sb3_neppo.defaults`, as the Python API) and ``--env-kwargs`` or, with ``-i``, the saved model's own settings
+    with ``-params`` applied and its own env (what cannot be changed on a trained model is refused, so what is
+    recorded is what runs)."""
     if args.trained_agent is None:
-        return NePPOConfig.from_dict(hyperparams), env_kwargs
+        return NePPOConfig.from_dict(neppo_settings(env, args.env, overrides, args.yaml_file)), env_kwargs
     if args.optimize_hyperparameters:
         raise ConfigError("-optimize tunes fresh models; drop -i")
     data = read_model_data(args.trained_agent)
@@ -285,13 +302,16 @@ def run_config(args: argparse.Namespace, hyperparams: dict, overrides: dict, env
     if fixed:
         raise ConfigError(f"-i cannot change {', '.join(fixed)} of a trained model; train a new model instead")
     saved = {k: v for k, v in data["config"].items() if k != "n_iterations"}
-    saved["n_iterations"] = hyperparams["n_iterations"] if "n_iterations" in hyperparams else NePPOConfig.n_iterations
+    saved["n_iterations"] = neppo_settings(env, args.env, {}, args.yaml_file)["n_iterations"]  # this run's length
     return NePPOConfig.from_dict(merge_hyperparams(saved, overrides)), dict(data["env_kwargs"])
 
 
-def check_budget(args: argparse.Namespace, model: NePPO) -> None:
+def check_budget(args: argparse.Namespace, model: NePPO, resuming: bool) -> None:
+    """Refuse, before anything is written, a budget the run cannot use (a resumed run spends what is left of it)."""
     if args.n_timesteps is not None and model.solvers.exact:
         raise ConfigError("an env-step budget (-n) needs the sampled (sb3) solvers; the exact ones take no env steps")
+    if args.n_timesteps is not None and not resuming:
+        model.check_budget(args.n_timesteps)
 
 
 def train_neppo(
@@ -308,7 +328,7 @@ def train_neppo(
     elif model is None:
         model = build_model(args, config, env_kwargs, seed)
     model.verbose, model.n_workers = args.verbose, worker_count(args.n_workers, model)
-    check_budget(args, model)
+    check_budget(args, model, resuming)
     if resuming:  # where this run started (> 0 when it continued a saved model with -i)
         start_iteration, start_timesteps = first.get("start_iteration", 0), first.get("start_timesteps", 0)
     else:
@@ -366,6 +386,9 @@ def train_in_study(
             )
     if resuming:
         print(f"Resuming {folder} at iteration {model.num_iterations} (study '{study.study_name}')")
+    if not model.solvers.exact:
+        budget = None if args.n_timesteps is None else args.n_timesteps - (model.num_timesteps - start_timesteps)
+        print(f"Cost: {model.cost_text(model.iteration_cost(), budget)}")
     logger = CsvLogger(folder / "progress.csv", model.agents, model.potential.dim, keep_until=model.num_iterations)
     callbacks: list = [logger]
     tensorboard = TensorBoardLogger(Path(args.tensorboard_log) / folder.name) if args.tensorboard_log else None
@@ -382,10 +405,11 @@ def train_in_study(
 
     try:
         if args.n_timesteps is not None:
-            spent = model.num_timesteps - start_timesteps
-            if spent < args.n_timesteps or model.policy is None:
-                budget = max(args.n_timesteps - spent, 1)
-                model.learn(total_timesteps=budget, callback=[*callbacks, checkpoint], progress_bar=args.progress)
+            remaining = args.n_timesteps - (model.num_timesteps - start_timesteps)
+            cost = model.iteration_cost()
+            need = cost["iteration"] + (cost["solve"] if model.config.iterate_solve == "final" else 0)
+            if not resuming or remaining >= need:  # a resumed run whose budget is spent only solves its iterate
+                model.learn(total_timesteps=remaining, callback=[*callbacks, checkpoint], progress_bar=args.progress)
         elif model.num_iterations < start_iteration + config.n_iterations:
             remaining = start_iteration + config.n_iterations - model.num_iterations
             model.learn(remaining, callback=[*callbacks, checkpoint], progress_bar=args.progress)
@@ -575,7 +599,7 @@ def train_baseline(
 def build_model(args: argparse.Namespace, config: NePPOConfig, env_kwargs: dict, seed: int | None) -> NePPO:
     """The model a run starts from: a saved one (``-i``, with the run's settings applied) or a fresh one."""
     if args.trained_agent is None:
-        return NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, **config.model_kwargs())
+        return NePPO(args.env, env_kwargs=env_kwargs, seed=seed, verbose=args.verbose, config=config)
     return NePPO.load(args.trained_agent, env=args.env, verbose=args.verbose, **config.model_kwargs())
 
 
@@ -613,7 +637,7 @@ def join(args: argparse.Namespace, storage: BaseStorage, name: str, config: NePP
 
 def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str) -> Path:
     """``-optimize``: a hyperparameter study (see :mod:`sb3_neppo.hpo`), resumable like a training run."""
-    probe = NePPO(args.env, env_kwargs=env_kwargs, seed=0, **NePPOConfig.from_dict(hyperparams).model_kwargs())
+    probe = NePPO(args.env, env_kwargs=env_kwargs, seed=0, config=NePPOConfig.from_dict(hyperparams))
     sampled_solver = not probe.solvers.exact
     settings = {"optimize": True, "env": args.env, "env_kwargs": env_kwargs, "hyperparams": hyperparams}
     settings.update(n_seeds=args.n_seeds, n_timesteps=args.n_timesteps, sampler=args.sampler, pruner=args.pruner)
@@ -652,7 +676,7 @@ def optimize_in_study(
     finished = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
     def build(config: NePPOConfig, seed: int) -> NePPO:
-        return NePPO(args.env, env_kwargs=env_kwargs, seed=seed, n_workers=args.n_workers, **config.model_kwargs())
+        return NePPO(args.env, env_kwargs=env_kwargs, seed=seed, n_workers=args.n_workers, config=config)
 
     def train(model: NePPO, config: NePPOConfig) -> None:
         if args.n_timesteps is not None:

@@ -29,6 +29,8 @@ class BranchResult:
     regret: np.ndarray | None
     env_steps: int
     state: Any = None  # the branch's π^Φ and best responses (NePPO.branch_state), when asked for
+    gain: np.ndarray | None = None  # what each best response gained over π^Φ (FEstimate.gain), with its SE
+    gain_se: np.ndarray | None = None
 
 
 def _init_worker(spec: dict[str, Any]) -> None:
@@ -46,7 +48,8 @@ def solve_branch(model: Any, w: np.ndarray, seed: int, keep_state: bool = False)
     branch = model.solve_at(w)
     state = model.branch_state(branch.policy, branch.best_responses) if keep_state else None
     regret = model.exact_regret(branch)
-    return BranchResult(branch.objective, branch.F.mean, branch.F.se, regret, model.num_timesteps - before, state)
+    steps = model.num_timesteps - before
+    return BranchResult(branch.objective, branch.F.mean, branch.F.se, regret, steps, state, branch.F.gain, branch.F.gain_se)
 
 
 def _solve(w: np.ndarray, seed: int, warm: tuple, keep_state: bool) -> BranchResult:

@@ -178,7 +178,8 @@ def test_tensorboard_and_evaluations(tmp_path):
 
     from sb3_neppo.envs.games import alpha_game
 
-    args = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.2", "--seed", "1", "-params", "n_iterations:4"]
+    # one start: TensorBoard logs the given start's descent, which is then the returned one
+    args = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.2", "--seed", "1", "-params", "n_iterations:4", "n_starts:1"]
     plain = run([*args, "-f", str(tmp_path / "plain")])
     folder = run([*args, "-f", str(tmp_path / "logs"), "-tb", str(tmp_path / "tb"), "--eval-freq", "2"])
     summary = json.loads((folder / "summary.json").read_text())

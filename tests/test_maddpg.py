@@ -11,7 +11,8 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 
 from sb3_neppo.baselines.maddpg import MADDPG, MADDPGConfig
-from sb3_neppo.config import HYPERPARAMS_DIR, load_hyperparams
+from sb3_neppo.config import HYPERPARAMS_DIR
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.solvers.sb3 import start_from
@@ -34,7 +35,7 @@ def mean_return(model: MADDPG, episodes: int = 10) -> float:
 
 
 def test_prisoners_dilemma_pure_actions_learns_to_defect():
-    config = load_hyperparams("prisoners-dilemma", algo="maddpg")
+    config = settings_for("prisoners-dilemma", "maddpg")
     budget = config.pop("n_timesteps")
     model = MADDPG("prisoners-dilemma", {"mixed": False}, config, seed=0).learn(budget)
     summary = model.summary()
@@ -168,15 +169,15 @@ def test_bad_config_is_one_line(values, key):
 
 def test_hyperparams_file():
     data = yaml.safe_load((HYPERPARAMS_DIR / "maddpg.yml").read_text())
-    for env_id in data:  # every entry is a valid config with a budget
-        config = load_hyperparams(env_id, algo="maddpg")
+    for env_id in set(data) - {"default", "normal-form"}:  # every env's entry is a valid config with a budget
+        config = settings_for(env_id, "maddpg")
         assert config.pop("n_timesteps") >= 1
         MADDPGConfig.from_dict(config)
     default = MADDPGConfig.from_dict({k: v for k, v in data["default"].items() if k != "n_timesteps"})
     paper = {"buffer_size": 1_000_000, "batch_size": 1024, "lr": 0.01, "maddpg_gamma": 0.95, "tau": 0.01}
     assert {k: getattr(default, k) for k in paper} == paper
-    assert load_hyperparams("vmas:simple_tag", algo="maddpg")["n_envs"] == 64
-    assert load_hyperparams("mpe2.simple_tag_v3", algo="maddpg")["ppo"]["policy_kwargs"] == {"net_arch": [64]}
-    config = {k: v for k, v in data["prisoners-dilemma"].items() if k != "n_timesteps"}
+    assert settings_for("vmas:simple_tag", "maddpg")["n_envs"] == 64
+    assert settings_for("mpe2.simple_tag_v3", "maddpg")["ppo"]["policy_kwargs"] == {"net_arch": [64]}
+    config = {k: v for k, v in data["normal-form"].items() if k != "n_timesteps"}
     with pytest.raises(ConfigError, match="^tau must be in"):
         MADDPG("prisoners-dilemma", config={**config, "tau": 0})

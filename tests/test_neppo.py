@@ -8,17 +8,18 @@ import pytest
 
 from sb3_neppo import ConvexCombinationPotential, NePPO
 from sb3_neppo.benchmarks.table1 import PAPER, TOLERANCE, run_one
-from sb3_neppo.config import NePPOConfig, load_hyperparams
+from sb3_neppo.config import NePPOConfig
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs import make_env
 from sb3_neppo.errors import ConfigError
 
 
 def paper_settings() -> dict:
-    return NePPOConfig.from_dict(load_hyperparams("matrix-alpha")).model_kwargs()
+    return NePPOConfig.from_dict(settings_for("matrix-alpha")).model_kwargs()
 
 
 def test_hyperparams_are_the_papers_table1_settings():
-    s = load_hyperparams("matrix-alpha")
+    s = settings_for("matrix-alpha")
     assert (s["potential"], s["potential_kwargs"], s["n_iterations"]) == ("quadratic", {"init": 0.75}, 500)
     assert (s["lr"], s["lr_schedule"], s["delta"], s["n_directions"], s["beta"]) == (0.05, "inv_sqrt", 0.01, 10, 1e4)
 
@@ -127,7 +128,13 @@ def test_prisoners_dilemma_quadratic_finds_dd_and_convex_certifies_its_own_failu
     assert quadratic["strategies"] == {"player_0": [0.0, 1.0], "player_1": [0.0, 1.0]}  # (D, D)
     assert max(quadratic["F"].values()) == pytest.approx(0.0, abs=1e-12)
     # no convex combination of the rewards makes (D, D) optimal: NePPO stays at (C, C) and F says so
-    convex = NePPO("prisoners-dilemma", potential="convex", seed=0).learn(50).summary()
+    convex = NePPO("prisoners-dilemma", potential="convex", seed=0, n_starts=1).learn(50).summary()
     assert convex["strategies"] == {"player_0": [1.0, 0.0], "player_1": [1.0, 0.0]}
     assert convex["regret"] == {"player_0": 2.0, "player_1": 2.0}
     assert convex["F"] == pytest.approx({"player_0": 2.5, "player_1": 2.5}, abs=0.05)
+    # with the default starts (one agent's own reward weighted 0.9) the lowest regret it reaches is (C, D), still no
+    # equilibrium, and F still bounds the regret
+    several = NePPO("prisoners-dilemma", potential="convex", seed=0).learn(50).summary()
+    assert several["strategies"] == {"player_0": [1.0, 0.0], "player_1": [0.0, 1.0]} and several["selected_start"] == 1
+    assert several["regret"] == {"player_0": 1.0, "player_1": 0.0}
+    assert all(several["F"][a] >= several["regret"][a] for a in several["agents"])

@@ -58,14 +58,17 @@ def test_mpe2_games_run_end_to_end_with_the_state_mixer(tmp_path, env):
     assert set(actions) == set(observations) and all(model.env.action_space(a).contains(x) for a, x in actions.items())
 
 
-def test_env_step_budget_stops_after_the_crossing_iteration(tmp_path):
+def test_env_step_budget_is_kept_and_one_too_small_for_an_iteration_is_one_line(tmp_path, capsys):
     torch.set_num_threads(1)
-    _, small = _tiny(tmp_path / "a", "mpe2.simple_tag_v3", "n_iterations:100", "-n", "10")
-    assert small["iterations"] == 1  # always at least one outer iteration
+    args = ["--env", "mpe2.simple_tag_v3", "--env-kwargs", "max_cycles:8", "-f", str(tmp_path / "a"), "--seed", "0"]
+    params = ["-params", "solver_kwargs:{n_envs: 2, eval_episodes: 3, ppo: {n_steps: 8, batch_size: 64, n_epochs: 2}}"]
+    assert main([*args, *params, "-n", "10"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: a budget of 10 env steps is less than one outer iteration of this run (600 env steps")
+    assert not (tmp_path / "a").exists() or not list((tmp_path / "a").rglob("summary.json"))
     _, large = _tiny(tmp_path / "b", "mpe2.simple_tag_v3", "n_iterations:100", "-n", "6000")
-    per_iteration = small["env_steps"]  # the first call also solves the starting point, so iterations cost less
-    assert large["env_steps"] >= 6000 and large["iterations"] >= 2
-    assert large["env_steps"] < 6000 + per_iteration
+    # 400 per iteration, 200 for the final solve: the run stops when the next iteration and the final solve would not fit
+    assert large["env_steps"] <= 6000 and large["iterations"] == 14 and large["env_steps"] == 14 * 400 + 200
 
 
 def test_same_seed_same_numbers_and_save_load_restores_the_solution(tmp_path):
@@ -99,7 +102,7 @@ def test_iterate_solve_final_costs_the_papers_two_solves_and_resumes_exactly(tmp
     torch.set_num_threads(1)
     config = dict(n_envs=2, br_updates=1, eval_episodes=3, ppo=dict(n_steps=8, batch_size=16, n_epochs=2, learning_rate=0.02))
     kwargs = dict(env_kwargs={"max_cycles": 8}, solver="sb3", solver_kwargs=config, seed=2, delta=0.05, lr=0.5, n_directions=1)
-    every = NePPO("mpe2.simple_tag_v3", **kwargs).learn(3)
+    every = NePPO("mpe2.simple_tag_v3", iterate_solve="every", **kwargs).learn(3)
     study, _ = open_study(open_storage(None, tmp_path), "final", {})
     final = NePPO("mpe2.simple_tag_v3", iterate_solve="final", **kwargs)
     final.recorder = StudyRecorder(study)

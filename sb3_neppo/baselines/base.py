@@ -8,6 +8,7 @@ and warm-starts each agent's best response from that agent's own actor.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import json
@@ -29,7 +30,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from tqdm.auto import tqdm
 
 from sb3_neppo import __version__
-from sb3_neppo.config import check_seed, dataclass_from_dict, merge_hyperparams
+from sb3_neppo.config import PAPER_PPO, check_seed, dataclass_from_dict, merge_hyperparams
+from sb3_neppo.defaults import baseline_settings
 from sb3_neppo.envs.matrix import MatrixGameEnv, strategy_from_action
 from sb3_neppo.envs.registry import check_importable, make_env
 from sb3_neppo.envs.vec import AgentView
@@ -60,7 +62,7 @@ class BaselineConfig:
     n_envs: int = 16
     gamma: float = 0.99
     squash_actions: bool = True
-    ppo: dict[str, Any] = field(default_factory=dict)
+    ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
     checkpoint_freq: int | None = 50_000
 
     def __post_init__(self) -> None:
@@ -124,10 +126,14 @@ class MultiAgentAlgorithm(ABC):
 
     def __init__(self, env: str, env_kwargs: Mapping | None = None, config: Any = None, seed: int | None = None, verbose=0):
         self.env_id, self.env_kwargs = env, dict(env_kwargs or {})
-        self.config = config if isinstance(config, self.config_class) else self.config_class.from_dict(config)
         self.seed = check_seed(seed)
         self.verbose = verbose
         self.env = self._env_fn()()
+        if not isinstance(config, self.config_class):  # the settings the command line would give (sb3_neppo.defaults)
+            settings = baseline_settings(self.algo, self.config_class, self.env, env, config or {})
+            settings.pop("n_timesteps", None)  # the command line's budget, not a setting of the model
+            config = self.config_class.from_dict(settings)
+        self.config = config
         self.agents: list[str] = list(self.env.possible_agents)
         self.view = AgentView(self.env, squash=self.config.squash_actions)
         self.num_timesteps = 0

@@ -47,6 +47,8 @@ SAMPLED = dict(
         n_epochs=5,
         learning_rate=0.03,
         ent_coef=0.05,
+        gamma=1.0,
+        clip_range=0.2,
         policy_kwargs=dict(net_arch=[], log_std_init=-0.5),
     ),
     br_ppo=dict(learning_rate=0.3, clip_range=1.0, n_epochs=10, ent_coef=0.0),

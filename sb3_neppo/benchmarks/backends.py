@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from sb3_neppo.benchmarks.env_differences import describe
-from sb3_neppo.config import NePPOConfig, load_hyperparams
+from sb3_neppo.config import NePPOConfig
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.neppo import IterationLog, NePPO
 
 BACKENDS = {"mpe2": "mpe2.{}_v3", "vmas": "vmas:{}"}
@@ -30,7 +31,7 @@ BACKENDS = {"mpe2": "mpe2.{}_v3", "vmas": "vmas:{}"}
 
 def run(scenario: str, backend: str, iterations: int, seed: int) -> dict:
     """One NePPO run; its per-iteration log and timing."""
-    settings = load_hyperparams(BACKENDS["mpe2"].format(scenario))  # the same settings on both backends
+    settings = settings_for(BACKENDS["mpe2"].format(scenario))  # the same settings on both backends
     env_id = BACKENDS[backend].format(scenario)
     model = NePPO(env_id, seed=seed, **NePPOConfig.from_dict(settings).model_kwargs())
     logs: list[IterationLog] = []

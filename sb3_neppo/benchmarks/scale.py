@@ -19,12 +19,13 @@ import warnings
 
 import torch
 
-from sb3_neppo.config import NePPOConfig, load_hyperparams
+from sb3_neppo.config import NePPOConfig
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.neppo import NePPO
 
 
 def iterations_per_s(env_id: str, workers: int, iterations: int, directions: int, iterate_solve: str, seed: int) -> float:
-    settings = {**load_hyperparams(env_id), "n_directions": directions, "iterate_solve": iterate_solve}
+    settings = {**settings_for(env_id), "n_directions": directions, "iterate_solve": iterate_solve}
     model = NePPO(env_id, seed=seed, n_workers=workers, **NePPOConfig.from_dict(settings).model_kwargs())
     ends: list[float] = []
     model.learn(iterations + 1, callback=lambda log, m: ends.append(time.perf_counter()))

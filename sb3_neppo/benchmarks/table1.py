@@ -18,7 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
-from sb3_neppo.config import NePPOConfig, load_hyperparams
+from sb3_neppo.config import NePPOConfig
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.games import alpha_game
 from sb3_neppo.io import write_json_atomic
 from sb3_neppo.neppo import NePPO
@@ -41,7 +42,7 @@ TOLERANCE = 0.005  # the acceptance margin over the paper's NePPO value
 def run_one(alpha: float, seed: int, n_iterations: int | None = None) -> dict:
     """One NePPO run on the alpha game with the paper's settings; regrets of the last and the best-certified iterate."""
     torch.set_num_threads(1)
-    config = NePPOConfig.from_dict({**load_hyperparams("matrix-alpha"), "keep_best": True})
+    config = NePPOConfig.from_dict({**settings_for("matrix-alpha"), "keep_best": True, "n_starts": 1})  # the paper's start
     model = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=seed, **config.model_kwargs())
     model.learn(n_iterations or config.n_iterations)
     return {

@@ -25,7 +25,8 @@ import warnings
 import numpy as np
 import torch
 
-from sb3_neppo.config import NePPOConfig, load_hyperparams
+from sb3_neppo.config import NePPOConfig
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import ParallelVecEnv
 from sb3_neppo.neppo import NePPO
@@ -87,7 +88,7 @@ def neppo_steps_per_s(env_id: str, config: NePPOConfig, steps: int, seed: int) -
 
 
 def measure(env_id: str, mode: str, steps: int, seed: int) -> float:
-    config = NePPOConfig.from_dict(load_hyperparams(env_id))
+    config = NePPOConfig.from_dict(settings_for(env_id))
     if mode == "raw":
         return raw_steps_per_s(env_id, steps, seed)
     if mode == "supersuit":

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
-from sb3_neppo.config import load_hyperparams
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.envs.vmas import VmasVecEnv
@@ -46,7 +46,7 @@ def curve(scenario: str, worlds: int, minibatch: int, budget: int, eval_every: i
     potential = StateMixerPotential(len(env.possible_agents), StepEncoder(env).state_dim)
     view = AgentView(env)
     venv = VmasVecEnv(env, worlds, view, potential)
-    ppo = dict(load_hyperparams(f"mpe2.{scenario}_v3")["solver_kwargs"]["ppo"], batch_size=minibatch)
+    ppo = dict(settings_for(f"mpe2.{scenario}_v3")["solver_kwargs"]["ppo"], batch_size=minibatch)
     model = PPO("MlpPolicy", venv, seed=seed, **ppo)
     evaluator = VmasRolloutEvaluator(env, SB3SolverConfig(eval_episodes=EVAL_EPISODES, gamma=1.0), view)
 

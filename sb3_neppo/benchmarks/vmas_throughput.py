@@ -23,7 +23,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
-from sb3_neppo.config import load_hyperparams
+from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasVecEnv
@@ -84,7 +84,7 @@ def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int
         venv = VmasVecEnv(env, worlds, view, potential)
     else:
         venv = ParallelVecEnv(lambda: make_env(env_id, {"max_cycles": 25}), MPE2_COPIES, view, potential)
-    ppo = dict(load_hyperparams("mpe2.simple_tag_v3")["solver_kwargs"]["ppo"], batch_size=batch)
+    ppo = dict(settings_for("mpe2.simple_tag_v3")["solver_kwargs"]["ppo"], batch_size=batch)
     timed = StepTimer(venv)
     model = PPO("MlpPolicy", timed, seed=seed, **ppo)
     timer = RolloutTimer()

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -43,7 +44,9 @@ class FrozenOthersEnv(gym.Env):
         stochastic policy *is* its distribution). Samples come from this env's ``np_random``, so ``reset(seed=...)``
         makes episodes reproducible.
     :param view: present ``agent``'s observations and actions as a shared policy sees them (padding, agent indicator),
-        so a best response can start from the shared policy's weights. None: the agent's own spaces.
+        so a best response can start from the shared policy's weights. None: the agent's own spaces, except that an
+        observation space other than a Box (Discrete, Dict, ...) is flattened as SB3's preprocessing would
+        (:class:`~sb3_neppo.envs.wrappers.FlatObservation`), so any SB3 ``MlpPolicy`` reads it.
     """
 
     metadata = {"render_modes": []}
@@ -64,7 +67,14 @@ class FrozenOthersEnv(gym.Env):
         self.others = others
         self.deterministic = bool(deterministic)
         self.view = view
-        self.observation_space = view.observation_space if view is not None else env.observation_space(agent)
+        own = env.observation_space(agent)
+        self._flat = None if view is not None or isinstance(own, spaces.Box) else self.checker.flat[agent]
+        if view is not None:
+            self.observation_space = view.observation_space
+        elif self._flat is not None:
+            self.observation_space = spaces.Box(self._flat.low, self._flat.high, dtype=np.float32)
+        else:
+            self.observation_space = own
         self.action_space = view.action_space if view is not None else env.action_space(agent)
         self._obs: dict[str, Any] = {}
         self._others_actions: dict | None = None  # set by FrozenOthersVecEnv: this step's actions, computed in a batch
@@ -73,6 +83,8 @@ class FrozenOthersEnv(gym.Env):
     def _observe(self, obs) -> np.ndarray:
         if self.view is not None:
             return self.view.observe(self.agent, obs)
+        if self._flat is not None:
+            return np.zeros(self._flat.size, np.float32) if obs is None else self._flat(obs)
         return np.zeros(self.observation_space.shape, self.observation_space.dtype) if obs is None else obs
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

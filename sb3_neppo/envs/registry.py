@@ -1,17 +1,23 @@
 """Env ids -> PettingZoo parallel envs.
 
 Built-in ids are the normal-form games (``matrix``, ``matrix-alpha``, ``prisoners-dilemma``, ``stag-hunt``,
-``matching-pennies``). ``vmas:<scenario>`` is a VMAS scenario (``vmas:simple_tag``; see :mod:`sb3_neppo.envs.vmas`).
-Any other id containing a dot is read as an importable module path with a ``parallel_env`` factory (e.g.
-``mpe2.simple_tag_v3``), PettingZoo's convention.
+``matching-pennies``); they take precedence. ``vmas:<scenario>`` is a VMAS scenario (``vmas:simple_tag``; see
+:mod:`sb3_neppo.envs.vmas`). Any other id is a user's env, importable from ``sys.path`` or the current directory:
+
+* ``package.module`` or a top-level ``module`` (``my_rps``, for ``my_rps.py`` in the current directory): a module with
+  a ``parallel_env`` factory (e.g. ``mpe2.simple_tag_v3``), PettingZoo's convention;
+* ``package.module:function``: any function (or class) that returns a PettingZoo ``ParallelEnv``. This is also the id a
+  saved model records to rebuild such an env later.
 """
 
 from __future__ import annotations
 
 import collections.abc
 import importlib
+import importlib.util
 import inspect
 import numbers
+import os
 import re
 import sys
 import traceback
@@ -21,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from pettingzoo import ParallelEnv
+from pettingzoo import AECEnv, ParallelEnv
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_neppo.envs.games import NormalFormGame
@@ -142,9 +148,12 @@ def check_arguments(params: Iterable[inspect.Parameter], kwargs: Mapping[str, An
             raise ConfigError(f"{prefix}{param.name} must be {expected}, got {value!r}")
 
 
-def _call_with_kwargs(env_id: str, factory: Callable[..., Any], kwargs: dict, module: Any = None) -> Any:
-    """``factory(**kwargs)``: an argument it does not take is one line naming it. With ``module`` (a user's env
-    module), anything else the factory raises is one line too, naming the env and its arguments."""
+def _call_with_kwargs(
+    env_id: str, factory: Callable[..., Any], kwargs: dict, module: Any = None, users: bool | None = None
+) -> Any:
+    """``factory(**kwargs)``: an argument it does not take is one line naming it. For a user's factory (``users``;
+    default: when ``module``, the user's env module whose ``raw_env`` may give the signature, is given), anything else
+    the factory raises is one line too, naming the env and its arguments."""
     signature = _signature(factory, module)
     if signature is not None:
         check_arguments(signature, kwargs, f"env '{env_id}': ")
@@ -155,7 +164,7 @@ def _call_with_kwargs(env_id: str, factory: Callable[..., Any], kwargs: dict, mo
             raise ConfigError(
                 f"env '{env_id}' takes no argument {', '.join(unknown)}; it accepts: {', '.join(params) or 'none'}"
             )
-    if module is None:
+    if not (module is not None if users is None else users):
         return factory(**kwargs)
     try:
         return factory(**kwargs)
@@ -166,33 +175,54 @@ def _call_with_kwargs(env_id: str, factory: Callable[..., Any], kwargs: dict, mo
         if match and match.group(1) in kwargs:
             known = f"; it accepts: {', '.join(p.name for p in signature) or 'none'}" if signature is not None else ""
             raise ConfigError(f"env '{env_id}' takes no argument {match.group(1)}{known}") from None
-        raise ConfigError(_rejected(env_id, kwargs, exc)) from None
+        raise ConfigError(_rejected(env_id, kwargs, exc, factory)) from None
     except Exception as exc:
-        raise ConfigError(_rejected(env_id, kwargs, exc)) from None
+        raise ConfigError(_rejected(env_id, kwargs, exc, factory)) from None
 
 
-def _rejected(env_id: str, kwargs: dict, exc: Exception) -> str:
+def _rejected(env_id: str, kwargs: dict, exc: Exception, factory: Callable[..., Any]) -> str:
     if not kwargs:
-        return f"env '{env_id}': parallel_env() raised {_describe(exc)}"
+        return f"env '{env_id}': {getattr(factory, '__name__', 'the factory')}() raised {_describe(exc)}"
     given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     return f"env '{env_id}' rejected its arguments ({given}): {_describe(exc)}; check --env-kwargs"
 
 
-def _import_env_module(env_id: str) -> Any:
-    """The user's env module ``env_id`` (a dotted path), or one line saying why it cannot be imported."""
-    if not all(part.isidentifier() for part in env_id.split(".")):
+def _current_directory_on_path() -> None:
+    """A user's env module may sit in the current directory, as ``python -m`` (which puts it first on ``sys.path``)
+    finds it; a console script does not, so it is appended (after everything installed, which it never shadows)."""
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
+def _import_env_module(module_name: str, env_id: str | None = None) -> Any:
+    """The user's env module ``module_name`` (a dotted path, or a top-level name), or one line saying why it cannot be
+    imported (``env_id``: the env id it comes from, for the message)."""
+    env_id = module_name if env_id is None else env_id
+    if not all(part.isidentifier() for part in module_name.split(".")):
         raise ConfigError(
             f"env id '{env_id}' is not a module path: give an absolute dotted path of Python names such as "
-            "mpe2.simple_tag_v3 (no leading or doubled dots)"
+            "mpe2.simple_tag_v3 (no leading or doubled dots), or package.module:function"
         )
+    _current_directory_on_path()
     try:
-        return importlib.import_module(env_id)
+        return importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigError(
-            f"cannot import env module '{env_id}' ({exc}); check the spelling or pip install its package"
+            f"cannot import env module '{module_name}' ({exc}); check the spelling or pip install its package"
         ) from None
     except Exception as exc:  # a SyntaxError, or anything the module raises while it runs
-        raise ConfigError(f"cannot import env module '{env_id}': {_describe(exc)}; fix the module") from None
+        raise ConfigError(f"cannot import env module '{module_name}': {_describe(exc)}; fix the module") from None
+
+
+def _is_top_level_module(name: str) -> bool:
+    """Whether ``name`` is an importable top-level module (from ``sys.path`` or the current directory)."""
+    if not name.isidentifier():
+        return False
+    _current_directory_on_path()
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 TRUSTED_ENV_PACKAGES = ("mpe2", "pettingzoo", "vmas", "sb3_neppo")
@@ -202,12 +232,13 @@ def check_importable(env_id: str | None, source) -> None:
     """A saved file (``source``) may name an env module; importing it runs its code, so a file alone only makes us
     import modules of the env packages we know and modules already imported. The caller allows others by naming the
     env itself (``load(path, env="my.module")``, ``--env my.module``)."""
-    if env_id is None or "." not in env_id or env_id.startswith("vmas:") or env_id in ENVS:
+    if env_id is None or env_id.startswith("vmas:") or env_id in ENVS:
         return
-    if env_id.split(".")[0] in TRUSTED_ENV_PACKAGES or env_id in sys.modules:
+    module = env_id.partition(":")[0]
+    if module.split(".")[0] in TRUSTED_ENV_PACKAGES or module in sys.modules:
         return
     raise ConfigError(
-        f"{source} names the env module {env_id}; importing it runs its code, so pass env={env_id!r} to load "
+        f"{source} names the env module {module}; importing it runs its code, so pass env={env_id!r} to load "
         f"(or --env {env_id}) to allow it"
     )
 
@@ -222,20 +253,50 @@ def make_env(env_id: str, env_kwargs: dict | None = None) -> ParallelEnv:
 
         _check_episode_length(env_id, kwargs, "max_steps")
         return VmasParallelEnv(env_id.removeprefix("vmas:"), **kwargs)
-    if "." not in env_id:
+    if ":" in env_id:
+        return _from_factory(env_id, kwargs)
+    if "." not in env_id and not _is_top_level_module(env_id):
         raise ConfigError(
-            f"unknown env id '{env_id}': use one of {', '.join(sorted(ENVS))}, or an importable PettingZoo module path "
-            "such as mpe2.simple_tag_v3"
+            f"unknown env id '{env_id}': use one of {', '.join(sorted(ENVS))}, an importable PettingZoo module path "
+            "such as mpe2.simple_tag_v3 (or my_env, for a my_env.py with a parallel_env() in the current directory), or "
+            "package.module:function for a function that returns a ParallelEnv"
         )
     module = _import_env_module(env_id)
     factory = getattr(module, "parallel_env", None)
     if not callable(factory):
-        raise ConfigError(f"module '{env_id}' has no parallel_env() factory; give a PettingZoo parallel env module")
+        raise ConfigError(
+            f"module '{env_id}' has no parallel_env() factory; give a PettingZoo parallel env module, or name the "
+            f"function that builds the env: --env {env_id}:<function>"
+        )
     _check_episode_length(env_id, kwargs, "max_cycles")
-    env = _call_with_kwargs(env_id, factory, kwargs, module)
-    if not isinstance(env, ParallelEnv):
-        raise ConfigError(f"'{env_id}'.parallel_env() returned {type(env).__name__}, not a PettingZoo ParallelEnv")
-    return env
+    return _parallel(_call_with_kwargs(env_id, factory, kwargs, module), f"'{env_id}'.parallel_env()")
+
+
+def _from_factory(env_id: str, kwargs: dict) -> ParallelEnv:
+    """The env ``package.module:function`` builds (``function(**kwargs)``), or one line saying why not."""
+    module_name, _, name = env_id.partition(":")
+    if not name.isidentifier():
+        raise ConfigError(
+            f"env id '{env_id}' does not name a function after the ':'; write package.module:function, e.g. my_envs:make_rps"
+        )
+    module = _import_env_module(module_name, env_id)
+    factory = getattr(module, name, None)
+    if factory is None:
+        public = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
+        listed = ", ".join(public[:12]) + (", ..." if len(public) > 12 else "")
+        raise ConfigError(f"module '{module_name}' has no function {name!r} (env id '{env_id}'); it has: {listed or 'none'}")
+    if not callable(factory):
+        raise ConfigError(f"'{env_id}' names {factory!r:.40}, not a function that returns a ParallelEnv")
+    _check_episode_length(env_id, kwargs, "max_cycles")
+    return _parallel(_call_with_kwargs(env_id, factory, kwargs, users=True), f"'{env_id}'")
+
+
+def _parallel(env: Any, made_by: str) -> ParallelEnv:
+    """``env`` if it is a PettingZoo ParallelEnv; else one line saying what ``made_by`` returned instead."""
+    if isinstance(env, ParallelEnv) and not isinstance(env, AECEnv):
+        return env
+    hint = " (an AEC env: wrap it with pettingzoo.utils.conversions.aec_to_parallel)" if isinstance(env, AECEnv) else ""
+    raise ConfigError(f"{made_by} returned {type(env).__name__}, not a PettingZoo ParallelEnv{hint}")
 
 
 def make_vec_env(

@@ -29,7 +29,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env, potential_values, where
+from sb3_neppo.envs.wrappers import FlatObservation, StepEncoder, check_parallel_env, potential_values, where
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import Potential
 
@@ -39,10 +39,13 @@ SQUASH_BOUND = 10.0
 class AgentView:
     """How one shared policy sees and drives agents whose spaces may differ.
 
-    Observations are flattened, zero-padded to the widest agent and (with ``agent_indicator``) followed by a one-hot of
-    the agent. Discrete actions are padded to the largest ``n`` (an action an agent does not have wraps round: ``a mod
-    n_i``); Box actions to the widest agent (extra dims ignored, the rest clipped to the agent's bounds). When every
-    agent has the same spaces and there is no indicator, observations and actions pass through unchanged.
+    Observations are flattened as SB3's preprocessing does for an MLP (:class:`~sb3_neppo.envs.wrappers.FlatObservation`:
+    Discrete and MultiDiscrete one-hot, Box and MultiBinary flattened, images scaled to [0, 1], Dict and Tuple part by
+    part), zero-padded to the widest agent and (with ``agent_indicator``) followed by a one-hot of the agent, so agents
+    whose spaces differ, even in kind, share one Box. Discrete actions are padded to the largest ``n`` (an action an
+    agent does not have wraps round: ``a mod n_i``); Box actions to the widest agent (extra dims ignored, the rest
+    clipped to the agent's bounds). When every agent has the same 1-D Box observation space and there is no indicator,
+    observations pass through unchanged.
 
     With ``squash`` (the default), bounded Box dimensions are reached through a sigmoid: the policy acts on
     u ∈ [-10, 10] (SB3 needs finite bounds; sigmoid(10) = 1 - 5e-5) and ``low + (high - low) · sigmoid(u)`` goes to
@@ -63,20 +66,22 @@ class AgentView:
         self.squash = bool(squash)
         self.obs_spaces = {a: env.observation_space(a) for a in self.agents}
         self.act_spaces = {a: env.action_space(a) for a in self.agents}
-        for agent, space in self.obs_spaces.items():
-            if not isinstance(space, spaces.Box):
-                raise ConfigError(f"observation space of {agent} is {space}; the SB3 solvers need Box observations")
-        self.obs_dim = max(int(np.prod(s.shape)) for s in self.obs_spaces.values())
+        self.flat = {a: FlatObservation(a, space) for a, space in self.obs_spaces.items()}  # one line for a bad space
+        self.obs_dim = max(f.size for f in self.flat.values())
         width = self.obs_dim + (len(self.agents) if self.agent_indicator else 0)
-        lows = [s.low.reshape(-1) for s in self.obs_spaces.values()]
-        highs = [s.high.reshape(-1) for s in self.obs_spaces.values()]
         low, high = np.zeros(width, np.float32), np.ones(width, np.float32)
-        low[: self.obs_dim] = np.min([np.pad(x, (0, self.obs_dim - x.size)) for x in lows], axis=0)
-        high[: self.obs_dim] = np.max([np.pad(x, (0, self.obs_dim - x.size)) for x in highs], axis=0)
+        low[: self.obs_dim] = np.min([np.pad(f.low, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
+        high[: self.obs_dim] = np.max([np.pad(f.high, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.action_space = self._joint_action_space()
         first = next(iter(self.obs_spaces.values()))
-        self.passthrough_obs = not self.agent_indicator and all(s == first for s in self.obs_spaces.values())
+        self.passthrough_obs = (
+            not self.agent_indicator
+            and isinstance(first, spaces.Box)
+            and len(first.shape) == 1
+            and self.flat[self.agents[0]].scale is None
+            and all(s == first for s in self.obs_spaces.values())
+        )
 
     def _joint_action_space(self) -> spaces.Space:
         acts = list(self.act_spaces.values())
@@ -101,7 +106,7 @@ class AgentView:
             return np.zeros(self.observation_space.shape, np.float32) if obs is None else np.asarray(obs, np.float32)
         out = np.zeros(self.observation_space.shape, np.float32)
         if obs is not None:
-            flat = np.asarray(obs, np.float32).reshape(-1)
+            flat = self.flat[agent](obs)
             out[: flat.size] = flat
         if self.agent_indicator:
             out[self.obs_dim + self.index[agent]] = 1.0
@@ -159,7 +164,10 @@ class ParallelVecEnv(VecEnv):
         self.env_steps = 0
         self._actions: np.ndarray | None = None
         self._obs: list[dict] = [{} for _ in self.envs]
-        self._state = np.zeros((self.n_copies, self.encoder.state_dim))
+        # s_t of every copy, float32 (what a potential reads), and the buffer s_{t+1} is written into: swapped each step,
+        # so a large state (an image) is never copied
+        self._state = np.zeros((self.n_copies, self.encoder.state_dim), np.float32)
+        self._next_state = np.zeros_like(self._state)
         self._alive = np.zeros((self.n_copies, self.n_agents), dtype=bool)
         self._returns = np.zeros((self.n_copies, self.n_agents, 2))  # episode return (paid, true) per slot
         self._lengths = np.zeros((self.n_copies, self.n_agents), dtype=int)
@@ -176,7 +184,7 @@ class ParallelVecEnv(VecEnv):
         obs, _ = env.reset(seed=seed, options=options or None)
         self.encoder.observations(obs, 0)
         self._obs[c] = obs
-        self._state[c] = self.encoder.state(env, obs)
+        self.encoder.state(env, obs, out=self._state[c])
         self._alive[c] = [a in obs for a in self.agents]
         self._returns[c] = 0.0
         self._lengths[c] = 0
@@ -204,7 +212,8 @@ class ParallelVecEnv(VecEnv):
     def step_wait(self):
         actions = self._actions.reshape(self.n_copies, self.n_agents, *self._actions.shape[1:])
         n = self.n_agents
-        states = self._state.copy()
+        # s_t stays in `states` (read below); s_{t+1} is written into the other buffer, which becomes self._state
+        states, self._state, self._next_state = self._state, self._next_state, self._state
         action_rows = np.zeros((self.n_copies, n, self.encoder.action_dim))
         true_rewards = np.zeros((self.n_copies, n))
         dones = np.zeros((self.n_copies, n), dtype=bool)
@@ -221,7 +230,7 @@ class ParallelVecEnv(VecEnv):
             action_rows[c] = self.encoder.actions(joint)
             true_rewards[c] = self.encoder.rewards(rewards, joint, t)
             self._obs[c] = {**self._obs[c], **obs}
-            self._state[c] = self.encoder.state(env, obs)
+            self.encoder.state(env, obs, out=self._state[c], step=t)
             left = False
             for i, agent in enumerate(self.agents):
                 if not self._alive[c, i]:
@@ -291,6 +300,8 @@ class ParallelVecEnv(VecEnv):
         return [self.envs[k // self.n_agents] for k in self._get_indices(indices)]
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        if attr_name == "render_mode":  # an env without one renders nothing: None, without SB3's warning on every build
+            return [getattr(env, "render_mode", None) for env in self._copies(indices)]
         return [getattr(env, attr_name) for env in self._copies(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:

@@ -73,21 +73,29 @@ class PolicyEvaluator(_Slot, ABC):
 
 @dataclass
 class FEstimate:
-    """F_i per agent with its standard error, from paired per-episode samples."""
+    """F_i per agent with its standard error, from paired per-episode samples; and what each best response gained
+    over π^Φ, J_i(π_i^J, π^Φ_-i) − J_i(π^Φ) with its standard error (a lower bound on the regret where the best
+    response is solved only approximately; about 0 when it barely moved from π_i, and then F bounds nothing)."""
 
     mean: np.ndarray
     se: np.ndarray
+    gain: np.ndarray | None = None
+    gain_se: np.ndarray | None = None
+
+
+def _mean_se(samples: np.ndarray) -> tuple[float, float]:
+    return float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else 0.0
 
 
 def estimate_f(agents: list[str], coop: Estimate, deviations: Mapping[str, Estimate]) -> FEstimate:
     """F_i from paired samples: episode e of the deviation is compared with episode e at π^Φ (common random numbers)."""
-    means, ses = [], []
+    f, gains = [], []
     for i, agent in enumerate(agents):
         dev = deviations[agent]
-        samples = f_values(coop.potential, dev.potential, coop.returns[:, i], dev.returns[:, i])
-        means.append(float(samples.mean()))
-        ses.append(float(samples.std(ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else 0.0)
-    return FEstimate(np.array(means), np.array(ses))
+        f.append(_mean_se(f_values(coop.potential, dev.potential, coop.returns[:, i], dev.returns[:, i])))
+        gains.append(_mean_se(np.asarray(dev.returns[:, i]) - np.asarray(coop.returns[:, i])))
+    (mean, se), (gain, gain_se) = (np.array(x).T for x in (f, gains))
+    return FEstimate(mean, se, gain, gain_se)
 
 
 @dataclass

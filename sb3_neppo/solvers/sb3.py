@@ -6,26 +6,38 @@
   optimiser, so both branches of a direction start from the same state.
 * :class:`PPOBestResponseSolver` — per agent, PPO for K2 updates on
   :class:`~sb3_neppo.envs.frozen.FrozenOthersEnv` copies (the agent's own true reward, the others frozen), started
-  from the previous best response or from the agent's cooperative policy.
+  from the previous best response or from the agent's cooperative policy. The agents, solved one after another,
+  share one PPO and one set of env copies.
 * :class:`RolloutEvaluator` — J_i and Φ_w by rollouts of π^Φ and of every (BR_i, π^Φ_-i) on the same episode seeds
   and the same per-episode random numbers (common random numbers), discounted by γ. Φ for any w is recomputed from
-  the logged steps (:meth:`Rollouts.potential_returns`) without new env steps.
+  the logged steps (:meth:`Rollouts.potential_returns`) without new env steps; the logs are preallocated float32
+  arrays (:class:`StepLogs`) holding the potential's small state encoding where it has one.
+
+Memory is planned, not discovered: :func:`sb3_solvers` estimates the peak memory of a solve from the settings
+(:func:`plan_memory`) and refuses, in one line with settings that would fit, a plan beyond the memory available.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
+import os
+import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
+from gymnasium.spaces.utils import flatdim
 from pettingzoo import ParallelEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_neppo.config import dataclass_from_dict
+from sb3_neppo.config import PAPER_PPO, dataclass_from_dict
+from sb3_neppo.defaults import PROBE_STEPS, episode_length
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
 from sb3_neppo.envs.registry import check_arguments, make_vec_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
@@ -33,7 +45,7 @@ from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVec
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, draw_noise, frozen_copy
-from sb3_neppo.potentials import Potential
+from sb3_neppo.potentials import DEFAULT_STATE_FEATURES, LARGE_STATE, Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
 
 EnvFn = Callable[[], ParallelEnv]
@@ -54,23 +66,25 @@ class SB3SolverConfig:
     :param deterministic: frozen agents and evaluation rollouts play the most likely action instead of sampling.
     :param agent_indicator: one-hot agent id in the shared policy's observation (null: when there are 2+ agents).
     :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
-    :param ppo: keyword arguments of ``stable_baselines3.PPO`` (``n_steps`` is per env copy).
+    :param ppo: keyword arguments of ``stable_baselines3.PPO`` (``n_steps`` is per env copy); default: the paper's
+        (:data:`~sb3_neppo.config.PAPER_PPO`), with ``n_steps`` and the minibatch sized from the env by
+        :mod:`sb3_neppo.defaults`.
     :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ).
     :param br_log_std: with Box actions, restart a warm-started best response's exploration at this Gaussian log-std
         (null: keep the warm start's). A warm start whose noise has shrunk around one action cannot see a better one
         far away; fresh noise can.
     """
 
-    n_envs: int = 8
-    coop_updates: int = 2
-    br_updates: int = 2
+    n_envs: int = 16
+    coop_updates: int = 1
+    br_updates: int = 1
     br_warm_start: str = "previous"
     eval_episodes: int = 16
     gamma: float = 0.99
     deterministic: bool = False
     agent_indicator: bool | None = None
     squash_actions: bool = True
-    ppo: dict[str, Any] = field(default_factory=dict)
+    ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
     br_ppo: dict[str, Any] = field(default_factory=dict)
     br_log_std: float | None = None
 
@@ -125,15 +139,31 @@ def check_ppo_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"bad PPO argument: {where}.{key} must be >= 1, got {kwargs[key]!r}")
 
 
+_SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see _make_ppo)
+
+
 def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
     """SB3 PPO on ``env``; a value SB3 refuses while building (an assertion on ``n_steps``/``batch_size``, an invalid
-    learning rate, a bad ``policy_kwargs`` network) is one line naming the arguments."""
+    learning rate, a bad ``policy_kwargs`` network) is one line naming the arguments.
+
+    What SB3 warns while building (a minibatch that does not divide the rollout, ...) is about the settings, the same
+    for every PPO of a run: each message is shown once per process, on one line, however many PPOs are built (the
+    solvers of every ``NePPO``, the regret evaluator's best responses, workers' rebuilds) and however often other code
+    resets Python's warning registry (every ``catch_warnings`` does, so the default filter would repeat it)."""
     try:
-        return PPO("MlpPolicy", env, seed=seed, **kwargs)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = PPO("MlpPolicy", env, seed=seed, **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         message = (str(exc).splitlines() or [""])[0]
         raise ConfigError(f"bad PPO argument in solver_kwargs ({given}): {type(exc).__name__}: {message}") from None
+    for caught_warning in caught:
+        text = " ".join(str(caught_warning.message).split())
+        if text not in _SHOWN:
+            _SHOWN.add(text)
+            warnings.warn(text, caught_warning.category, stacklevel=3)
+    return model
 
 
 def start_from(model: PPO, policy: ActorCriticPolicy | dict) -> None:
@@ -202,37 +232,60 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
 
 
 class PPOBestResponseSolver(_Seeded, BestResponseSolver):
-    """BR_i: SB3 PPO for agent i on frozen-others envs with agent i's true reward (see the module docstring)."""
+    """BR_i: SB3 PPO for agent i on frozen-others envs with agent i's true reward (see the module docstring).
+
+    Agents are solved one at a time and every solve starts from given weights with a fresh optimiser and a reset env,
+    so all agents share one PPO (one rollout buffer, one network and its Adam moments) and, on PettingZoo envs, the same
+    ``n_envs`` env copies, each agent seeing them through its own frozen-others envs: memory does not grow with the
+    number of agents, and the numbers are those of one PPO and env set per agent.
+    """
 
     def __init__(self, env_fn: EnvFn, view: AgentView, config: SB3SolverConfig, seed: int = 0):
         super().__init__(seed)
         self.env_fn, self.view, self.config = env_fn, view, config
-        self.models: dict[str, PPO] = {}
+        self.models: dict[str, PPO] = {}  # agent -> its PPO: the one shared PPO, with that agent's env while it solves
         self.initial_states: dict[str, dict] = {}
+        self._venvs: dict[str, VecEnv] = {}
+        self._copies: list[ParallelEnv] = []  # the env copies every agent's frozen-others envs step (PettingZoo)
+        self._ppo: PPO | None = None
         self._steps = 0
 
-    def model(self, agent: str, joint: PolicyProfile) -> PPO:
-        """``agent``'s PPO on its frozen-others VecEnv (built once per agent), the others now playing ``joint``."""
-        if agent not in self.models:
-            env = self.env_fn()
+    def _venv(self, agent: str, joint: PolicyProfile) -> VecEnv:
+        """``agent``'s frozen-others VecEnv (built once per agent)."""
+        if agent not in self._venvs:
+            env = self._copies[0] if self._copies else self.env_fn()
             if isinstance(env.unwrapped, VmasParallelEnv):  # n_envs worlds, the frozen agents of all in one forward
                 venv = VmasFrozenOthersVecEnv(
                     env.unwrapped, agent, joint, self.config.n_envs, self.config.deterministic, self.view
                 )
             else:
-                copies = [env] + [self.env_fn() for _ in range(self.config.n_envs - 1)]
+                if not self._copies:
+                    self._copies = [env] + [self.env_fn() for _ in range(self.config.n_envs - 1)]
                 venv = FrozenOthersVecEnv(
-                    [(lambda e=e: FrozenOthersEnv(e, agent, joint, self.config.deterministic, self.view)) for e in copies]
+                    [
+                        (lambda e=e: FrozenOthersEnv(e, agent, joint, self.config.deterministic, self.view))
+                        for e in self._copies
+                    ]
                 )
-            self.models[agent] = _make_ppo(venv, self.config.ppo_kwargs(best_response=True), 0)
-            self.initial_states[agent] = {k: v.clone() for k, v in self.models[agent].policy.state_dict().items()}
-        model = self.models[agent]
-        if isinstance(model.env, VmasFrozenOthersVecEnv):
-            model.env.others = joint
+            self._venvs[agent] = venv
+        return self._venvs[agent]
+
+    def model(self, agent: str, joint: PolicyProfile) -> PPO:
+        """The PPO that trains ``agent``'s best response: on ``agent``'s frozen-others VecEnv, the others now playing
+        ``joint``."""
+        venv = self._venv(agent, joint)
+        if self._ppo is None:
+            self._ppo = _make_ppo(venv, self.config.ppo_kwargs(best_response=True), 0)
+            self._initial = {k: v.clone() for k, v in self._ppo.policy.state_dict().items()}
+        elif self._ppo.env is not venv:
+            self._ppo.set_env(venv)  # the next learn() resets it
+        self.models[agent], self.initial_states[agent] = self._ppo, self._initial
+        if isinstance(venv, VmasFrozenOthersVecEnv):
+            venv.others = joint
         else:
-            for env in model.env.envs:
+            for env in venv.envs:
                 env.unwrapped.others = joint
-        return model
+        return self._ppo
 
     def solve(self, agent: str, joint: PolicyProfile, warm_start: ActorCriticPolicy | None) -> ActorCriticPolicy:
         model = self.model(agent, joint)
@@ -257,12 +310,18 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
 
 @dataclass
 class Rollouts:
-    """Logged episodes: per episode, states ``[T, S]``, actions ``[T, N, A]`` and reward vectors ``[T, N]``."""
+    """Logged episodes: per episode, states ``[T, S]``, actions ``[T, N, A]`` and reward vectors ``[T, N]``.
+
+    ``encoding``: None when ``states`` are the global states themselves; else the :attr:`Potential.state_encoding` of
+    the potential whose fixed state features ``states`` hold (a large state is logged as its small encoding), and Φ can
+    be recomputed for any w of a potential with that encoding.
+    """
 
     states: list[np.ndarray]
     actions: list[np.ndarray]
     rewards: list[np.ndarray]
     gamma: float
+    encoding: tuple | None = None
 
     def _discount(self, values: np.ndarray) -> np.ndarray:
         """Per-episode discounted sums of per-step ``values`` (steps of all episodes concatenated)."""
@@ -278,9 +337,61 @@ class Rollouts:
 
     def potential_returns(self, potential: Potential) -> np.ndarray:
         """Φ_w per episode ``[E]`` for any potential, from the logged steps in one batched call (no env steps)."""
+        if self.encoding is not None and potential.state_encoding != self.encoding:
+            raise ConfigError(
+                f"these rollouts logged the state encoded as {self.encoding}, but this potential reads "
+                f"{potential.state_encoding or 'the state itself'}; recompute Φ with a potential of the same state encoding"
+            )
         steps = (np.concatenate(x) for x in (self.states, self.actions, self.rewards))
-        phi = potential_values(potential, *steps)
+        phi = potential_values(potential, *steps, encoded=self.encoding is not None)
         return self._discount(phi)
+
+
+class StepLogs:
+    """The rollout evaluator's per-step logs of a batch of episodes, in arrays preallocated per episode and step:
+    states (or a potential's state features) ``[E, T, S]`` and actions ``[E, T, N, A]`` in the potential's dtype
+    (float32 for the SB3 solvers: what the potential reads, so Φ is the same as from float64 copies), rewards
+    ``[E, T, N]`` in float64 (J_i exactly). T starts at ``capacity`` (pages never written take no memory) and doubles
+    when an episode outgrows it.
+    """
+
+    def __init__(self, n_episodes: int, state_dim: int, n_agents: int, action_dim: int, dtype, capacity: int):
+        capacity = max(1, int(capacity))
+        self.states = np.zeros((n_episodes, capacity, state_dim), dtype)
+        self.actions = np.zeros((n_episodes, capacity, n_agents, action_dim), dtype)
+        self.rewards = np.zeros((n_episodes, capacity, n_agents))
+        self.lengths = np.zeros(n_episodes, dtype=int)
+
+    def next_row(self, episode: int) -> int:
+        """The row of ``episode``'s next step (its step number after reset, less one)."""
+        t = int(self.lengths[episode])
+        if t == self.states.shape[1]:
+            for name in ("states", "actions", "rewards"):
+                old = getattr(self, name)
+                new = np.zeros((old.shape[0], 2 * old.shape[1], *old.shape[2:]), old.dtype)
+                new[:, : old.shape[1]] = old
+                setattr(self, name, new)
+        self.lengths[episode] += 1
+        return t
+
+    def rollouts(self, gamma: float, encoding: tuple | None) -> Rollouts:
+        """The logged episodes (views of the arrays, no copies)."""
+        views = [[getattr(self, name)[e, :n] for e, n in enumerate(self.lengths)] for name in ("states", "actions", "rewards")]
+        return Rollouts(*views, gamma=gamma, encoding=encoding)
+
+
+def _log_format(potential: Potential | None) -> tuple[tuple | None, np.dtype]:
+    """(state encoding, dtype) of logs kept for ``potential``: its encoding and its parameters' dtype (None: the raw
+    state in float32)."""
+    if potential is None:
+        return None, np.dtype(np.float32)
+    return potential.state_encoding, torch.empty(0, dtype=next(potential.parameters()).dtype).numpy().dtype
+
+
+def _encode_states(potential: Potential, states: np.ndarray) -> np.ndarray:
+    """``potential``'s fixed features of a batch of states ``[B, S] -> [B, F]``."""
+    with torch.no_grad():
+        return potential.encode_state(torch.as_tensor(states)).numpy()
 
 
 class RolloutEvaluator(_Seeded, PolicyEvaluator):
@@ -291,35 +402,56 @@ class RolloutEvaluator(_Seeded, PolicyEvaluator):
         self.config = config
         self.envs = [env_fn() for _ in range(config.eval_episodes)]
         self.encoder = StepEncoder(self.envs[0])
+        self._capacity = episode_length(self.envs[0], probe=False) or 64  # the longest episode seen so far, after one
+        self._raw: np.ndarray | None = None  # the states of one step of every episode, while they are encoded
         self._steps = 0
 
-    def rollouts(self, profile: PolicyProfile, seed: int) -> Rollouts:
-        """One episode per env copy, all stepped together; episode e uses env seed ``seed + e`` and its own generator."""
-        n_ep = len(self.envs)
+    def rollouts(
+        self, profile: PolicyProfile, seed: int, potential: Potential | None = None, log_states: bool = True
+    ) -> Rollouts:
+        """One episode per env copy, all stepped together; episode e uses env seed ``seed + e`` and its own generator.
+
+        With ``potential``, the logs are in its dtype and, when it encodes the state (:attr:`Potential.state_encoding`),
+        hold the state's features rather than the state itself: what Φ of that potential needs, for any w. Without
+        ``log_states`` no state is kept (``returns()`` only: a large state costs nothing)."""
+        n_ep, n = len(self.envs), len(self.encoder.possible_agents)
+        encoding, dtype = _log_format(potential)
+        width = self.encoder.state_dim if log_states else 0
+        if not log_states:
+            encoding = None
+        elif encoding is not None:
+            if self._raw is None or self._raw.dtype != dtype:
+                self._raw = np.zeros((n_ep, self.encoder.state_dim), dtype)
+            width = _encode_states(potential, self._raw[:1]).shape[-1]
+        logs = StepLogs(n_ep, width, n, self.encoder.action_dim, dtype, self._capacity)
         rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
         obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(self.envs)]
         for o in obs:
             self.encoder.observations(o, 0)
-        logs: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_ep)]
         active = [e for e in range(n_ep) if self.envs[e].agents]
         while active:
             present = [{a: o for a, o in obs[e].items() if a in self.envs[e].agents} for e in active]
             joint = profile.act_batch(present, self.config.deterministic, [rngs[e] for e in active])
-            for e, actions in zip(active, joint):
+            rows = []
+            for k, (e, actions) in enumerate(zip(active, joint)):
                 env = self.envs[e]
-                state = self.encoder.state(env, obs[e])
+                t = logs.next_row(e)  # this step is step t + 1 after reset
+                rows.append(t)
+                if log_states:
+                    self.encoder.state(env, obs[e], out=logs.states[e, t] if encoding is None else self._raw[k], step=t)
                 obs[e], rewards, _, _, _ = env.step(actions)
-                t = len(logs[e][0]) + 1  # this episode's step, counted from 1 after reset
-                self.encoder.observations(obs[e], t)
-                logs[e][0].append(state)
-                logs[e][1].append(self.encoder.actions(actions))
-                logs[e][2].append(self.encoder.rewards(rewards, actions, t))
+                self.encoder.observations(obs[e], t + 1)
+                logs.actions[e, t] = self.encoder.actions(actions)
+                logs.rewards[e, t] = self.encoder.rewards(rewards, actions, t + 1)
                 self._steps += 1
+            if encoding is not None:  # the states of this step, encoded in one call
+                logs.states[active, rows] = _encode_states(potential, self._raw[: len(active)])
             active = [e for e in active if self.envs[e].agents]
-        return Rollouts(*([np.array(log[k]) for log in logs] for k in range(3)), gamma=self.config.gamma)
+        self._capacity = max(self._capacity, int(logs.lengths.max(initial=1)))
+        return logs.rollouts(self.config.gamma, encoding)
 
     def estimate(self, potential: Potential, profile: PolicyProfile, seed: int) -> Estimate:
-        rollouts = self.rollouts(profile, seed)
+        rollouts = self.rollouts(profile, seed, potential)
         steps = sum(len(r) for r in rollouts.rewards)
         return Estimate(rollouts.returns(), rollouts.potential_returns(potential), steps, rollouts)
 
@@ -349,13 +481,17 @@ class VmasRolloutEvaluator(RolloutEvaluator):
         self.config = config
         self.venv = VmasVecEnv(env, config.eval_episodes, view)
         self.view = view
+        self._capacity = episode_length(env, probe=False) or 64
 
-    def rollouts(self, profile: PolicyProfile, seed: int) -> Rollouts:
+    def rollouts(
+        self, profile: PolicyProfile, seed: int, potential: Potential | None = None, log_states: bool = True
+    ) -> Rollouts:
         venv, n_ep, n = self.venv, self.venv.n_worlds, self.venv.n_agents
         rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
         venv.seed(seed)
         obs = venv.reset().reshape(n_ep, n, -1)
-        logs: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_ep)]
+        encoding, dtype = _log_format(potential)
+        logs: StepLogs | None = None  # allocated at the first step, when the state's and actions' widths are known
         running = np.ones(n_ep, dtype=bool)
         while running.any():
             noise = None
@@ -365,13 +501,22 @@ class VmasRolloutEvaluator(RolloutEvaluator):
             actions = profile.policy_actions(obs, self.view.agents, noise)
             next_obs, _, dones, _ = venv.step(actions.reshape(n_ep * n, *actions.shape[2:]))
             states, encoded, rewards = venv.last_step
-            for e in np.flatnonzero(running):
-                logs[e][0].append(states[e])
-                logs[e][1].append(encoded[e])
-                logs[e][2].append(rewards[e])
+            live = np.flatnonzero(running)
+            if not log_states:
+                encoding, states = None, np.zeros((len(live), 0))
+            elif encoding is not None:
+                states = _encode_states(potential, np.asarray(states[live], dtype))
+            else:
+                states = states[live]
+            if logs is None:
+                logs = StepLogs(n_ep, states.shape[-1], n, encoded.shape[-1], dtype, self._capacity)
+            for k, e in enumerate(live):
+                t = logs.next_row(e)
+                logs.states[e, t], logs.actions[e, t], logs.rewards[e, t] = states[k], encoded[e], rewards[e]
             running &= ~dones.reshape(n_ep, n)[:, 0]  # a world that ends is reset: its later steps are another episode
             obs = next_obs.reshape(n_ep, n, -1)
-        return Rollouts(*([np.array(log[k]) for log in logs] for k in range(3)), gamma=self.config.gamma)
+        self._capacity = max(self._capacity, int(logs.lengths.max(initial=1)))
+        return logs.rollouts(self.config.gamma, encoding)
 
     @property
     def env_steps(self) -> int:
@@ -386,10 +531,279 @@ def rollout_evaluator(env_fn: EnvFn, config: SB3SolverConfig, view: AgentView, s
     return RolloutEvaluator(env_fn, config, seed)
 
 
-def sb3_solvers(env_fn: EnvFn, config: SB3SolverConfig | Mapping[str, Any] | None = None, seed: int = 0) -> Solvers:
-    """The three sampled slots for the parallel env built by ``env_fn``."""
+# --- memory planning ------------------------------------------------------------------------------------------------
+
+MEMORY_MARGIN = 0.8  # a solve may plan on this share of the memory available (the rest: Python, torch, the OS)
+FLOAT = 4  # bytes of a float32: SB3's rollout buffers, the networks, the logged states and actions
+
+
+def _resident_bytes() -> int:
+    """This process's resident memory now (``/proc/self/statm``; 0 where there is none)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def memory_available() -> tuple[int | None, str]:
+    """Bytes this process can still take and what bounds it: ``MemAvailable`` in ``/proc/meminfo``, or less where the
+    process is limited (``ulimit -v``: RLIMIT_AS less the address space in use; a cgroup's ``memory.max`` less its
+    ``memory.current``). ``(None, ...)`` where none of these can be read."""
+    bounds: list[tuple[int, str]] = []
+    try:
+        with open("/proc/meminfo") as fh:
+            fields = dict(line.split(":", 1) for line in fh if ":" in line)
+        bounds.append((int(fields["MemAvailable"].split()[0]) * 1024, "MemAvailable"))
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/status") as fh:
+                used = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+            bounds.append((max(0, limit - used), "the address-space limit (ulimit -v)"))
+    except (ImportError, OSError, ValueError, StopIteration):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            high = fh.read().strip()
+        if high != "max":
+            with open("/sys/fs/cgroup/memory.current") as fh:
+                bounds.append((max(0, int(high) - int(fh.read())), "the cgroup's memory.max"))
+    except (OSError, ValueError):
+        pass
+    return min(bounds) if bounds else (None, "unknown")
+
+
+def _gb(n: float) -> str:
+    return f"{n / 2**30:.1f} GB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MB"
+
+
+def _policy_parameters(obs_width: int, action_space: spaces.Space, ppo_kwargs: Mapping[str, Any]) -> int:
+    """Parameters of SB3's ``MlpPolicy`` for a flat observation of ``obs_width`` values (``policy_kwargs.net_arch``:
+    SB3's default [64, 64], a list for both the policy and the value network, or ``{pi: [...], vf: [...]}``)."""
+    net_arch = (ppo_kwargs.get("policy_kwargs") or {}).get("net_arch")
+    try:
+        if net_arch is None:
+            pi = vf = [64, 64]
+        elif isinstance(net_arch, Mapping):
+            pi, vf = [int(h) for h in net_arch.get("pi", [])], [int(h) for h in net_arch.get("vf", [])]
+        else:
+            pi = vf = [int(h) for h in net_arch]
+    except (TypeError, ValueError):
+        pi = vf = [64, 64]
+
+    def mlp(widths: list[int]) -> tuple[int, int]:
+        count, width = 0, obs_width
+        for h in widths:
+            count, width = count + width * h + h, h
+        return count, width
+
+    (n_pi, last_pi), (n_vf, last_vf) = mlp(pi), mlp(vf)
+    box = isinstance(action_space, spaces.Box)
+    out = flatdim(action_space) if box else int(action_space.n)
+    return n_pi + n_vf + last_pi * out + out + last_vf + 1 + (out if box else 0)
+
+
+@dataclass
+class MemorySizes:
+    """What a solve's memory depends on, read from the env once (:func:`memory_sizes`)."""
+
+    n_agents: int
+    obs_width: int  # values in the shared policy's observation (padded, with the agent indicator)
+    action_space: spaces.Space  # the shared policy's
+    state_dim: int
+    logged_state: int  # values the evaluator logs per step for the state (the potential's encoding of it)
+    action_dim: int  # values per agent in the potential's action encoding
+    episode_length: int
+    env_bytes: int  # one env copy
+    vmas: bool
+
+
+def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logged_state: int | None = None) -> MemorySizes:
+    """The sizes of :class:`MemorySizes` for ``env`` (one more copy is built to weigh an env copy).
+
+    :param logged_state: values the evaluator logs per step for the state; None: the default state mixer's, the
+        state itself or, above 1,024 values, its 32 features (:func:`~sb3_neppo.potentials.build_potential`).
+    """
+    view = AgentView(env, config.agent_indicator, config.squash_actions)
+    encoder = StepEncoder(env)
+    if logged_state is None:
+        logged_state = DEFAULT_STATE_FEATURES if encoder.state_dim > LARGE_STATE else encoder.state_dim
+    before = _resident_bytes()
+    extra = env_fn()
+    extra.reset(seed=0)
+    env_bytes = max(0, _resident_bytes() - before)
+    del extra
+    return MemorySizes(
+        n_agents=len(view.agents),
+        obs_width=int(view.observation_space.shape[0]),
+        action_space=view.action_space,
+        state_dim=encoder.state_dim,
+        logged_state=int(logged_state),
+        action_dim=encoder.action_dim,
+        episode_length=episode_length(env) or PROBE_STEPS,
+        env_bytes=env_bytes,
+        vmas=isinstance(env.unwrapped, VmasParallelEnv),
+    )
+
+
+@dataclass
+class MemoryPlan:
+    """The estimated peak memory of a solve, by part: ``{part: (bytes, how it is counted)}``."""
+
+    parts: dict[str, tuple[int, str]]
+
+    @property
+    def total(self) -> int:
+        return sum(n for n, _ in self.parts.values())
+
+    def describe(self, top: int = 4) -> str:
+        """The largest parts, one clause each."""
+        largest = sorted(self.parts.items(), key=lambda item: -item[1][0])[:top]
+        return "; ".join(f"{name} {_gb(n)} ({how})" for name, (n, how) in largest)
+
+
+def plan_memory(sizes: MemorySizes, config: SB3SolverConfig) -> MemoryPlan:
+    """The peak memory of a solve with ``config`` (see the parts' descriptions; an estimate, not a bound).
+
+    * PPO rollout buffers: the cooperative solver's (``n_envs × N`` slots × ``n_steps`` × the observation, the action
+      and six numbers), the best responses' one shared buffer (``n_envs`` slots), and once more the larger of the two,
+      which SB3 copies while it flattens it for the minibatches;
+    * networks: the two trained policies with their gradients and Adam's two moments (4 copies each), and the frozen
+      copies NePPO holds (π^Φ and N best responses, for the warm start and two branches: 3 (N + 1));
+    * the evaluator's logs: ``eval_episodes × (N + 1)`` joint policies × the episode length × (the logged state, the
+      actions, the rewards), alive together while F is estimated;
+    * state buffers: the vector env's two rows per copy and the evaluator's batch of raw states, and the env copies
+      (each weighed once): ``n_envs`` for the cooperative solver, ``n_envs`` shared by the best responses,
+      ``eval_episodes`` for the evaluator (VMAS: one batched env for each solver and agent).
+    """
+    n, width, e = sizes.n_agents, sizes.obs_width, config.eval_episodes
+    a_buffer = flatdim(sizes.action_space) if isinstance(sizes.action_space, spaces.Box) else 1
+    coop_ppo, br_ppo = config.ppo_kwargs(), config.ppo_kwargs(best_response=True)
+    coop_steps = int(coop_ppo.get("n_steps", PPO_PARAMS["n_steps"].default))
+    br_steps = int(br_ppo.get("n_steps", PPO_PARAMS["n_steps"].default))
+    row = (width + a_buffer + 6) * FLOAT
+    coop, br = coop_steps * config.n_envs * n * row, br_steps * config.n_envs * row
+    p_coop, p_br = (
+        _policy_parameters(width, sizes.action_space, coop_ppo),
+        _policy_parameters(width, sizes.action_space, br_ppo),
+    )
+    length = sizes.episode_length
+    log_row = sizes.logged_state * FLOAT + n * sizes.action_dim * FLOAT + n * 8
+    copies = 2 + n if sizes.vmas else 2 * config.n_envs + e
+    raw_states = (
+        0 if sizes.vmas else (2 * config.n_envs + (e if sizes.logged_state != sizes.state_dim else 0)) * sizes.state_dim
+    )
+    return MemoryPlan(
+        {
+            "PPO rollout buffers": (
+                coop + br + max(coop, br),
+                f"cooperative {config.n_envs * n} slots × {coop_steps} steps × {width:,} values, twice while PPO "
+                f"flattens it; best responses {config.n_envs} slots",
+            ),
+            "networks": (
+                (4 * (p_coop + p_br) + 3 * (n + 1) * max(p_coop, p_br)) * FLOAT,
+                f"{max(p_coop, p_br):,} parameters per policy: 2 trained with Adam, {3 * (n + 1)} frozen copies",
+            ),
+            "evaluator logs": (
+                e * (n + 1) * length * log_row,
+                f"{e} episodes × {n + 1} joint policies × {length} steps × {sizes.logged_state:,} state values",
+            ),
+            "env copies and states": (
+                copies * sizes.env_bytes + raw_states * FLOAT,
+                f"{copies} copies of {_gb(sizes.env_bytes)}, states of {sizes.state_dim:,} values",
+            ),
+        }
+    )
+
+
+def _halvings(value: int, floor: int) -> list[int]:
+    out = []
+    while value // 2 >= floor:
+        value //= 2
+        out.append(value)
+    return out
+
+
+def _fitting_settings(sizes: MemorySizes, config: SB3SolverConfig, budget: int) -> dict[str, Any] | None:
+    """Settings that would fit ``budget``, reducing ``n_envs``, then ``eval_episodes``, then the network's width, each
+    only as far as needed (None: none do)."""
+    values = asdict(config)
+    changes: dict[str, Any] = {}
+
+    def fits(trial: dict[str, Any]) -> bool:
+        return plan_memory(sizes, SB3SolverConfig(**trial)).total <= budget
+
+    stages = [("n_envs", v) for v in _halvings(config.n_envs, 1)] + [
+        ("eval_episodes", v) for v in _halvings(config.eval_episodes, 2)
+    ]
+    for key, value in stages:
+        values[key] = changes[key] = value
+        if fits(values):
+            return changes
+    for width in (32, 16, 8, 4):
+        for key in ("ppo", "br_ppo"):
+            if key == "ppo" or "policy_kwargs" in values["br_ppo"]:
+                values[key] = {
+                    **values[key],
+                    "policy_kwargs": {**(values[key].get("policy_kwargs") or {}), "net_arch": [width]},
+                }
+        changes["ppo"] = {"policy_kwargs": {"net_arch": [width]}}
+        if fits(values):
+            return changes
+    return None
+
+
+def _flow(value: Any) -> str:
+    """A YAML flow literal: ``{n_envs: 2, ppo: {policy_kwargs: {net_arch: [8]}}}``."""
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_flow(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    return str(value)
+
+
+def check_memory(sizes: MemorySizes, config: SB3SolverConfig, available: int | None = None, bound: str = "") -> MemoryPlan:
+    """The plan of a solve; one line if it needs more than :data:`MEMORY_MARGIN` of the memory available (default:
+    :func:`memory_available`), stating the estimate and settings that would fit."""
+    plan = plan_memory(sizes, config)
+    if available is None:
+        available, bound = memory_available()
+    if available is None:
+        return plan
+    budget = int(MEMORY_MARGIN * available)
+    if plan.total <= budget:
+        return plan
+    fitting = _fitting_settings(sizes, config, budget)
+    if fitting is not None:
+        advice = f"settings that would fit: solver_kwargs {_flow(fitting)}"
+    else:
+        advice = (
+            f"no smaller n_envs, eval_episodes or network fits: each agent's observation is {sizes.obs_width:,} values for "
+            "an MLP; make the observations smaller (e.g. SuperSuit's resize_v1 or color_reduction_v0) or use a machine "
+            "with more memory"
+        )
+    raise ConfigError(
+        f"a solve needs about {_gb(plan.total)} of memory, more than the {_gb(budget)} it may use "
+        f"({MEMORY_MARGIN:.0%} of the {_gb(available)} available, {bound}): {plan.describe()}; {advice}"
+    )
+
+
+def sb3_solvers(
+    env_fn: EnvFn,
+    config: SB3SolverConfig | Mapping[str, Any] | None = None,
+    seed: int = 0,
+    logged_state: int | None = None,
+) -> Solvers:
+    """The three sampled slots for the parallel env built by ``env_fn``, after a check that a solve fits in memory
+    (:func:`check_memory`; ``logged_state``: see :func:`memory_sizes`)."""
     if not isinstance(config, SB3SolverConfig):
         config = SB3SolverConfig.from_dict(config)
+    check_memory(memory_sizes(env_fn, env_fn(), config, logged_state), config)
     cooperative = PPOCooperativeSolver(env_fn, config, seed)
     return Solvers(
         cooperative=cooperative,
