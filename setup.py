@@ -35,7 +35,9 @@ setup(
             "psycopg[binary]>=3.2,<4",
             "tensorboard>=2.15,<3",
             "vmas>=1.5,<2",
+            "pettingzoo[butterfly]>=1.24,<2",  # pistonball and knights-archers-zombies: large observations, long episodes
         ],
+        "butterfly": ["pettingzoo[butterfly]>=1.24,<2"],  # --env pettingzoo.butterfly.<game>
         "dashboard": ["optuna-dashboard>=0.21,<1"],
         "postgres": ["psycopg[binary]>=3.2,<4"],  # SQLAlchemy 2.1 reads postgresql:// as psycopg 3
         "tensorboard": ["tensorboard>=2.15,<3"],  # -tb

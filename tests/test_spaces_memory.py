@@ -673,7 +673,6 @@ sys.exit(rc)
 
 
 def test_pistonball_with_the_mpe2_settings_in_4_gb_is_refused_before_it_allocates():
-    pytest.importorskip("pymunk")
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(PISTONBALL_UNDER_4_GB)], capture_output=True, text=True, cwd=ROOT, timeout=300
     )
@@ -688,8 +687,28 @@ def test_pistonball_with_the_mpe2_settings_in_4_gb_is_refused_before_it_allocate
     assert int(done.stdout.split()[-1]) < 2 * 1024 * 1024
 
 
+def test_pistonball_on_default_settings_in_4_gb_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    """The command line on pistonball's defaults (20 pistons) under a 4 GB address-space limit: one line with the
+    estimate and settings that fit, exit status 2, no run folder."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    argv = ["-m", "sb3_neppo.train", "--env", "pettingzoo.butterfly.pistonball_v6", "-n", "100000", "-f", str(tmp_path)]
+    done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=300, preexec_fn=limit)
+    assert done.returncode == 2 and not done.stdout, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: a solve needs about ") and "(ulimit -v)): PPO rollout buffers" in line
+    assert "cooperative 320 slots × 125 steps × 164,540 values" in line  # 16 copies × 20 pistons, 125-step rollouts
+    # one env copy's 20 × 125-step rollouts alone are 1.6 GB, twice while PPO flattens them: nothing fits in 4 GB
+    assert line.endswith(
+        "make the observations smaller (e.g. SuperSuit's resize_v1 or color_reduction_v0) or use a machine with more memory"
+    )
+    assert not (tmp_path / "neppo").exists()
+
+
 def test_pistonballs_frame_is_logged_as_32_float32_features():
-    pytest.importorskip("pymunk")
     from pettingzoo.butterfly import pistonball_v6
 
     def make():
