@@ -208,7 +208,7 @@ class NePPO:
         self.num_iterations = 0
         self.wall_time_s = 0.0
         self.last_branch: Branch | None = None  # the current iterate
-        self.best: tuple[int, Branch] | None = None  # (iteration, branch) with the lowest L_β, when keep_best
+        self.best: tuple[int, Branch] | None = None  # (iteration, branch) of the lowest _certificate, when keep_best
         self.best_start = 0  # which start's descent it came from (0: the given start)
         self._starts: list[np.ndarray] = []  # the other starts' w (n_starts > 1, exact solvers)
         self._screened = self.config.n_starts == 1
