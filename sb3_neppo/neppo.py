@@ -210,6 +210,7 @@ class NePPO:
         self.last_branch: Branch | None = None  # the current iterate
         self.best: tuple[int, Branch] | None = None  # (iteration, branch) of the lowest _certificate, when keep_best
         self.best_start = 0  # which start's descent it came from (0: the given start)
+        self._best_key: tuple[float, ...] = ()  # _certificate(self.best[1]), kept rather than recomputed
         self._starts: list[np.ndarray] = []  # the other starts' w (n_starts > 1, exact solvers)
         self._screened = self.config.n_starts == 1
         self._on_solve: Callable[[], None] | None = None  # progress-bar hook while learn() runs
@@ -463,10 +464,8 @@ class NePPO:
     def _step_other_starts(self, t: int, directions: np.ndarray) -> None:
         """Step 5 for the other starts' w, on the same directions (their branches are exact solves, not trials). Once the
         result is an exact equilibrium (max regret 0) no other start can do better, and they stop."""
-        if self._starts and self.best is not None:
-            key = self._certificate(self.best[1])
-            if len(key) == 2 and key[0] <= 0.0:
-                return
+        if self._starts and len(self._best_key) == 2 and self._best_key[0] <= 0.0:
+            return
         for k, w in enumerate(self._starts):
             w_plus, w_minus = self.optimizer.branches(w, directions)
             loss_plus = [self.solve_at(x).objective for x in w_plus]
@@ -485,8 +484,9 @@ class NePPO:
 
     def _consider(self, branch: Branch, start: int) -> None:
         """Keep ``branch`` (of start ``start``) as the result if its exact certificate is the lowest yet."""
-        if self.best is None or self._certificate(branch) < self._certificate(self.best[1]):
-            self.best, self.best_start = (self.num_iterations, branch), start
+        key = self._certificate(branch)
+        if self.best is None or key < self._best_key:
+            self.best, self.best_start, self._best_key = (self.num_iterations, branch), start, key
 
     def close(self) -> None:
         """Stop the worker processes (``n_workers > 1``); a later ``learn`` starts new ones."""
@@ -918,7 +918,7 @@ class NePPO:
         model._screened = bool(data.get("screened", model._screened))
         if data.get("best"):
             model.best = (data["best"]["iteration"], model.solve_at(np.array(data["best"]["w"])))
-            model.best_start = int(data.get("best_start", 0))
+            model.best_start, model._best_key = int(data.get("best_start", 0)), model._certificate(model.best[1])
         model._adopt(model.solve_at(model.potential.get_flat_params()))
         return model
 

@@ -43,7 +43,7 @@ from sb3_neppo.envs.registry import check_arguments, make_vec_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
-from sb3_neppo.errors import ConfigError
+from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.policy import PolicyProfile, draw_noise, frozen_copy
 from sb3_neppo.potentials import DEFAULT_STATE_FEATURES, LARGE_STATE, Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
@@ -156,7 +156,7 @@ def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
             model = PPO("MlpPolicy", env, seed=seed, **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        message = (str(exc).splitlines() or [""])[0]
+        message = first_line(exc)
         raise ConfigError(f"bad PPO argument in solver_kwargs ({given}): {type(exc).__name__}: {message}") from None
     for caught_warning in caught:
         text = " ".join(str(caught_warning.message).split())
