@@ -1,21 +1,21 @@
-"""Typed NePPO settings and the ``hyperparams/*.yml`` files that feed them. Values are YAML literals, never ``eval``."""
+"""Typed settings, one dataclass per part: :class:`NePPOConfig` (the run), :class:`SB3SolverConfig` (the sampled
+solvers), :class:`BaselineConfig` (what every baseline has). Each checks its values on construction, in one line per
+problem; :mod:`sb3_neppo.defaults` fills them from the hyperparameter files and the env."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import re
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+from stable_baselines3 import PPO
 
+from sb3_neppo.arguments import check_arguments
 from sb3_neppo.errors import ConfigError
-
-HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
-
 
 # The paper's PPO for Simple World Comm (10 epochs, entropy 0.02, gamma 0.9851, GAE 0.95, clip 0.2442, Adam 7e-4, one
 # hidden layer of 64), 25 steps per env copy and update with a minibatch of 400: the default PPO of the SB3 solvers and
@@ -65,7 +65,7 @@ class NePPOConfig:
     :param potential_kwargs: extra constructor arguments of the potential (e.g. ``init`` for the quadratic one).
     :param solver: ``auto`` (exact for normal-form games, sb3 otherwise), ``exact`` (closed forms; normal-form games
         only) or ``sb3`` (SB3 PPO cooperative solver and best responses, rollout estimates).
-    :param solver_kwargs: settings of the sb3 solvers (see :class:`~sb3_neppo.solvers.sb3.SB3SolverConfig`).
+    :param solver_kwargs: settings of the sb3 solvers (see :class:`~sb3_neppo.config.SB3SolverConfig`).
     :param n_iterations: outer iterations of Algorithm 1.
     :param delta: smoothing radius δ of the two-point estimate.
     :param lr: step size η of the zeroth-order step.
@@ -143,63 +143,134 @@ class NePPOConfig:
         return kwargs
 
 
-class YamlLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that reads ``1e-3`` and ``1e300`` as numbers, as YAML 1.2 and JSON do (PyYAML's YAML 1.1
-    resolver wants a dot, ``1.0e-3``, and reads ``1e-3`` as a string)."""
+BR_WARM_STARTS = ("previous", "cooperative", "scratch")
 
 
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+@dataclass
+class SB3SolverConfig:
+    """Settings of the SB3 solvers (``solver_kwargs`` in ``hyperparams/neppo.yml``).
+
+    :param n_envs: env copies stepped together by each PPO (the cooperative VecEnv has ``n_envs × n_agents`` slots).
+    :param coop_updates: K1, PPO updates (rollout + optimisation) per cooperative solve.
+    :param br_updates: K2, PPO updates per best response.
+    :param br_warm_start: ``previous`` (the agent's last best response; its cooperative policy the first time),
+        ``cooperative`` (always the agent's cooperative policy) or ``scratch``.
+    :param eval_episodes: episodes per joint policy in the rollout estimates.
+    :param gamma: discount of J_i and Φ_w (and PPO's, unless ``ppo`` sets it).
+    :param deterministic: frozen agents and evaluation rollouts play the most likely action instead of sampling.
+    :param agent_indicator: one-hot agent id in the shared policy's observation (null: when there are 2+ agents).
+    :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
+    :param ppo: keyword arguments of ``stable_baselines3.PPO`` (``n_steps`` is per env copy); default: the paper's
+        (:data:`~sb3_neppo.config.PAPER_PPO`), with ``n_steps`` and the minibatch sized from the env by
+        :mod:`sb3_neppo.defaults`.
+    :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ).
+    :param br_log_std: with Box actions, restart a warm-started best response's exploration at this Gaussian log-std
+        (null: keep the warm start's). A warm start whose noise has shrunk around one action cannot see a better one
+        far away; fresh noise can.
+    """
+
+    n_envs: int = 16
+    coop_updates: int = 1
+    br_updates: int = 1
+    br_warm_start: str = "previous"
+    eval_episodes: int = 16
+    gamma: float = 0.99
+    deterministic: bool = False
+    agent_indicator: bool | None = None
+    squash_actions: bool = True
+    ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
+    br_ppo: dict[str, Any] = field(default_factory=dict)
+    br_log_std: float | None = None
+
+    def __post_init__(self) -> None:
+        check_arguments(inspect.signature(SB3SolverConfig).parameters.values(), vars(self), "solver_kwargs.")
+        for key in ("n_envs", "coop_updates", "br_updates", "eval_episodes"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"solver_kwargs.{key} must be an integer >= 1, got {value!r}")
+        if self.br_warm_start not in BR_WARM_STARTS:
+            choices = ", ".join(BR_WARM_STARTS)
+            raise ConfigError(f"solver_kwargs.br_warm_start must be one of {choices}, got {self.br_warm_start!r}")
+        if not 0.0 < float(self.gamma) <= 1.0:
+            raise ConfigError(f"solver_kwargs.gamma must be in (0, 1], got {self.gamma!r}")
+        for key in ("ppo", "br_ppo"):
+            if not isinstance(getattr(self, key), dict):
+                raise ConfigError(f"solver_kwargs.{key} must be a mapping of PPO arguments, got {getattr(self, key)!r}")
+            check_ppo_kwargs(getattr(self, key), f"solver_kwargs.{key}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> SB3SolverConfig:
+        return dataclass_from_dict(cls, values, "solver_kwargs key")
+
+    def ppo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
+        """Keyword arguments of ``PPO`` for the cooperative solver or (``best_response``) the best responses."""
+        return {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
 
 
-def yaml_load(text: str) -> Any:
-    """Parse YAML safely (no object construction), numbers as YAML 1.2 reads them (:class:`YamlLoader`)."""
-    return yaml.load(text, Loader=YamlLoader)  # a SafeLoader: no Python object is ever constructed
+PPO_PARAMS = {
+    name: param
+    for name, param in inspect.signature(PPO.__init__).parameters.items()
+    if name not in ("self", "_init_setup_model")
+}
+AT_LEAST_ONE = ("n_steps", "batch_size", "n_epochs")
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value as a YAML/JSON literal (``0.4`` -> 0.4, ``1e-3`` -> 0.001, ``[1, 2]`` -> list, ``abc`` ->
-    'abc')."""
-    try:
-        return yaml_load(text)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "not valid YAML/JSON"
-        raise ConfigError(f"cannot parse value {text!r}: {problem}; quote strings and check brackets") from None
+def check_ppo_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
+    """One line for a PPO argument SB3 would reject late or with a traceback: an unknown name, a value of the wrong
+    type (checked against ``PPO``'s annotations: ``learning_rate: abc``, ``n_epochs: 2.5``), ``n_steps``,
+    ``batch_size`` or ``n_epochs`` below 1 (SB3 fails mid-training on ``n_epochs: 0``), or env/policy/seed."""
+    if "env" in kwargs or "policy" in kwargs or "seed" in kwargs:
+        raise ConfigError(f"{where} may not set env, policy or seed: NePPO sets them")
+    unknown = sorted(set(kwargs) - set(PPO_PARAMS))
+    if unknown:
+        raise ConfigError(
+            f"bad PPO argument in {where}: {', '.join(map(str, unknown))} is not an argument of stable_baselines3.PPO; "
+            f"it takes: {', '.join(p for p in PPO_PARAMS if p not in ('env', 'policy', 'seed'))}"
+        )
+    check_arguments([PPO_PARAMS[k] for k in kwargs], kwargs, f"bad PPO argument: {where}.")
+    for key in AT_LEAST_ONE:
+        if key in kwargs and kwargs[key] < 1:
+            raise ConfigError(f"bad PPO argument: {where}.{key} must be >= 1, got {kwargs[key]!r}")
 
 
-def parse_key_values(items: list[str] | None, what: str) -> dict[str, Any]:
-    """``["alpha:0.4", "mixed:false"]`` -> ``{"alpha": 0.4, "mixed": False}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition(":")
-        if not sep or not key:
-            raise ConfigError(f"{what} entries are key:value, got {item!r} (e.g. alpha:0.4)")
-        out[key.strip()] = parse_value(value)
-    return out
+@dataclass
+class BaselineConfig:
+    """Settings every baseline has (its ``hyperparams/<algo>.yml`` entry adds its own).
 
+    :param n_envs: env copies (VMAS: worlds) stepped together.
+    :param gamma: discount of the agents' returns J_i in reports and in the regret evaluator.
+    :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
+    :param ppo: keyword arguments of ``stable_baselines3.PPO``: the learners' (PPO baselines) and the regret
+        evaluator's best responses' (all baselines); ``n_steps`` is per env copy.
+    :param checkpoint_freq: env steps between checkpoint boundaries (the first round that ends at or past each
+        multiple; 0 or null: none). At a boundary the training envs start new episodes from seeds derived from
+        (seed, boundary), and :meth:`MultiAgentAlgorithm.save_checkpoint` may write the training state (see
+        :meth:`MultiAgentAlgorithm.learn`). The default, 50 000, costs one early episode start per copy every
+        50 000 env steps, and a checkpoint write when the caller saves one.
+    """
 
-def merge_hyperparams(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``overrides``; mappings merge key by key (``solver_kwargs:{eval_episodes:4}`` keeps the rest)."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_hyperparams(out[key], value)
-        else:
-            out[key] = value
-    return out
+    n_envs: int = 16
+    gamma: float = 0.99
+    squash_actions: bool = True
+    ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
+    checkpoint_freq: int | None = 50_000
 
+    def __post_init__(self) -> None:
+        if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
+            raise ConfigError(f"n_envs must be an integer >= 1, got {self.n_envs!r}")
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
+            raise ConfigError(f"gamma must be a number in (0, 1], got {self.gamma!r}")
+        if not isinstance(self.squash_actions, bool):
+            raise ConfigError(f"squash_actions must be true or false, got {self.squash_actions!r}")
+        if not isinstance(self.ppo, dict) or {"env", "policy", "seed"} & set(self.ppo):
+            raise ConfigError(f"ppo must be a mapping of PPO arguments other than env, policy and seed, got {self.ppo!r}")
+        freq = self.checkpoint_freq
+        if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int) or freq < 0):
+            raise ConfigError(f"checkpoint_freq must be an integer >= 0 (env steps; 0 or null: no checkpoints), got {freq!r}")
 
-def read_hyperparams_file(path: Path) -> dict[str, dict[str, Any]]:
-    """A hyperparameter file: a mapping of entries (env ids, ``normal-form``, ``default``) to mappings of settings."""
-    try:
-        data = yaml_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read hyperparameter file {path}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"hyperparameter file {path} is not valid YAML") from None
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-        raise ConfigError(f"hyperparameter file {path} must map env ids (and 'default') to mappings of settings")
-    return data
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None):
+        return dataclass_from_dict(cls, values, "hyperparameter")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

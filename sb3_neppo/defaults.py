@@ -3,7 +3,7 @@
 Layers, each overriding the ones before it (mappings merge key by key at every layer):
 
 1. the settings dataclasses' defaults (:class:`~sb3_neppo.config.NePPOConfig`, the SB3 solvers'
-   :class:`~sb3_neppo.solvers.sb3.SB3SolverConfig` when the solvers are sampled, the baselines' configs): the paper's
+   :class:`~sb3_neppo.config.SB3SolverConfig` when the solvers are sampled, the baselines' configs): the paper's
    Markov-game settings (Simple World Comm: state mixer, K1 = K2 = 1, δ = 5e-4, β = 1, PPO 10 epochs, ...) with 16
    env copies, for a laptop;
 2. the hyperparameter file (``hyperparams/<algo>.yml``, or ``-yaml``): its ``default`` entry (every env), its
@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 from pettingzoo import ParallelEnv
 
-from sb3_neppo.config import HYPERPARAMS_DIR, NePPOConfig, merge_hyperparams, read_hyperparams_file
+from sb3_neppo.config import NePPOConfig, SB3SolverConfig
 from sb3_neppo.envs.matrix import MatrixGameEnv
+from sb3_neppo.hyperparams_files import HYPERPARAMS_DIR, merge_hyperparams, read_hyperparams_file
 
 NORMAL_FORM = "normal-form"  # the hyperparameter file entry every normal-form game gets
 PROBE_STEPS = 1_000
@@ -102,8 +103,6 @@ def neppo_settings(
 
     :param given: what the user set (``-params`` or NePPO's keyword arguments); a potential instance or a solver
         bundle is given by its name."""
-    from sb3_neppo.solvers.sb3 import SB3SolverConfig  # the solvers import this package's envs
-
     given, files = dict(given), file_layers("neppo", env, env_id, path)
     explicit = merge_hyperparams(files, given)
     if "potential_kwargs" in given:  # a potential's arguments go together: given ones replace the file's
@@ -139,20 +138,3 @@ def baseline_settings(
         length = episode_length(env) or PROBE_STEPS
         settings["ppo"] = sized_ppo(settings["ppo"], explicit.get("ppo", {}), settings["n_envs"], length)
     return settings
-
-
-def settings_for(
-    env_id: str, algo: str = "neppo", env_kwargs: Mapping[str, Any] | None = None, given=None, path=None
-) -> dict[str, Any]:
-    """The complete settings of ``algo`` on the env ``env_id`` builds (benchmarks and tests use this)."""
-    from sb3_neppo.envs.registry import make_env
-
-    env = make_env(env_id, dict(env_kwargs or {}))
-    try:
-        if algo == "neppo":
-            return neppo_settings(env, env_id, given or {}, path)
-        from sb3_neppo.baselines import baseline_class
-
-        return baseline_settings(algo, baseline_class(algo).config_class, env, env_id, given or {}, path)
-    finally:
-        env.close()

@@ -34,11 +34,11 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_neppo.config import dataclass_from_dict
+from sb3_neppo.config import SB3SolverConfig, dataclass_from_dict
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
-from sb3_neppo.solvers.sb3 import PPOBestResponseSolver, SB3SolverConfig, rollout_evaluator, start_from
+from sb3_neppo.solvers.sb3 import PPOBestResponseSolver, rollout_evaluator, start_from
 
 EVAL_SEED, SELECTION_SEED = 2_000_000, 3_000_000  # apart from training seeds and the eval callback's 10^6 + e
 STARTS = ("scratch", "warm")

@@ -24,7 +24,6 @@ import torch
 from pettingzoo import ParallelEnv
 from tqdm.auto import tqdm
 
-from sb3_neppo import __version__
 from sb3_neppo.config import NePPOConfig, check_seed
 from sb3_neppo.defaults import PROBE_STEPS, episode_length, neppo_settings
 from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy, strategy_from_action
@@ -37,6 +36,7 @@ from sb3_neppo.potentials import POTENTIALS, Potential, build_potential, potenti
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers, estimate_f
 from sb3_neppo.solvers.exact import exact_solvers
 from sb3_neppo.solvers.sb3 import PPOCooperativeSolver, sb3_solvers
+from sb3_neppo.version import __version__
 from sb3_neppo.workers import BranchPool
 from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions
 
@@ -104,7 +104,7 @@ class NePPO:
         ``package.module:Class``).
     :param solver: ``auto`` (exact for normal-form games, sb3 otherwise), ``exact``, ``sb3`` or a :class:`Solvers`
         instance (the three inner slots).
-    :param solver_kwargs: settings of the sb3 solvers (:class:`~sb3_neppo.solvers.sb3.SB3SolverConfig`).
+    :param solver_kwargs: settings of the sb3 solvers (:class:`~sb3_neppo.config.SB3SolverConfig`).
     :param delta, lr, lr_schedule, n_directions, max_grad_norm: the zeroth-order step (see ``zeroth_order``).
     :param beta: temperature of L_β.
     :param iterate_solve: ``every`` (solve at each new iterate: it is logged and warm-starts the next iteration) or

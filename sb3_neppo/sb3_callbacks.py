@@ -21,14 +21,13 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_neppo.config import NePPOConfig
+from sb3_neppo.config import NePPOConfig, SB3SolverConfig
 from sb3_neppo.envs.vec import ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasVecEnv
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.evaluation import RegretConfig, RegretEvaluator, RegretReport
 from sb3_neppo.neppo import IterationLog, NePPO
 from sb3_neppo.policy import PolicyProfile, frozen_copy
-from sb3_neppo.solvers.sb3 import SB3SolverConfig
 
 
 def _multi_agent_env(callback: BaseCallback) -> ParallelVecEnv | VmasVecEnv:

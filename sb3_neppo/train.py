@@ -35,12 +35,13 @@ from stable_baselines3.common.logger import configure
 from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, baseline_class
 from sb3_neppo.baselines.base import read_archive_data
 from sb3_neppo.callbacks import EvalCallback, TensorBoardLogger
-from sb3_neppo.config import MAX_SEED, NePPOConfig, merge_hyperparams, parse_key_values, yaml_load
+from sb3_neppo.config import MAX_SEED, NePPOConfig
 from sb3_neppo.defaults import baseline_settings, neppo_settings
 from sb3_neppo.distributed import JobQueue, serve
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.errors import ConfigError, OneLineParser, run_command
 from sb3_neppo.hpo import PRUNERS, SAMPLERS, make_pruner, make_sampler, objective_fn, write_report
+from sb3_neppo.hyperparams_files import merge_hyperparams, parse_key_values, yaml_load
 from sb3_neppo.io import atomic_open, write_json_atomic, write_yaml_atomic
 from sb3_neppo.neppo import IterationLog, NePPO, read_model_data
 from sb3_neppo.runs import STARTED, RunFolder, RunInUse, claim_run_folder, find_unfinished_run, next_run_folder

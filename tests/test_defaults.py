@@ -11,8 +11,9 @@ from pettingzoo import ParallelEnv
 
 from sb3_neppo import IPPO, NePPO
 from sb3_neppo.config import PAPER_PPO, NePPOConfig
-from sb3_neppo.defaults import episode_length, settings_for
+from sb3_neppo.defaults import episode_length
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.models import settings_for
 from sb3_neppo.train import main
 
 

@@ -11,13 +11,14 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from stable_baselines3 import PPO
 
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.envs.frozen import FrozenOthersEnv
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.wrappers import PotentialRewardWrapper
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import ConvexCombinationPotential
-from sb3_neppo.solvers.sb3 import RolloutEvaluator, SB3SolverConfig
+from sb3_neppo.solvers.sb3 import RolloutEvaluator
 from sb3_neppo.train import main
 
 

@@ -11,10 +11,10 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 
 from sb3_neppo.baselines.maddpg import MADDPG, MADDPGConfig
-from sb3_neppo.config import HYPERPARAMS_DIR
-from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.hyperparams_files import HYPERPARAMS_DIR
+from sb3_neppo.models import settings_for
 from sb3_neppo.solvers.sb3 import start_from
 
 torch.set_num_threads(1)

@@ -9,9 +9,9 @@ import pytest
 from sb3_neppo import ConvexCombinationPotential, NePPO
 from sb3_neppo.benchmarks.table1 import PAPER, TOLERANCE, run_one
 from sb3_neppo.config import NePPOConfig
-from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs import make_env
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.models import settings_for
 
 
 def paper_settings() -> dict:

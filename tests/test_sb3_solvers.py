@@ -5,12 +5,13 @@ import pytest
 import torch
 from mpe2 import simple_tag_v3
 
-from sb3_neppo.config import parse_value
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.envs.games import alpha_game
 from sb3_neppo.envs.matrix import alpha_env
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.hyperparams_files import parse_value
 from sb3_neppo.potentials import ConvexCombinationPotential, QuadraticPotential
-from sb3_neppo.solvers.sb3 import SB3SolverConfig, sb3_solvers
+from sb3_neppo.solvers.sb3 import sb3_solvers
 
 SMALL = {"n_envs": 2, "coop_updates": 1, "br_updates": 1, "eval_episodes": 6, "ppo": {"n_steps": 16, "batch_size": 64}}
 

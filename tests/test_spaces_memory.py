@@ -21,6 +21,7 @@ from pettingzoo import ParallelEnv
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 from stable_baselines3 import PPO
 
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.envs.frozen import FrozenOthersEnv
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
@@ -28,15 +29,7 @@ from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import ConvexCombinationPotential, StateMixerPotential, build_potential
-from sb3_neppo.solvers.sb3 import (
-    MEMORY_MARGIN,
-    RolloutEvaluator,
-    SB3SolverConfig,
-    check_memory,
-    memory_sizes,
-    plan_memory,
-    sb3_solvers,
-)
+from sb3_neppo.solvers.sb3 import MEMORY_MARGIN, RolloutEvaluator, check_memory, memory_sizes, plan_memory, sb3_solvers
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_envs": 2, "coop_updates": 1, "br_updates": 1, "eval_episodes": 3, "ppo": {"n_steps": 8, "batch_size": 16}}

@@ -7,6 +7,7 @@ from pettingzoo.test import parallel_api_test
 from stable_baselines3 import PPO
 
 from sb3_neppo import NePPO, StateMixerPotential
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.envs import make_env
 from sb3_neppo.envs.frozen import FrozenOthersEnv
 from sb3_neppo.envs.vec import AgentView
@@ -14,7 +15,7 @@ from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import PotentialRewardWrapper, StepEncoder
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
-from sb3_neppo.solvers.sb3 import RolloutEvaluator, SB3SolverConfig, VmasRolloutEvaluator
+from sb3_neppo.solvers.sb3 import RolloutEvaluator, VmasRolloutEvaluator
 
 
 @pytest.mark.parametrize("continuous", [False, True])

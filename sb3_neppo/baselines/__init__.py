@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm, saved_algo
+from sb3_neppo.baselines.base import MultiAgentAlgorithm, saved_algo
+from sb3_neppo.config import BaselineConfig
 from sb3_neppo.errors import ConfigError
 
 BASELINES = {"ippo": "sb3_neppo.baselines.ippo:IPPO", "mappo": "sb3_neppo.baselines.mappo:MAPPO"}

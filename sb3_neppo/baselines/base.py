@@ -8,8 +8,6 @@ and warm-starts each agent's best response from that agent's own actor.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import io
 import json
 import os
@@ -19,7 +17,6 @@ import time
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,61 +26,18 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 from tqdm.auto import tqdm
 
-from sb3_neppo import __version__
-from sb3_neppo.config import PAPER_PPO, check_seed, dataclass_from_dict, merge_hyperparams
+from sb3_neppo.config import SB3SolverConfig, check_seed
 from sb3_neppo.defaults import baseline_settings
 from sb3_neppo.envs.matrix import MatrixGameEnv, strategy_from_action
 from sb3_neppo.envs.registry import check_importable, make_env
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.hyperparams_files import merge_hyperparams
 from sb3_neppo.io import atomic_open
 from sb3_neppo.policy import PolicyProfile, frozen_copy
-from sb3_neppo.solvers.sb3 import SB3SolverConfig
+from sb3_neppo.version import __version__
 
 Callback = Callable[[dict, "MultiAgentAlgorithm"], Any]
-
-
-@dataclass
-class BaselineConfig:
-    """Settings every baseline has (its ``hyperparams/<algo>.yml`` entry adds its own).
-
-    :param n_envs: env copies (VMAS: worlds) stepped together.
-    :param gamma: discount of the agents' returns J_i in reports and in the regret evaluator.
-    :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
-    :param ppo: keyword arguments of ``stable_baselines3.PPO``: the learners' (PPO baselines) and the regret
-        evaluator's best responses' (all baselines); ``n_steps`` is per env copy.
-    :param checkpoint_freq: env steps between checkpoint boundaries (the first round that ends at or past each
-        multiple; 0 or null: none). At a boundary the training envs start new episodes from seeds derived from
-        (seed, boundary), and :meth:`MultiAgentAlgorithm.save_checkpoint` may write the training state (see
-        :meth:`MultiAgentAlgorithm.learn`). The default, 50 000, costs one early episode start per copy every
-        50 000 env steps, and a checkpoint write when the caller saves one.
-    """
-
-    n_envs: int = 16
-    gamma: float = 0.99
-    squash_actions: bool = True
-    ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
-    checkpoint_freq: int | None = 50_000
-
-    def __post_init__(self) -> None:
-        if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
-            raise ConfigError(f"n_envs must be an integer >= 1, got {self.n_envs!r}")
-        if isinstance(self.gamma, bool) or not isinstance(self.gamma, (int, float)) or not 0.0 < self.gamma <= 1.0:
-            raise ConfigError(f"gamma must be a number in (0, 1], got {self.gamma!r}")
-        if not isinstance(self.squash_actions, bool):
-            raise ConfigError(f"squash_actions must be true or false, got {self.squash_actions!r}")
-        if not isinstance(self.ppo, dict) or {"env", "policy", "seed"} & set(self.ppo):
-            raise ConfigError(f"ppo must be a mapping of PPO arguments other than env, policy and seed, got {self.ppo!r}")
-        freq = self.checkpoint_freq
-        if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int) or freq < 0):
-            raise ConfigError(f"checkpoint_freq must be an integer >= 0 (env steps; 0 or null: no checkpoints), got {freq!r}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None):
-        return dataclass_from_dict(cls, values, "hyperparameter")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def role_of(agent: str) -> str:

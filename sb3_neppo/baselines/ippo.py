@@ -13,8 +13,9 @@ from typing import Any
 
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_neppo.baselines.base import BaselineConfig, role_of
+from sb3_neppo.baselines.base import role_of
 from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
+from sb3_neppo.config import BaselineConfig
 from sb3_neppo.envs.registry import make_vec_env
 from sb3_neppo.errors import ConfigError
 
@@ -23,7 +24,7 @@ SHARE = ("agent", "role", "all")
 
 @dataclass
 class IPPOConfig(BaselineConfig):
-    """IPPO settings (``hyperparams/ippo.yml``); see :class:`~sb3_neppo.baselines.base.BaselineConfig`.
+    """IPPO settings (``hyperparams/ippo.yml``); see :class:`~sb3_neppo.config.BaselineConfig`.
 
     :param share: parameter sharing: ``agent`` (none), ``role`` (within a role) or ``all``.
     """

@@ -42,7 +42,8 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.utils import polyak_update, set_random_seed
 from torch import nn
 
-from sb3_neppo.baselines.base import BaselineConfig, MultiAgentAlgorithm, load_optimizer
+from sb3_neppo.baselines.base import MultiAgentAlgorithm, load_optimizer
+from sb3_neppo.config import BaselineConfig
 from sb3_neppo.envs.registry import make_vec_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import frozen_copy
@@ -58,7 +59,7 @@ def _is_real(value: Any) -> bool:
 
 @dataclass
 class MADDPGConfig(BaselineConfig):
-    """MADDPG settings (``hyperparams/maddpg.yml``); see :class:`~sb3_neppo.baselines.base.BaselineConfig`.
+    """MADDPG settings (``hyperparams/maddpg.yml``); see :class:`~sb3_neppo.config.BaselineConfig`.
 
     :param buffer_size: joint transitions (one per env copy and step) the replay buffer holds.
     :param batch_size: joint transitions per minibatch (one minibatch per update, shared by the agents).

@@ -20,14 +20,14 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from sb3_neppo.baselines.base import BaselineConfig
 from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
+from sb3_neppo.config import BaselineConfig
 from sb3_neppo.envs.registry import make_vec_env
 
 
 @dataclass
 class MAPPOConfig(BaselineConfig):
-    """MAPPO settings (``hyperparams/mappo.yml``); see :class:`~sb3_neppo.baselines.base.BaselineConfig`."""
+    """MAPPO settings (``hyperparams/mappo.yml``); see :class:`~sb3_neppo.config.BaselineConfig`."""
 
 
 class CentralisedVecEnv(VecEnvWrapper):

@@ -23,7 +23,7 @@ import torch
 
 from sb3_neppo.benchmarks.env_differences import describe
 from sb3_neppo.config import NePPOConfig
-from sb3_neppo.defaults import settings_for
+from sb3_neppo.models import settings_for
 from sb3_neppo.neppo import IterationLog, NePPO
 
 BACKENDS = {"mpe2": "mpe2.{}_v3", "vmas": "vmas:{}"}

@@ -20,7 +20,7 @@ import warnings
 import torch
 
 from sb3_neppo.config import NePPOConfig
-from sb3_neppo.defaults import settings_for
+from sb3_neppo.models import settings_for
 from sb3_neppo.neppo import NePPO
 
 

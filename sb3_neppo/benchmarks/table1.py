@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from sb3_neppo.config import NePPOConfig
-from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.games import alpha_game
 from sb3_neppo.io import write_json_atomic
+from sb3_neppo.models import settings_for
 from sb3_neppo.neppo import NePPO
 from sb3_neppo.potentials import ConvexCombinationPotential
 from sb3_neppo.solvers.exact import ExactCooperativeSolver

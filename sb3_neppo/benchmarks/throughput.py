@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from sb3_neppo.config import NePPOConfig
-from sb3_neppo.defaults import settings_for
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.models import settings_for
 from sb3_neppo.neppo import NePPO
 
 MODES = ("raw", "supersuit", "ppo", "neppo")

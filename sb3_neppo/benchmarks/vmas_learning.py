@@ -27,15 +27,16 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
-from sb3_neppo.defaults import settings_for
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.envs.vmas import VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.io import write_json_atomic
+from sb3_neppo.models import settings_for
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import StateMixerPotential
-from sb3_neppo.solvers.sb3 import SB3SolverConfig, VmasRolloutEvaluator
+from sb3_neppo.solvers.sb3 import VmasRolloutEvaluator
 
 EVAL_EPISODES, EVAL_SEED = 128, 777
 

@@ -1,5 +1,6 @@
 """Inner solvers: the slots of Algorithm 1 and their implementations."""
 
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.solvers.base import (
     BestResponseSolver,
     CooperativeSolver,
@@ -10,14 +11,7 @@ from sb3_neppo.solvers.base import (
     estimate_f,
 )
 from sb3_neppo.solvers.exact import ExactBestResponseSolver, ExactCooperativeSolver, ExactEvaluator, exact_solvers
-from sb3_neppo.solvers.sb3 import (
-    PPOBestResponseSolver,
-    PPOCooperativeSolver,
-    RolloutEvaluator,
-    Rollouts,
-    SB3SolverConfig,
-    sb3_solvers,
-)
+from sb3_neppo.solvers.sb3 import PPOBestResponseSolver, PPOCooperativeSolver, RolloutEvaluator, Rollouts, sb3_solvers
 
 __all__ = [
     "BestResponseSolver",

@@ -19,12 +19,10 @@ Memory is planned, not discovered: :func:`sb3_solvers` estimates the peak memory
 
 from __future__ import annotations
 
-import copy
-import inspect
 import os
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -36,10 +34,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_neppo.config import PAPER_PPO, dataclass_from_dict
+from sb3_neppo.config import PPO_PARAMS, SB3SolverConfig
 from sb3_neppo.defaults import PROBE_STEPS, episode_length
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
-from sb3_neppo.envs.registry import check_arguments, make_vec_env
+from sb3_neppo.envs.registry import make_vec_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder, potential_values
@@ -49,96 +47,6 @@ from sb3_neppo.potentials import DEFAULT_STATE_FEATURES, LARGE_STATE, Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
 
 EnvFn = Callable[[], ParallelEnv]
-BR_WARM_STARTS = ("previous", "cooperative", "scratch")
-
-
-@dataclass
-class SB3SolverConfig:
-    """Settings of the SB3 solvers (``solver_kwargs`` in ``hyperparams/neppo.yml``).
-
-    :param n_envs: env copies stepped together by each PPO (the cooperative VecEnv has ``n_envs × n_agents`` slots).
-    :param coop_updates: K1, PPO updates (rollout + optimisation) per cooperative solve.
-    :param br_updates: K2, PPO updates per best response.
-    :param br_warm_start: ``previous`` (the agent's last best response; its cooperative policy the first time),
-        ``cooperative`` (always the agent's cooperative policy) or ``scratch``.
-    :param eval_episodes: episodes per joint policy in the rollout estimates.
-    :param gamma: discount of J_i and Φ_w (and PPO's, unless ``ppo`` sets it).
-    :param deterministic: frozen agents and evaluation rollouts play the most likely action instead of sampling.
-    :param agent_indicator: one-hot agent id in the shared policy's observation (null: when there are 2+ agents).
-    :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
-    :param ppo: keyword arguments of ``stable_baselines3.PPO`` (``n_steps`` is per env copy); default: the paper's
-        (:data:`~sb3_neppo.config.PAPER_PPO`), with ``n_steps`` and the minibatch sized from the env by
-        :mod:`sb3_neppo.defaults`.
-    :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ).
-    :param br_log_std: with Box actions, restart a warm-started best response's exploration at this Gaussian log-std
-        (null: keep the warm start's). A warm start whose noise has shrunk around one action cannot see a better one
-        far away; fresh noise can.
-    """
-
-    n_envs: int = 16
-    coop_updates: int = 1
-    br_updates: int = 1
-    br_warm_start: str = "previous"
-    eval_episodes: int = 16
-    gamma: float = 0.99
-    deterministic: bool = False
-    agent_indicator: bool | None = None
-    squash_actions: bool = True
-    ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
-    br_ppo: dict[str, Any] = field(default_factory=dict)
-    br_log_std: float | None = None
-
-    def __post_init__(self) -> None:
-        check_arguments(inspect.signature(SB3SolverConfig).parameters.values(), vars(self), "solver_kwargs.")
-        for key in ("n_envs", "coop_updates", "br_updates", "eval_episodes"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"solver_kwargs.{key} must be an integer >= 1, got {value!r}")
-        if self.br_warm_start not in BR_WARM_STARTS:
-            choices = ", ".join(BR_WARM_STARTS)
-            raise ConfigError(f"solver_kwargs.br_warm_start must be one of {choices}, got {self.br_warm_start!r}")
-        if not 0.0 < float(self.gamma) <= 1.0:
-            raise ConfigError(f"solver_kwargs.gamma must be in (0, 1], got {self.gamma!r}")
-        for key in ("ppo", "br_ppo"):
-            if not isinstance(getattr(self, key), dict):
-                raise ConfigError(f"solver_kwargs.{key} must be a mapping of PPO arguments, got {getattr(self, key)!r}")
-            check_ppo_kwargs(getattr(self, key), f"solver_kwargs.{key}")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> SB3SolverConfig:
-        return dataclass_from_dict(cls, values, "solver_kwargs key")
-
-    def ppo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
-        """Keyword arguments of ``PPO`` for the cooperative solver or (``best_response``) the best responses."""
-        return {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
-
-
-PPO_PARAMS = {
-    name: param
-    for name, param in inspect.signature(PPO.__init__).parameters.items()
-    if name not in ("self", "_init_setup_model")
-}
-AT_LEAST_ONE = ("n_steps", "batch_size", "n_epochs")
-
-
-def check_ppo_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
-    """One line for a PPO argument SB3 would reject late or with a traceback: an unknown name, a value of the wrong
-    type (checked against ``PPO``'s annotations: ``learning_rate: abc``, ``n_epochs: 2.5``), ``n_steps``,
-    ``batch_size`` or ``n_epochs`` below 1 (SB3 fails mid-training on ``n_epochs: 0``), or env/policy/seed."""
-    if "env" in kwargs or "policy" in kwargs or "seed" in kwargs:
-        raise ConfigError(f"{where} may not set env, policy or seed: NePPO sets them")
-    unknown = sorted(set(kwargs) - set(PPO_PARAMS))
-    if unknown:
-        raise ConfigError(
-            f"bad PPO argument in {where}: {', '.join(map(str, unknown))} is not an argument of stable_baselines3.PPO; "
-            f"it takes: {', '.join(p for p in PPO_PARAMS if p not in ('env', 'policy', 'seed'))}"
-        )
-    check_arguments([PPO_PARAMS[k] for k in kwargs], kwargs, f"bad PPO argument: {where}.")
-    for key in AT_LEAST_ONE:
-        if key in kwargs and kwargs[key] < 1:
-            raise ConfigError(f"bad PPO argument: {where}.{key} must be >= 1, got {kwargs[key]!r}")
-
-
 _SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see _make_ppo)
 
 
