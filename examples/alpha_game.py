@@ -10,9 +10,9 @@ from sb3_neppo import NePPO
 
 model = NePPO("matrix-alpha", potential="convex", env_kwargs={"alpha": 0.0}, seed=0)
 start = model.solve_at(model.potential.get_flat_params())
-print("start:  profile", [x.tolist() for x in start.policy], "F", start.F.mean.round(3), "regret", model.exact_regret(start))
+print("start:  profile", [x.tolist() for x in start.policy], "F", start.F.mean.round(3), "regret", start.regret)
 
-model.learn(300, progress_bar=True)
+model.learn(n_iterations=300, progress_bar=True)
 summary = model.summary()
 print("after:  w =", round(summary["potential"]["weights"][0], 3), "profile", summary["strategies"], "F", summary["F"])
 print("max regret", summary["max_regret"])

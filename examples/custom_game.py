@@ -31,7 +31,7 @@ payoffs = np.round(np.random.default_rng(1).uniform(-1, 1, (3, 2, 2, 2)), 1)
 env = MatrixGameEnv(NormalFormGame(payoffs, agents=("alice", "bob", "carol")))
 
 for potential in ("quadratic", SigmoidWeights(3)):
-    model = NePPO(env, potential=potential, seed=0, keep_best=True).learn(200)
+    model = NePPO(env, potential=potential, seed=0, keep_best=True).learn(n_iterations=200)
     s = model.summary()
     print(f"{s['potential']['class']:>20}: max regret {s['max_regret']:.4f}, certificate L_beta {s['objective']:.4f}")
     for agent in s["agents"]:

@@ -1,125 +1,211 @@
-"""Callbacks of :meth:`NePPO.learn <sb3_neppo.neppo.NePPO.learn>`: called as ``callback(log, model)`` after every outer
-iteration (a list of them composes; returning False stops training).
+"""Drop-in SB3 callbacks for any SB3 training on this library's multi-agent VecEnvs; each composes with ``CallbackList``.
 
-* :class:`TensorBoardLogger`: the per-iteration numbers as TensorBoard scalars (through SB3's logger).
-* :class:`EvalCallback`: every N iterations, π^Φ's true per-agent episode returns on fixed evaluation seeds, kept in
-  ``evaluations.npz`` (the rl-baselines3-zoo file, with one column per agent) and logged.
+* :class:`TrueReturnCallback` logs every agent's true episode return (what the game pays it, not the potential or
+  shared reward the VecEnv trains on) after each rollout.
+* :class:`RegretCallback` runs the regret evaluator (:mod:`sb3_neppo.regret`) on the model's shared policy every
+  ``eval_freq`` env steps. Best-response training is expensive: nothing runs unless you add it.
+* :class:`NePPOCallback` turns a user's own ``PPO.learn()`` on a potential-reward VecEnv into NePPO: every N rollouts
+  one outer iteration of Algorithm 1 moves the potential the VecEnv pays.
+
+Both read :class:`~sb3_neppo.envs.vec.ParallelVecEnv` or :class:`~sb3_neppo.envs.vmas.VmasVecEnv` (slot k is agent
+k mod N), also under SB3 VecEnv wrappers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
-from stable_baselines3.common.logger import Logger, configure
+from pettingzoo import ParallelEnv
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 
-from sb3_neppo.io import atomic_open
+from sb3_neppo.config import NePPOConfig, SB3SolverConfig
+from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.envs.vmas import VmasVecEnv
+from sb3_neppo.errors import ConfigError
 from sb3_neppo.neppo import IterationLog, NePPO
-from sb3_neppo.solvers.sb3 import PPOCooperativeSolver, RolloutEvaluator
-
-EVAL_SEED = 10**6  # evaluation episodes use env seeds EVAL_SEED + e: never those of training
-
-
-class TensorBoardLogger:
-    """Writes each iteration's L_β, F_i (± SE), regret (where known), gradient norm, step size and |w| to ``folder``,
-    at x = env steps (iterations with the exact solvers, which take none). View with ``tensorboard --logdir``."""
-
-    def __init__(self, folder: str | Path):
-        self.logger: Logger = configure(str(folder), ["tensorboard"])
-
-    def __call__(self, log: IterationLog, model: NePPO) -> None:
-        record = self.logger.record
-        record("neppo/L_beta", log.objective)
-        record("neppo/max_F", float(log.F.max()))
-        for agent, f, se in zip(model.agents, log.F, log.F_se):
-            record(f"F/{agent}", float(f))
-            record(f"F_se/{agent}", float(se))
-        if log.regret is not None:
-            record("neppo/max_regret", float(log.regret.max()))
-            for agent, regret in zip(model.agents, log.regret):
-                record(f"regret/{agent}", float(regret))
-        record("neppo/grad_norm", log.grad_norm)
-        record("neppo/step_size", log.step_size)
-        record("neppo/w_norm", float(np.linalg.norm(log.w)))
-        record("time/iterations", log.iteration)
-        record("time/env_steps", log.env_steps)
-        self.logger.dump(step=log.env_steps or log.iteration)
-
-    def close(self) -> None:
-        self.logger.close()
+from sb3_neppo.policy import PolicyProfile, frozen_copy
+from sb3_neppo.regret import RegretConfig, RegretEvaluator, RegretReport
 
 
-class EvalCallback:
-    """Every ``eval_freq`` iterations, the undiscounted true return of each agent under π^Φ (the current solution),
-    averaged over ``n_episodes`` episodes on env seeds ``EVAL_SEED + e`` (the same episodes every time, so the curve
-    moves only with the policy). The episodes are separate from training: they cost no training env steps and change
-    no training numbers. With the exact solvers the returns are the exact expected payoffs.
+def _multi_agent_env(callback: BaseCallback) -> ParallelVecEnv | VmasVecEnv:
+    venv = callback.training_env.unwrapped
+    if not isinstance(venv, (ParallelVecEnv, VmasVecEnv)):
+        raise ConfigError(f"{type(callback).__name__} needs a ParallelVecEnv or VmasVecEnv (got {type(venv).__name__})")
+    return venv
 
-    :param log_path: folder of ``evaluations.npz`` (arrays ``iterations``, ``timesteps``, ``results`` of shape
-        (evaluations, episodes, agents), ``agents``), rewritten atomically after each evaluation.
-    :param logger: also record ``eval/return_<agent>`` there (e.g. a :class:`TensorBoardLogger`).
-    :param resume_from: keep the evaluations of an earlier attempt up to this iteration (a resumed run).
+
+def model_solver_config(model: BaseAlgorithm, venv: ParallelVecEnv | VmasVecEnv) -> SB3SolverConfig:
+    """Solver settings from a user's PPO: its network, rollout length, minibatch, epochs, learning rate, γ, GAE λ,
+    clipping, entropy and value coefficients, and as many env copies (or worlds) as its VecEnv; so best responses can
+    start from its policy. Each is set explicitly: what is left out would come from the paper's PPO settings
+    (:data:`~sb3_neppo.config.PAPER_PPO`, the solvers' defaults), not from the user's PPO."""
+    n_envs = venv.n_copies if isinstance(venv, ParallelVecEnv) else venv.n_worlds
+    m = model
+    ppo = dict(n_steps=m.n_steps, batch_size=min(m.batch_size, m.n_steps * n_envs), n_epochs=m.n_epochs)
+    ppo.update(learning_rate=m.learning_rate, gamma=m.gamma, gae_lambda=m.gae_lambda, ent_coef=m.ent_coef)
+    ppo.update(vf_coef=m.vf_coef, max_grad_norm=m.max_grad_norm, clip_range=float(m.clip_range(1.0)))
+    ppo["policy_kwargs"] = {**m.policy_kwargs, "net_arch": m.policy.net_arch}  # SB3's default net when none was given
+    return SB3SolverConfig(n_envs=n_envs, coop_updates=1, br_updates=1, gamma=m.gamma, ppo=ppo)
+
+
+class TrueReturnCallback(BaseCallback):
+    """Logs ``true_return/<agent>``, each agent's mean true episode return over the episodes that ended in the last
+    rollout, to the model's logger (TensorBoard, CSV, stdout: whatever it writes to); keeps them in ``history`` as
+    ``(env steps, {agent: mean})``."""
+
+    def __init__(self, verbose: int = 0):
+        super().__init__(verbose)
+        self.agents: list[str] = []
+        self.history: list[tuple[int, dict[str, float]]] = []
+        self._returns: dict[str, list[float]] = {}
+
+    def _init_callback(self) -> None:
+        self.agents = list(_multi_agent_env(self).agents)
+        self._returns = {a: [] for a in self.agents}
+
+    def _on_step(self) -> bool:
+        n = len(self.agents)
+        for k, info in enumerate(self.locals["infos"]):
+            episode = info.get("episode")
+            if episode is not None and "true_r" in episode:
+                self._returns[self.agents[k % n]].append(float(episode["true_r"]))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        means = {a: float(np.mean(v)) for a, v in self._returns.items() if v}
+        for agent, value in means.items():
+            self.logger.record(f"true_return/{agent}", value)
+        if means:
+            self.history.append((int(_multi_agent_env(self).env_steps), means))
+        self._returns = {a: [] for a in self.agents}
+
+
+class RegretCallback(BaseCallback):
+    """Every ``eval_freq`` env steps, the regret of the model's shared policy (every agent playing it) by best-response
+    training; logs ``regret/<agent>`` and ``regret/max`` and keeps each :class:`RegretReport` in ``reports``.
+
+    :param env_fn: builds the parallel env the VecEnv steps (the best responses train on copies of it).
+    :param eval_freq: env steps (one step of one env copy or world) between evaluations.
+    :param config: the evaluator's settings (budget, episodes, deterministic play, ...).
+    :param solver_config: PPO settings of the best responses and γ (default: the model's own: network, rollout length,
+        minibatch, epochs, learning rate, γ, GAE λ, entropy; as many env copies or worlds as the training VecEnv).
     """
 
     def __init__(
         self,
+        env_fn: Callable[[], ParallelEnv],
         eval_freq: int,
-        n_episodes: int = 10,
-        log_path: str | Path | None = None,
-        logger: TensorBoardLogger | None = None,
-        resume_from: int | None = None,
+        config: RegretConfig | None = None,
+        solver_config: SB3SolverConfig | None = None,
         verbose: int = 0,
     ):
-        if eval_freq < 1 or n_episodes < 1:
-            raise ValueError("eval_freq and n_episodes must be >= 1")
-        self.eval_freq, self.n_episodes, self.verbose = eval_freq, n_episodes, verbose
-        self.path = None if log_path is None else Path(log_path) / "evaluations.npz"
-        self.logger = logger
-        self.iterations: list[int] = []
-        self.timesteps: list[int] = []
-        self.results: list[np.ndarray] = []
-        if resume_from is not None and self.path is not None and self.path.exists():
-            with np.load(self.path) as saved:
-                keep = saved["iterations"] <= resume_from
-                self.iterations = saved["iterations"][keep].tolist()
-                self.timesteps = saved["timesteps"][keep].tolist()
-                self.results = list(saved["results"][keep])
-        self._evaluator: RolloutEvaluator | None = None
+        super().__init__(verbose)
+        if isinstance(eval_freq, bool) or not isinstance(eval_freq, int) or eval_freq < 1:
+            raise ConfigError(f"eval_freq must be an integer >= 1 env steps (got {eval_freq!r})")
+        self.env_fn, self.eval_freq = env_fn, eval_freq
+        self.config = config if config is not None else RegretConfig()
+        self.solver_config = solver_config
+        self.reports: list[tuple[int, RegretReport]] = []
+        self._next = eval_freq
+        self._evaluator: RegretEvaluator | None = None
 
-    def evaluate(self, model: NePPO) -> np.ndarray:
-        """Per-episode true returns of π^Φ, shape (episodes, agents)."""
-        policy = model.result.policy
-        if model.solvers.exact:
-            return model.solvers.evaluator.evaluate(model.potential, policy, {})[0].returns
-        if self._evaluator is None:
-            solver = model.solvers.cooperative
-            if not isinstance(solver, PPOCooperativeSolver):
-                raise TypeError("EvalCallback evaluates the sb3 solvers' policies")
-            config = dataclasses.replace(solver.config, eval_episodes=self.n_episodes, gamma=1.0)
-            self._evaluator = RolloutEvaluator(model._env_fn(), config)
-        return self._evaluator.rollouts(policy, EVAL_SEED).returns()
+    def _init_callback(self) -> None:
+        venv = _multi_agent_env(self)
+        solver_config = self.solver_config if self.solver_config is not None else model_solver_config(self.model, venv)
+        self._evaluator = RegretEvaluator(self.env_fn, venv.view, solver_config, self.config)
 
-    def __call__(self, log: IterationLog, model: NePPO) -> None:
-        if log.iteration % self.eval_freq:
+    def _on_step(self) -> bool:
+        steps = int(_multi_agent_env(self).env_steps)
+        if steps >= self._next:
+            self._next = steps - steps % self.eval_freq + self.eval_freq
+            joint = PolicyProfile.shared(self._evaluator.view, frozen_copy(self.model.policy))
+            report = self._evaluator.evaluate(joint)
+            self.reports.append((steps, report))
+            for row in report.agents:
+                self.logger.record(f"regret/{row.agent}", row.regret)
+            self.logger.record("regret/max", report.max_regret)
+            if self.verbose:
+                low, high = report.max_ci
+                print(f"env steps {steps}: max regret {report.max_regret:+.4g} CI [{low:.4g}, {high:.4g}]")
+        return True
+
+
+class NePPOCallback(BaseCallback):
+    """NePPO inside a user's own ``PPO.learn()`` on a :class:`ParallelVecEnv` / :class:`VmasVecEnv` that pays a potential.
+
+    The user's PPO is the cooperative solver: it trains on φ_w as usual. Every ``n_rollouts`` rollouts the callback runs
+    one outer iteration of Algorithm 1 (:meth:`NePPO.step`) warm-started from the model's current policy: the branches
+    w ± δu (one PPO update each on φ_{w±δu}, from that policy), the best responses, F and L_β, and the zeroth-order
+    step, which changes the potential the VecEnv pays from the next rollout on. ``logs`` keeps each iteration's
+    :class:`IterationLog` (F and L_β of the branch the next iteration starts from), ``iterates`` each new w;
+    ``neppo/L_beta``, ``neppo/max_F`` and ``F/<agent>`` go to the model's logger.
+
+    :param n_rollouts: rollouts of the user's PPO between outer iterations.
+    :param neppo_kwargs: NePPO settings (delta, lr, n_directions, beta, max_grad_norm, ...; default: the mpe2 entries
+        of ``hyperparams/neppo.yml``, with one PPO update per branch and best response).
+    :param solver_kwargs: the branches' solver settings (default: the model's own PPO settings and VecEnv size).
+    :param seed: seed of the directions and solver seeds.
+    """
+
+    def __init__(
+        self,
+        n_rollouts: int,
+        neppo_kwargs: dict | None = None,
+        solver_kwargs: dict | None = None,
+        seed: int = 0,
+        verbose: int = 0,
+    ):
+        super().__init__(verbose)
+        if isinstance(n_rollouts, bool) or not isinstance(n_rollouts, int) or n_rollouts < 1:
+            raise ConfigError(f"n_rollouts must be an integer >= 1 (got {n_rollouts!r})")
+        self.n_rollouts, self.seed = n_rollouts, seed
+        defaults = NePPOConfig().to_dict()  # the Markov-game outer loop (the paper's Simple World Comm settings)
+        keep = ("delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm")
+        self.neppo_kwargs = {**{k: defaults[k] for k in keep}, **(neppo_kwargs or {})}
+        self.solver_kwargs = solver_kwargs
+        self.neppo: NePPO | None = None
+        self.logs: list[IterationLog] = []
+        self.iterates: list[np.ndarray] = []  # w after each iteration (what the VecEnv pays from then on)
+        self._rollouts = 0
+
+    def _init_callback(self) -> None:
+        venv = _multi_agent_env(self)
+        if venv.potential is None:
+            raise ConfigError("NePPOCallback needs a VecEnv that pays a potential (ParallelVecEnv(..., potential=...))")
+        env = venv.env if isinstance(venv, VmasVecEnv) else venv.envs[0]
+        solver_kwargs = self.solver_kwargs
+        if solver_kwargs is None:
+            solver_kwargs = dataclasses.asdict(model_solver_config(self.model, venv))
+        solver_kwargs = {**solver_kwargs, "agent_indicator": venv.view.agent_indicator}
+        self.neppo = NePPO(
+            env,
+            potential=venv.potential,  # the very module the VecEnv pays: the step moves it
+            solver="sb3",
+            solver_kwargs=solver_kwargs,
+            iterate_solve="final",
+            seed=self.seed,
+            **self.neppo_kwargs,
+        )
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self._rollouts += 1
+        if self._rollouts % self.n_rollouts:
             return
-        returns = self.evaluate(model)
-        self.iterations.append(log.iteration)
-        self.timesteps.append(log.env_steps)
-        self.results.append(returns)
-        mean = returns.mean(axis=0)
-        if self.path is not None:
-            with atomic_open(self.path, "wb") as fh:
-                np.savez(
-                    fh,
-                    iterations=np.array(self.iterations),
-                    timesteps=np.array(self.timesteps),
-                    results=np.array(self.results),
-                    agents=np.array(model.agents),
-                )
-        if self.logger is not None:
-            for agent, value in zip(model.agents, mean):
-                self.logger.logger.record(f"eval/return_{agent}", float(value))
+        neppo = self.neppo
+        best_responses = {a: p.state_dict() for a, p in neppo.best_responses.items()}
+        neppo.set_warm_state((self.model.policy.state_dict(), best_responses))
+        log = neppo.step()
+        self.logs.append(log)
+        self.iterates.append(neppo.potential.get_flat_params().copy())
+        self.logger.record("neppo/L_beta", log.objective)
+        self.logger.record("neppo/max_F", float(log.F.max()))
+        for agent, value in zip(neppo.agents, log.F):
+            self.logger.record(f"F/{agent}", float(value))
         if self.verbose:
-            values = ", ".join(f"{a} {v:.4g}" for a, v in zip(model.agents, mean))
-            print(f"eval at iteration {log.iteration}: mean return {values}", flush=True)
+            print(f"NePPO iteration {log.iteration}: L_beta {log.objective:.4g}, |w| {np.linalg.norm(log.w):.4g}")

@@ -33,6 +33,11 @@ PAPER_PPO: dict[str, Any] = {
 }
 
 MAX_SEED = 2**31  # copies and episodes get seeds offset from it; numpy and gymnasium take seeds below 2**32
+# Env seeds of held-out episodes, far from training's (the run's seed + copy): the evaluation monitor's episode e plays
+# seed HELD_OUT_SEED + e; the regret evaluator scores deviations on REGRET_EVAL_SEED + e and picks best-response starts
+# on REGRET_SELECTION_SEED + e.
+HELD_OUT_SEED = 10**6
+REGRET_EVAL_SEED, REGRET_SELECTION_SEED = 2_000_000, 3_000_000
 
 
 def check_seed(seed) -> int:

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import optuna
@@ -38,18 +38,15 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
-from sb3_neppo.study import Key, _plain, trial_key
-from sb3_neppo.workers import BranchPool, BranchResult, solve_branch
-
-if TYPE_CHECKING:
-    from sb3_neppo.neppo import NePPO
+from sb3_neppo.branch import BranchSolver, Job, Key, Solve, Warm, plain
+from sb3_neppo.execution import Executor, InProcessExecutor, OnSolve, ProcessExecutor
+from sb3_neppo.storage import trial_key
 
 QUEUE = "neppo:queue"  # study system attribute: {"coordinator": owner id}; its presence marks a joinable run
 WARM = "neppo:warm"  # {"iteration": t, "chunks": n, "numpy": bool}; the chunks under "neppo:warm:<i>"
 FINISHED = "neppo:finished"
 STATE = "neppo:state"  # study system attributes "neppo:state:<direction>:<sign>": a branch's policies, when asked for
 CHUNK = 60_000  # characters: MySQL's TEXT column holds 64 KB
-Job = tuple[Key, np.ndarray, int]  # (iteration, direction, sign), w, seed
 
 
 def encode_state(state: Any) -> tuple[list[str], bool]:
@@ -174,11 +171,12 @@ class JobQueue:
 
         ``keep_state``: whoever solves a job also stores the branch's policies (the next iteration may start there)."""
         live = {trial_key(t) for t in (self._jobs() if trials is None else trials) if t.state != TrialState.FAIL}
-        for key, w, seed in jobs:
-            if key not in live:
-                attrs = {"iteration": key[0], "direction": key[1], "sign": key[2], "w": w, "seed": seed}
+        for job in jobs:
+            if job.key not in live:
+                iteration, direction, sign = job.key
+                attrs = {"iteration": iteration, "direction": direction, "sign": sign, "w": job.w, "seed": job.seed}
                 attrs["keep_state"] = keep_state
-                self.study.enqueue_trial({}, user_attrs=_plain(attrs))
+                self.study.enqueue_trial({}, user_attrs=plain(attrs))
 
     def collect(self, jobs: list[Job], keep_state: bool) -> dict[Key, FrozenTrial]:
         """The completed trials of ``jobs`` so far; jobs whose worker went silent are failed and enqueued again."""
@@ -195,41 +193,8 @@ class JobQueue:
                 self._fail(trial._trial_id)
                 failed.add(trial._trial_id)
         self.enqueue(jobs, keep_state, [t for t in trials if t._trial_id not in failed])
-        wanted = {key for key, _, _ in jobs}
+        wanted = {job.key for job in jobs}
         return {trial_key(t): t for t in trials if t.state == TrialState.COMPLETE and trial_key(t) in wanted}
-
-    def run(
-        self, model: NePPO, jobs: list[Job], pool: BranchPool | None = None, keep_state: bool = False
-    ) -> list[BranchResult]:
-        """Coordinator: publish the warm start, enqueue ``jobs`` (:meth:`collect` does), solve jobs here until every one
-        is complete (by anyone), return their results in order (with the branches' policies if ``keep_state``). The
-        completed trials are adopted by ``model.recorder``."""
-        iteration = jobs[0][0][0]
-        self.publish(iteration, model.warm_state())
-        runner = JobRunner(self, model, pool, coordinator=True)
-        while True:
-            done = self.collect(jobs, keep_state)
-            if len(done) == len(jobs):
-                break
-            if not runner.step():
-                time.sleep(self.poll_interval)
-        trials = [done[key] for key, _, _ in jobs]
-        if model.recorder is not None:
-            for trial in trials:
-                model.recorder.adopt(trial)
-        results = [self.result_of(t) for t in trials]
-        if keep_state:
-            for result, trial in zip(results, trials):
-                result.state = self.state_of(trial)
-        return results
-
-    def result_of(self, trial: FrozenTrial) -> BranchResult:
-        """A completed job's numbers."""
-        attrs = trial.user_attrs
-        regret = None if attrs.get("regret") is None else np.asarray(attrs["regret"])
-        F, F_se, steps = np.asarray(attrs["F"]), np.asarray(attrs["F_se"]), int(attrs["env_steps"])
-        gain, gain_se = (None if attrs.get(k) is None else np.asarray(attrs[k]) for k in ("gain", "gain_se"))
-        return BranchResult(float(trial.value), F, F_se, regret, steps, gain=gain, gain_se=gain_se)
 
     def state_of(self, trial: FrozenTrial) -> Any:
         """The policies a completed job stored (None if its slot now holds another trial's: NePPO then solves the
@@ -279,19 +244,19 @@ class JobQueue:
             return trial
         return None
 
-    def complete(self, trial: FrozenTrial, result: BranchResult) -> None:
-        """Store a solved job's results and complete its trial (ignored if it was failed meanwhile)."""
-        attrs = {"F": result.F, "F_se": result.F_se, "regret": result.regret, "env_steps": result.env_steps}
-        attrs.update(gain=result.gain, gain_se=result.gain_se)
+    def complete(self, trial: FrozenTrial, solve: Solve, kept: Any = None) -> None:
+        """Store a solved job's record (and ``kept``, its encoded policies) and complete its trial (ignored if it was
+        failed meanwhile)."""
+        attrs = {k: v for k, v in solve.attrs().items() if k not in ("iteration", "direction", "sign", "w")}
         try:
-            if result.state is not None:  # in the branch's slot of the study: one iteration's states are kept, not all
+            if kept is not None:  # in the branch's slot of the study: one iteration's states are kept, not all
                 _, direction, sign = trial_key(trial)
-                self._put(f"{STATE}:{direction}:{sign}", result.state, trial=trial._trial_id)
-            for name, value in _plain(attrs).items():
+                self._put(f"{STATE}:{direction}:{sign}", kept, trial=trial._trial_id)
+            for name, value in attrs.items():
                 self.storage.set_trial_user_attr(trial._trial_id, name, value)
-            self.storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [float(result.objective)])
+            self.storage.set_trial_state_values(trial._trial_id, TrialState.COMPLETE, [float(solve.objective)])
             self.solved += 1
-            self.env_steps += result.env_steps
+            self.env_steps += solve.env_steps
         except UpdateFinishedTrialError:
             pass  # taken for dead and solved again elsewhere: that copy counts
         finally:
@@ -331,43 +296,53 @@ class JobQueue:
 
 
 class JobRunner:
-    """Pops jobs and solves them, in this process (``pool`` None) or in a :class:`BranchPool` of K processes.
+    """Pops jobs and solves them with ``solver``, in this process (``pool`` None) or in a pool of K worker processes.
 
-    :param coordinator: ``model`` is the coordinator's, which already holds the warm start; a worker's model loads it
-        from the study.
+    :param warm: the coordinator's warm start (objects) and its encoding; a worker reads each iteration's from the study.
     """
 
-    def __init__(self, queue: JobQueue, model: NePPO, pool: BranchPool | None, coordinator: bool = False):
-        self.queue, self.model, self.pool, self.coordinator = queue, model, pool, coordinator
+    def __init__(
+        self, queue: JobQueue, solver: BranchSolver, pool: ProcessExecutor | None, warm: tuple[Warm, Any] | None = None
+    ):
+        self.queue, self.solver, self.pool, self.coordinator = queue, solver, pool, warm is not None
         self._running: dict[Future, FrozenTrial] = {}
-        self._warm_iteration: int | None = None
+        self._warm: tuple[int | None, tuple[Warm, Any] | None] = (None, warm)
+
+    def _warm_start(self, iteration: int) -> tuple[Warm, Any] | None:
+        """(objects, encoding) of ``iteration``'s warm start; None while it is not published."""
+        if self.coordinator or self._warm[0] == iteration:
+            return self._warm[1]
+        state = self.queue.warm(iteration)
+        if state is None:
+            return None
+        self._warm = (iteration, (self.solver.solvers.decode(state) if self.pool is None else None, state))
+        return self._warm[1]
 
     def step(self) -> bool:
         """Start what fits and finish what is done; False when nothing happened."""
         progressed = False
         for future in [f for f in self._running if f.done()]:
-            self.queue.complete(self._running.pop(future), future.result())
+            self.queue.complete(self._running.pop(future), *future.result())
             progressed = True
         capacity = 1 if self.pool is None else self.pool.n_workers
         while len(self._running) < capacity:
             iteration = self.queue.current_iteration()
-            state = None if iteration is None or self.coordinator else self.queue.warm(iteration)
-            if iteration is None or (state is None and not self.coordinator):
+            warm = None if iteration is None else self._warm_start(iteration)
+            if warm is None:
                 break  # no jobs published yet
             trial = self.queue.pop(iteration)
             if trial is None:
                 break
             progressed = True
-            w, seed = np.asarray(trial.user_attrs["w"]), int(trial.user_attrs["seed"])
-            keep_state = bool(trial.user_attrs.get("keep_state", False))
+            attrs = trial.user_attrs
+            job = Job(trial_key(trial), np.asarray(attrs["w"]), int(attrs["seed"]))
+            keep = bool(attrs.get("keep_state", False))
             if self.pool is not None:
-                warm = self.model.warm_state() if self.coordinator else state
-                self._running[self.pool.submit(w, seed, warm, keep_state)] = trial
+                self._running[self.pool.submit(job, warm[1], keep)] = trial
                 continue
-            if not self.coordinator and self._warm_iteration != iteration:
-                self.model.set_warm_state(state)
-                self._warm_iteration = iteration
-            self.queue.complete(trial, solve_branch(self.model, w, seed, keep_state))
+            solve = self.solver.solve(job, warm[0])
+            kept = self.solver.solvers.encode(solve.policy, solve.best_responses) if keep else None
+            self.queue.complete(trial, solve.numbers(), kept)
         return progressed
 
     def drain(self) -> None:
@@ -377,9 +352,54 @@ class JobRunner:
                 time.sleep(self.queue.poll_interval)
 
 
-def serve(queue: JobQueue, model: NePPO, pool: BranchPool | None = None, verbose: int = 0) -> None:
-    """Worker: solve the study's jobs until the coordinator says the run is over (Ctrl-C hands held jobs back)."""
-    runner = JobRunner(queue, model, pool)
+class QueueExecutor(Executor):
+    """The coordinator's executor: an iteration's jobs go to the study's queue, which this process works through like
+    every worker (in ``local``'s worker processes when it has them); the records come back from the completed trials,
+    marked stored (each is a trial already).
+
+    :param queue: the study's queue; :meth:`JobQueue.claim` is called when the executor is bound to a model.
+    :param local: how this process solves the jobs it pops (default: in this process)."""
+
+    def __init__(self, queue: JobQueue, local: Executor | None = None):
+        self.queue, self.local = queue, local or InProcessExecutor()
+        self.n_workers = self.local.n_workers
+
+    def bind(self, solver: BranchSolver) -> None:
+        super().bind(solver)
+        self.local.bind(solver)
+        self.queue.claim()
+
+    def solve(self, jobs: list[Job], warm: Warm, keep: bool, on_solve: OnSolve | None = None) -> list[Solve]:
+        state = self.solver.solvers.encode(*warm)
+        self.queue.publish(jobs[0].key[0], state)
+        pool = self.local if isinstance(self.local, ProcessExecutor) else None
+        runner = JobRunner(self.queue, self.solver, pool, warm=(warm, state))
+        while True:
+            done = self.queue.collect(jobs, keep)
+            if len(done) == len(jobs):
+                break
+            if not runner.step():
+                time.sleep(self.queue.poll_interval)
+        solves = []
+        for job in jobs:
+            solve = Solve.from_trial(done[job.key])
+            kept = self.queue.state_of(done[job.key]) if keep else None
+            if kept is not None:
+                solve.policy, solve.best_responses = self.solver.solvers.decode(kept)
+            solves.append(solve)
+            if on_solve is not None:
+                on_solve(solve)
+        return solves
+
+    def close(self) -> None:
+        self.local.close()
+        self.queue.close()
+
+
+def serve(queue: JobQueue, solver: BranchSolver, pool: ProcessExecutor | None = None, verbose: int = 0) -> None:
+    """Worker: solve the study's jobs with ``solver`` until the coordinator says the run is over (Ctrl-C hands held
+    jobs back)."""
+    runner = JobRunner(queue, solver, pool)
     try:
         while not queue.finished:
             before = queue.solved

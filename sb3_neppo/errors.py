@@ -43,3 +43,8 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # one line, no usage dump
         raise ConfigError(f"{message} (see --help)")
+
+
+class NePPODeprecationWarning(FutureWarning):
+    """A use of sb3_neppo that keeps working for this release and goes in the next (shown by default, as users should
+    see it: a ``FutureWarning``)."""

@@ -3,7 +3,7 @@
     python -m sb3_neppo.evaluate logs/neppo/mpe2.simple_tag_v3_1 [--br-timesteps 100000] [--eval-episodes 64]
         [--sampled] [--agents agent_0 ...] [--starts scratch warm] [--best-response] [--seed 0]
 
-Markov games: per agent, best responses trained against the frozen others (:mod:`sb3_neppo.evaluation`). Normal-form
+Markov games: per agent, best responses trained against the frozen others (:mod:`sb3_neppo.regret`). Normal-form
 games: the exact regret of the learned strategies (``--best-response`` forces the sampled path with PPO best responses,
 for runs trained with the sb3 solver). Writes ``regret.json`` into the run folder and fills ``regret``,
 ``max_regret`` (with ``regret_ci``, ``max_regret_ci``, ``regret_method`` and the best-response budget) in its
@@ -28,12 +28,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from sb3_neppo.archive import read_data
+from sb3_neppo.atomic import atomic_open
 from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, load_baseline, saved_algo
-from sb3_neppo.baselines.base import read_archive_data
 from sb3_neppo.errors import ConfigError, OneLineParser, first_line, run_command
-from sb3_neppo.evaluation import AgentRegret, RegretConfig, RegretEvaluator, RegretReport
-from sb3_neppo.io import atomic_open
 from sb3_neppo.neppo import NePPO, read_model_data
+from sb3_neppo.regret import AgentRegret, RegretConfig, RegretEvaluator, RegretReport
 from sb3_neppo.solvers.sb3 import PPOCooperativeSolver
 
 POLICY_FILES = ("model.zip", "checkpoint.zip")
@@ -45,7 +45,7 @@ def load_model(path: Path) -> NePPO | MultiAgentAlgorithm:
     its env module may be imported."""
     try:
         if saved_algo(path) in BASELINES:
-            return load_baseline(path, env=read_archive_data(path)["env_id"])
+            return load_baseline(path, env=read_data(path)["env_id"])
         return NePPO.load(path, env=read_model_data(path)["env_id"])
     except ImportError as exc:
         raise ConfigError(f"cannot load model {path}: it needs a package that is not installed ({exc})") from None
@@ -80,12 +80,12 @@ def evaluate_model(
         top = max(r.regret for r in rows)
         return RegretReport(rows, top, (top, top), "exact", {})
     if isinstance(model, MultiAgentAlgorithm):
-        evaluator = RegretEvaluator(model._env_fn(), model.view, model.regret_solver_config(), config)
+        evaluator = RegretEvaluator(model.env_fn, model.view, model.regret_solver_config(), config)
         return evaluator.evaluate(model.joint_policy(), agents)
     if not isinstance(model.solvers.cooperative, PPOCooperativeSolver):
         raise ConfigError("best-response evaluation needs a run trained with the sb3 solver (-params solver:sb3)")
     coop = model.solvers.cooperative
-    evaluator = RegretEvaluator(model._env_fn(), coop.view, coop.config, config)
+    evaluator = RegretEvaluator(model.env_fn, coop.view, coop.config, config)
     return evaluator.evaluate(model.result.policy, agents)
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import optuna
 
+from sb3_neppo.atomic import atomic_open, write_yaml_atomic
 from sb3_neppo.config import NePPOConfig
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.hyperparams_files import merge_hyperparams
-from sb3_neppo.io import atomic_open, write_yaml_atomic
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")

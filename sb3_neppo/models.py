@@ -8,15 +8,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from sb3_neppo import defaults
-from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, baseline_class, saved_algo
+from sb3_neppo.archive import saved_algo
+from sb3_neppo.baselines import BASELINES, baseline_class
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.model import MultiAgentModel
 from sb3_neppo.neppo import NePPO
 
 ALGOS = ("neppo", *BASELINES)
 
 
-def model_class(algo: str) -> type[NePPO] | type[MultiAgentAlgorithm]:
+def model_class(algo: str) -> type[MultiAgentModel]:
     """The class of model ``algo`` (one of :data:`ALGOS`)."""
     if algo == "neppo":
         return NePPO
@@ -25,7 +27,7 @@ def model_class(algo: str) -> type[NePPO] | type[MultiAgentAlgorithm]:
     return baseline_class(algo)
 
 
-def load_model(path: str | os.PathLike, env: Any = None, **kwargs: Any) -> NePPO | MultiAgentAlgorithm:
+def load_model(path: str | os.PathLike, env: Any = None, **kwargs: Any) -> MultiAgentModel:
     """Load a saved model of any kind (its ``data.json`` names the algorithm); ``env``: see each class's ``load``."""
     return model_class(saved_algo(path)).load(path, env=env, **kwargs)
 

@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from sb3_neppo.atomic import atomic_open
 from sb3_neppo.errors import ConfigError, OneLineParser, first_line, run_command
 from sb3_neppo.hyperparams_files import yaml_load
-from sb3_neppo.io import atomic_open
 
 REQUIRED_COLUMNS = ("iteration", "env_steps")
 EVALUATION_ARRAYS = ("iterations", "timesteps", "results", "agents")

@@ -18,12 +18,17 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from sb3_neppo.atomic import atomic_open, write_json_atomic, write_yaml_atomic
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.io import atomic_open
+from sb3_neppo.hyperparams_files import yaml_load
 
 LOCK_NAME = ".lock"
 STARTED = "args.yml"  # written once a run has started: from then on the folder is resumed, never started afresh
+CHECKPOINT = "checkpoint.zip"  # the training state after the last iteration (round boundary); gone once the run ends
 
 
 class FolderLock:
@@ -92,10 +97,40 @@ class RunFolder:
     def release(self) -> None:
         self.lock.release()
 
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, traceback: Any) -> None:
+        """Release the folder; after a :class:`~sb3_neppo.errors.ConfigError` (bad input found once the folder was made),
+        remove a new folder that has no checkpoint: nothing of that attempt is kept."""
+        if isinstance(exc, ConfigError) and not self.resuming and not self.checkpoint.exists():
+            self.discard()
+        self.release()
+
     def discard(self) -> None:
         """Remove the folder of a run that never got anywhere (bad input found after it was made)."""
         self.release()
         shutil.rmtree(self.path, ignore_errors=True)
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    def first_args(self) -> dict[str, Any]:
+        """The arguments the run's first attempt recorded (``args.yml``; empty for a new run)."""
+        return read_yaml(self.path / STARTED) if self.resuming else {}
+
+    def record_start(self, config: dict[str, Any], args: dict[str, Any]) -> None:
+        """A new run starts: its resolved settings (``config.yml``), then its arguments (``args.yml``: from now on the
+        folder is resumed)."""
+        write_yaml_atomic(self.path / "config.yml", config)
+        write_yaml_atomic(self.path / STARTED, args)
+
+    def finish(self, model: Any, summary: dict[str, Any]) -> None:
+        """The run ends: the final model, ``summary.json`` (which marks the run finished), and no checkpoint."""
+        model.save(self.path / "model.zip")
+        write_json_atomic(self.path / "summary.json", summary)
+        self.checkpoint.unlink(missing_ok=True)
 
 
 def _safe_name(env_id: str) -> str:
@@ -166,3 +201,14 @@ def claim_run_folder(log_folder: Path, algo: str, env_id: str, command: str) -> 
         return RunFolder(folder, False, lock)
     finally:
         base_lock.release()
+
+
+def read_yaml(path: Path) -> dict:
+    """A run folder's YAML record (``args.yml``), or one line if it is damaged."""
+    try:
+        data = yaml_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path} ({type(exc).__name__}); restore it, or give another -f to start anew") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a mapping of arguments; restore it, or give another -f to start anew")
+    return data

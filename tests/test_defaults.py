@@ -161,26 +161,26 @@ COORDINATION = [[[2, 0], [0, 1]], [[2, 0], [0, 1]]]  # two pure equilibria and a
     ],
 )
 def test_normal_form_games_with_a_pure_equilibrium_end_there_on_default_settings(env, kwargs):
-    model = NePPO(env, env_kwargs=kwargs, seed=0).learn(100)
+    model = NePPO(env, env_kwargs=kwargs, seed=0).learn(n_iterations=100)
     payoffs = np.asarray(model.game.payoffs)
     assert model.regret().max() <= 0.01 * (payoffs.max() - payoffs.min())
-    one_start = NePPO(env, env_kwargs=kwargs, seed=0, n_starts=1).learn(100)
+    one_start = NePPO(env, env_kwargs=kwargs, seed=0, n_starts=1).learn(n_iterations=100)
     assert model.summary()["objective"] <= one_start.summary()["objective"]  # the best certificate over both descents
 
 
 def test_one_start_stalls_where_several_do_not_and_the_given_start_runs_unchanged():
-    one = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0, n_starts=1).learn(200)
-    several = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0).learn(200)
+    one = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0, n_starts=1).learn(n_iterations=200)
+    several = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0).learn(n_iterations=200)
     assert one.regret().max() > 0.05  # from uniform targets the descent stops near the mixed profile
     assert several.regret().max() < 1e-9 and several.summary()["selected_start"] == 1
     np.testing.assert_array_equal(one.potential.get_flat_params(), several.potential.get_flat_params())
 
 
 def test_several_starts_survive_save_and_load(tmp_path):
-    model = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0).learn(30)
+    model = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0).learn(n_iterations=30)
     model.save(tmp_path / "m.zip")
     loaded = NePPO.load(tmp_path / "m.zip")
-    model.learn(20), loaded.learn(20)
+    model.learn(n_iterations=20), loaded.learn(n_iterations=20)
     assert loaded.summary()["objective"] == model.summary()["objective"]
     np.testing.assert_array_equal(loaded._starts[0], model._starts[0])
 
@@ -189,7 +189,7 @@ def test_exact_runs_record_one_trial_per_iteration(tmp_path):
     assert main(["--env", "stag-hunt", "--seed", "0", "-params", "n_iterations:40", "-f", str(tmp_path)]) == 0
     import optuna
 
-    from sb3_neppo.study import open_storage
+    from sb3_neppo.storage import open_storage
 
     folder = tmp_path / "neppo" / "stag-hunt_1"
     trials = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder)).get_trials()

@@ -15,7 +15,7 @@ import torch
 from optuna.trial import TrialState
 
 from sb3_neppo.distributed import decode_state, encode_state
-from sb3_neppo.study import open_rdb
+from sb3_neppo.storage import open_rdb
 
 ITERATIONS, DIRECTIONS = 8, 2
 SB3 = "solver_kwargs:{n_envs: 2, br_updates: 1, eval_episodes: 4, ppo: {n_steps: 25, batch_size: 50, n_epochs: 4}}"

@@ -10,12 +10,12 @@ from pettingzoo import ParallelEnv
 from stable_baselines3 import PPO
 
 from sb3_neppo import NePPO
-from sb3_neppo.config import SB3SolverConfig
+from sb3_neppo.config import REGRET_SELECTION_SEED, SB3SolverConfig
 from sb3_neppo.envs.games import alpha_game
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.evaluate import evaluate_model, main
-from sb3_neppo.evaluation import SELECTION_SEED, RegretConfig, RegretEvaluator, bootstrap_ci
 from sb3_neppo.policy import PolicyProfile, frozen_copy
+from sb3_neppo.regret import RegretConfig, RegretEvaluator, bootstrap_ci
 from sb3_neppo.train import main as train_main
 
 MATRIX_SOLVER = {
@@ -39,7 +39,7 @@ def test_best_response_regret_agrees_with_the_exact_regret_on_a_normal_form_game
     sampled episodes; the exact regret of the policy's strategies lies inside each agent's 95 % interval."""
     model = NePPO(
         "matrix-alpha", env_kwargs={"alpha": 0.4, "mixed": False}, solver="sb3", solver_kwargs=MATRIX_SOLVER, seed=0
-    ).learn(1)
+    ).learn(n_iterations=1)
     exact = evaluate_model(model)
     assert exact.method == "exact" and exact.regret["player_0"] > 0.1  # far from an equilibrium: a real test
     config = RegretConfig(br_timesteps=2048, eval_episodes=1000, deterministic=False)
@@ -95,12 +95,12 @@ def test_a_warm_best_response_starts_at_the_agents_own_return(tmp_path):
         solver_kwargs={"n_envs": 4, "coop_updates": 1, "br_updates": 1, "eval_episodes": 4, "ppo": {"n_steps": 10}},
         n_directions=1,
         seed=0,
-    ).learn(1)
+    ).learn(n_iterations=1)
     coop = model.solvers.cooperative
     config = RegretConfig(br_timesteps=80, eval_episodes=8, starts=("warm",), curve_points=2)
-    evaluator = RegretEvaluator(model._env_fn(), coop.view, coop.config, config)
+    evaluator = RegretEvaluator(model.env_fn, coop.view, coop.config, config)
     report = evaluator.evaluate(model.result.policy, ["agent_0"])
-    own = evaluator.rollouts.rollouts(model.result.policy, SELECTION_SEED).returns()[:, coop.view.index["agent_0"]]
+    own = evaluator.rollouts.rollouts(model.result.policy, REGRET_SELECTION_SEED).returns()[:, coop.view.index["agent_0"]]
     row = report.agents[0]
     assert row.curves["warm"][0] == (0, pytest.approx(own.mean()))
     assert [a.agent for a in report.agents] == ["agent_0"] and row.br_env_steps == 80
@@ -111,7 +111,7 @@ def test_evaluator_bad_input_is_one_line(tmp_path, capsys):
     empty.mkdir()
     assert main([str(empty)]) == 2
     assert capsys.readouterr().err.strip().count("\n") == 0
-    model = NePPO("matrix-alpha", seed=0).learn(1)
+    model = NePPO("matrix-alpha", seed=0).learn(n_iterations=1)
     model.save(empty / "model.zip")
     for argv, message in (
         ([str(empty), "--agents", "nobody"], "no agent 'nobody'"),

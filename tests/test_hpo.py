@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from sb3_neppo import NePPO
 from sb3_neppo.config import NePPOConfig
-from sb3_neppo.study import open_storage
+from sb3_neppo.storage import open_storage
 from sb3_neppo.train import main
 
 
@@ -31,7 +31,7 @@ def test_optimize_finds_settings_whose_value_reproduces(tmp_path, capsys):
     regrets = []
     for seed in range(2):
         model = NePPO("matrix-alpha", env_kwargs={"alpha": 0.4}, seed=seed, **config.model_kwargs())
-        regrets.append(model.learn(config.n_iterations).regret().max())
+        regrets.append(model.learn(n_iterations=config.n_iterations).regret().max())
     assert np.mean(regrets) == summary["best_value"]
     with (folder / "trials.csv").open() as fh:
         assert len(list(csv.reader(fh))) == 1 + 8

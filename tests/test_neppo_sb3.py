@@ -10,9 +10,9 @@ from pettingzoo.utils.wrappers import BaseParallelWrapper
 
 from sb3_neppo import NePPO, StateMixerPotential
 from sb3_neppo.benchmarks.alpha_sampled import OUTER, run_pair
-from sb3_neppo.callbacks import EvalCallback
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.study import StudyRecorder, open_storage, open_study
+from sb3_neppo.monitors import EvalMonitor
+from sb3_neppo.storage import StudyRecorder, open_storage, open_study
 from sb3_neppo.train import main
 
 # The CI-sized α-family run (the full one: python -m sb3_neppo.benchmarks.alpha_sampled)
@@ -78,13 +78,14 @@ def test_same_seed_same_numbers_and_save_load_restores_the_solution(tmp_path):
     def run():
         env = simple_tag_v3.parallel_env(max_cycles=8)
         model = NePPO(env, solver="sb3", solver_kwargs=config, seed=4, delta=0.05, lr=0.5, n_directions=1)
-        return model.learn(1)
+        return model.learn(n_iterations=1)
 
     a, b = run(), run()
     np.testing.assert_array_equal(a.result.w, b.result.w)
     np.testing.assert_array_equal(a.result.F.mean, b.result.F.mean)
     assert np.linalg.norm(a.result.w) > 0 and np.abs(a.result.F.mean).max() > 0  # w moved; best responses deviated
-    model = NePPO("mpe2.simple_tag_v3", env_kwargs={"max_cycles": 8}, solver="sb3", solver_kwargs=config, seed=4).learn(1)
+    model = NePPO("mpe2.simple_tag_v3", env_kwargs={"max_cycles": 8}, solver="sb3", solver_kwargs=config, seed=4)
+    model.learn(n_iterations=1)
     model.save(tmp_path / "m")
     loaded = NePPO.load(tmp_path / "m.zip")
     assert loaded.summary()["F"] == model.summary()["F"]
@@ -102,11 +103,11 @@ def test_iterate_solve_final_costs_the_papers_two_solves_and_resumes_exactly(tmp
     torch.set_num_threads(1)
     config = dict(n_envs=2, br_updates=1, eval_episodes=3, ppo=dict(n_steps=8, batch_size=16, n_epochs=2, learning_rate=0.02))
     kwargs = dict(env_kwargs={"max_cycles": 8}, solver="sb3", solver_kwargs=config, seed=2, delta=0.05, lr=0.5, n_directions=1)
-    every = NePPO("mpe2.simple_tag_v3", iterate_solve="every", **kwargs).learn(3)
+    every = NePPO("mpe2.simple_tag_v3", iterate_solve="every", **kwargs).learn(n_iterations=3)
     study, _ = open_study(open_storage(None, tmp_path), "final", {})
     final = NePPO("mpe2.simple_tag_v3", iterate_solve="final", **kwargs)
-    final.recorder = StudyRecorder(study)
-    final.learn(3, callback=lambda log, m: m.save(tmp_path / "at1.zip") if log.iteration == 1 else None)
+    final.set_recorder(StudyRecorder(study))
+    final.learn(n_iterations=3, callback=lambda log, m: m.save(tmp_path / "at1.zip") if log.iteration == 1 else None)
     per_solve = every.num_timesteps / (1 + 3 * 3)
     assert final.num_timesteps == pytest.approx(per_solve * (3 * 2 + 1), rel=0.01)  # 7 solves, not 10
     np.testing.assert_array_equal(final.result.w, final.potential.get_flat_params())  # π^Φ at the final w
@@ -114,8 +115,8 @@ def test_iterate_solve_final_costs_the_papers_two_solves_and_resumes_exactly(tmp
 
     evaluations = []
     for _ in range(2):  # held-out evaluations: reproducible, and they change no training number
-        evaluate = EvalCallback(eval_freq=2, n_episodes=3)
-        again = NePPO("mpe2.simple_tag_v3", iterate_solve="final", **kwargs).learn(3, callback=evaluate)
+        evaluate = EvalMonitor(eval_freq=2, n_episodes=3)
+        again = NePPO("mpe2.simple_tag_v3", iterate_solve="final", **kwargs).learn(n_iterations=3, callback=evaluate)
         np.testing.assert_array_equal(again.result.w, final.result.w)
         assert again.num_timesteps == final.num_timesteps and evaluate.iterations == [2]
         evaluations.append(np.array(evaluate.results))
@@ -123,8 +124,8 @@ def test_iterate_solve_final_costs_the_papers_two_solves_and_resumes_exactly(tmp
     np.testing.assert_array_equal(evaluations[0], evaluations[1])
 
     resumed = NePPO.load(tmp_path / "at1.zip")
-    resumed.recorder = StudyRecorder(study)  # iterations 1 and 2 are stored: their branches are not solved again
-    resumed.learn(2)
+    resumed.set_recorder(StudyRecorder(study))  # iterations 1 and 2 are stored: their branches are not solved again
+    resumed.learn(n_iterations=2)
     np.testing.assert_array_equal(resumed.result.w, final.result.w)
     np.testing.assert_array_equal(resumed.result.F.mean, final.result.F.mean)
     assert resumed.num_timesteps == final.num_timesteps
@@ -144,7 +145,7 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys):
         NePPO("mpe2.simple_tag_v3", potential=StateMixerPotential(4, 10), solver_kwargs=config)
     model = NePPO(_NaNReward(simple_tag_v3.parallel_env()), solver="sb3", solver_kwargs=config)
     with pytest.raises(ConfigError, match="non-finite reward for agent_0: nan"):
-        model.learn(1)
+        model.learn(n_iterations=1)
     with pytest.raises(ConfigError, match="keep_best needs exact solvers"):
         NePPO("matrix-alpha", solver="sb3", keep_best=True)
     with pytest.raises(ConfigError, match="an env-step budget needs the sampled"):

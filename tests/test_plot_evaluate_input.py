@@ -15,9 +15,9 @@ import torch
 
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.evaluate import main as evaluate_main
-from sb3_neppo.evaluation import RegretConfig, bootstrap_ci
 from sb3_neppo.plot import main as plot_main
 from sb3_neppo.plot import read_run
+from sb3_neppo.regret import RegretConfig, bootstrap_ci
 from sb3_neppo.train import main as train_main
 
 TRAIN = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "--seed", "0", "-params", "n_iterations:5", "--save-freq", "2"]

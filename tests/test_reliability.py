@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from sb3_neppo import NePPO
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.study import JOURNAL_NAME, open_storage
+from sb3_neppo.storage import JOURNAL_NAME, open_storage
 from sb3_neppo.train import main
 
 ALPHA = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "--seed", "3"]
@@ -317,7 +317,7 @@ def test_a_model_file_cannot_make_load_import_a_module_of_its_choosing(tmp_path,
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     model = NePPO("matrix-alpha", seed=0)
-    model.learn(1)
+    model.learn(n_iterations=1)
     path = tmp_path / "model.zip"
     model.save(path)
     data = json.loads(zipfile.ZipFile(path).read("data.json"))

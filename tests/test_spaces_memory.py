@@ -493,7 +493,8 @@ def test_the_command_line_trains_on_a_top_level_module_and_a_model_rebuilds_a_fa
     assert main(argv) == 0, capsys.readouterr().err
     (summary,) = (user_modules / "logs").rglob("summary.json")
     assert json.loads(summary.read_text())["env"] == "my_rps"
-    model = NePPO("my_games:make_rps", potential="state_mixer", solver="sb3", solver_kwargs=settings, seed=0).learn(1)
+    model = NePPO("my_games:make_rps", potential="state_mixer", solver="sb3", solver_kwargs=settings, seed=0)
+    model.learn(n_iterations=1)
     model.save(user_modules / "model.zip")
     del sys.modules["my_games"]  # a fresh process: a file alone never imports a module
     with pytest.raises(ConfigError, match="names the env module my_games; importing it runs its code, so pass "):
@@ -611,7 +612,7 @@ def test_a_model_with_an_encoded_state_saves_and_loads_with_the_same_encoding(tm
     from sb3_neppo.neppo import NePPO
 
     env_id = f"{__name__}:Frames"  # this module's factory: what a saved model records to rebuild the env
-    model = NePPO(env_id, potential="state_mixer", solver="sb3", solver_kwargs=SMALL, seed=0).learn(1)
+    model = NePPO(env_id, potential="state_mixer", solver="sb3", solver_kwargs=SMALL, seed=0).learn(n_iterations=1)
     assert model.potential.get_config() == {"n_agents": 2, "state_dim": 3600, "state_features": 32}
     model.save(tmp_path / "model.zip")
     loaded = NePPO.load(tmp_path / "model.zip")

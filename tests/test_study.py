@@ -14,7 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sb3_neppo.study import JOURNAL_NAME, open_storage
+from sb3_neppo.storage import JOURNAL_NAME, open_storage
 from sb3_neppo.train import main
 
 ITERATIONS = 60

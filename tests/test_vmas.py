@@ -49,7 +49,7 @@ def test_neppo_runs_on_a_vmas_scenario():
     torch.set_num_threads(1)
     config = dict(n_envs=2, br_updates=1, eval_episodes=3, ppo=dict(n_steps=8, batch_size=32, n_epochs=2))
     model = NePPO("vmas:simple_tag", env_kwargs={"max_steps": 8}, solver_kwargs=config, seed=0, delta=0.05, n_directions=1)
-    model.learn(1)
+    model.learn(n_iterations=1)
     summary = model.summary()
     assert summary["env"] == "vmas:simple_tag" and summary["env_steps"] > 0
     assert np.isfinite(list(summary["F"].values())).all() and np.isfinite(summary["potential"]["params"]).all()

@@ -21,9 +21,9 @@ SB3 = dict(n_envs=2, br_updates=2, eval_episodes=3, ppo=dict(n_steps=8, batch_si
     ],
 )
 def test_two_workers_give_the_same_numbers_as_one(env, kwargs):
-    one = NePPO(env, seed=1, **kwargs).learn(2)
+    one = NePPO(env, seed=1, **kwargs).learn(n_iterations=2)
     two = NePPO(env, seed=1, n_workers=2, **kwargs)
-    two.learn(2)
+    two.learn(n_iterations=2)
     two.close()
     np.testing.assert_array_equal(one.result.w, two.result.w)
     np.testing.assert_array_equal(one.result.F.mean, two.result.F.mean)

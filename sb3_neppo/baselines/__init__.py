@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import importlib
 
-from sb3_neppo.baselines.base import MultiAgentAlgorithm, saved_algo
+from sb3_neppo.archive import saved_algo
+from sb3_neppo.baselines.base import MultiAgentAlgorithm
 from sb3_neppo.config import BaselineConfig
 from sb3_neppo.errors import ConfigError
 

@@ -8,16 +8,11 @@ and warm-starts each agent's best response from that agent's own actor.
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import pickle
 import random
 import time
-import zipfile
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,18 +21,17 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 from tqdm.auto import tqdm
 
-from sb3_neppo.config import SB3SolverConfig, check_seed
+from sb3_neppo.archive import describe, read_archive, write_archive
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import baseline_settings
-from sb3_neppo.envs.matrix import MatrixGameEnv, strategy_from_action
-from sb3_neppo.envs.registry import check_importable, make_env
+from sb3_neppo.envs.matrix import strategy_from_action
+from sb3_neppo.envs.registry import check_importable
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.hyperparams_files import merge_hyperparams
-from sb3_neppo.io import atomic_open
+from sb3_neppo.model import Callback, MultiAgentModel
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.version import __version__
-
-Callback = Callable[[dict, "MultiAgentAlgorithm"], Any]
 
 
 def role_of(agent: str) -> str:
@@ -46,7 +40,7 @@ def role_of(agent: str) -> str:
     return head if head and tail.isdigit() else agent
 
 
-class MultiAgentAlgorithm(ABC):
+class MultiAgentAlgorithm(MultiAgentModel):
     """A baseline multi-agent algorithm on a PettingZoo parallel env or VMAS scenario (SB3-style API).
 
     Subclasses set ``algo`` and ``config_class`` and implement :meth:`_setup`, :meth:`_train_round` (one round of
@@ -68,27 +62,26 @@ class MultiAgentAlgorithm(ABC):
     of s, as PettingZoo asks of every env. The random state at a boundary is kept: the callback of that round (and
     anything done between two ``learn`` calls) cannot change the numbers training goes on with.
 
-    :param env: env id (see :func:`sb3_neppo.envs.make_env`).
+    :param env: env id (see :func:`sb3_neppo.envs.make_env`) or a PettingZoo parallel env.
     :param env_kwargs: the env's keyword arguments.
     :param config: the algorithm's settings (a mapping of its config dataclass's keys, or the dataclass).
     :param seed: random seed (None: drawn, and recorded).
     :param verbose: 1: one line per logged round.
     """
 
-    algo: ClassVar[str]
     config_class: ClassVar[type]
 
-    def __init__(self, env: str, env_kwargs: Mapping | None = None, config: Any = None, seed: int | None = None, verbose=0):
-        self.env_id, self.env_kwargs = env, dict(env_kwargs or {})
-        self.seed = check_seed(seed)
+    def __init__(
+        self, env: ParallelEnv | str, env_kwargs: Mapping | None = None, config: Any = None, seed: int | None = None, verbose=0
+    ):
+        self._set_env(env, dict(env_kwargs or {}), seed)
         self.verbose = verbose
-        self.env = self._env_fn()()
+        self.default_timesteps: int | None = None  # the hyperparameter file's n_timesteps: what learn() runs by default
         if not isinstance(config, self.config_class):  # the settings the command line would give (sb3_neppo.defaults)
-            settings = baseline_settings(self.algo, self.config_class, self.env, env, config or {})
-            settings.pop("n_timesteps", None)  # the command line's budget, not a setting of the model
+            settings = baseline_settings(self.algo, self.config_class, self.env, self.env_id, config or {})
+            self.default_timesteps = settings.pop("n_timesteps", None)  # the command line's budget, not a setting
             config = self.config_class.from_dict(settings)
         self.config = config
-        self.agents: list[str] = list(self.env.possible_agents)
         self.view = AgentView(self.env, squash=self.config.squash_actions)
         self.num_timesteps = 0
         self.num_rounds = 0
@@ -142,10 +135,6 @@ class MultiAgentAlgorithm(ABC):
 
     # --- the shared machinery ----------------------------------------------------------------------------------------
 
-    def _env_fn(self) -> Callable[[], ParallelEnv]:
-        env_id, kwargs = self.env_id, self.env_kwargs
-        return lambda: make_env(env_id, kwargs)
-
     def _on_vmas(self) -> bool:
         return type(self.env.unwrapped).__name__ == "VmasParallelEnv"
 
@@ -158,9 +147,15 @@ class MultiAgentAlgorithm(ABC):
     def _mark_boundary(self, index: int) -> None:
         self._boundary, self._boundary_rng = index, rng_snapshot(self._on_vmas(), self.view.action_space)
 
-    def learn(self, total_timesteps: int, callback: Callback | None = None, progress_bar: bool = False):
+    def learn(
+        self,
+        total_timesteps: int | None = None,
+        callback: Callback | Sequence[Callback] | None = None,
+        progress_bar: bool = False,
+    ):
         """Train for ``total_timesteps`` more env steps (every copy's step counts; stops after the round that crosses
-        it). ``callback(log, model)`` is called after every round; returning False stops training.
+        it; None: the hyperparameter file's ``n_timesteps``). ``callback(log, model)`` (or each of a list) is called after
+        every round; returning False stops training.
 
         A round's ``log`` has ``env_steps`` (the round's), ``total_env_steps``, ``round``, ``returns`` (agent -> mean
         true return of the episodes that ended in the round), the algorithm's own entries (losses) and ``checkpoint``:
@@ -173,6 +168,13 @@ class MultiAgentAlgorithm(ABC):
         had left when it stopped (:attr:`timesteps_left`: after a callback stopped it, or in a model that
         :meth:`load_checkpoint` read), the call continues that call's schedule, so a resumed run is the same run.
         """
+        if total_timesteps is None:
+            if self.default_timesteps is None:
+                raise ConfigError(
+                    f"{type(self).__name__}.learn needs total_timesteps (env steps): this env has no n_timesteps setting"
+                )
+            total_timesteps = self.default_timesteps
+        callbacks = self._callbacks(callback)
         if isinstance(total_timesteps, bool) or int(total_timesteps) != total_timesteps or total_timesteps < 1:
             raise ConfigError(f"total_timesteps must be an integer >= 1 (got {total_timesteps})")
         first, end = self.num_timesteps, self.num_timesteps + int(total_timesteps)
@@ -206,7 +208,7 @@ class MultiAgentAlgorithm(ABC):
                 if self.verbose:
                     tqdm.write(self._format(log))
                 try:
-                    stop = callback is not None and callback(log, self) is False
+                    stop = not self._call(callbacks, log, self)
                 finally:
                     if checkpoint:
                         restore_rng(self._boundary_rng, self.view.action_space)
@@ -237,20 +239,9 @@ class MultiAgentAlgorithm(ABC):
                 copies[id(policy)] = frozen_copy(policy)
         return PolicyProfile(self.view, {a: copies[id(p)] for a, p in self.actors().items()})
 
-    def predict(self, observation: dict | None = None, deterministic: bool = True) -> tuple[dict[str, Any], None]:
-        """SB3-style: each agent's action for a dict of observations (optional in a normal-form game)."""
-        if observation is None:
-            if self.game is None:
-                raise ValueError("predict() needs a dict of observations, one per agent")
-            observation = self.env.reset(seed=self.seed)[0]
+    def _act(self, observation: dict, deterministic: bool) -> dict[str, Any]:
         rng = None if deterministic else np.random.default_rng(self.seed)
-        return PolicyProfile(self.view, self.actors()).act(observation, deterministic, rng), None
-
-    @property
-    def game(self):
-        """The normal-form game this env plays, or None for a Markov game."""
-        env = self.env.unwrapped
-        return env.game if isinstance(env, MatrixGameEnv) else None
+        return PolicyProfile(self.view, self.actors()).act(observation, deterministic, rng)
 
     def strategies(self) -> list[np.ndarray] | None:
         """In a normal-form game, each agent's mixed strategy (its action probabilities, or in mixed mode the strategy
@@ -272,27 +263,12 @@ class MultiAgentAlgorithm(ABC):
 
     def summary(self) -> dict[str, Any]:
         """The run summary (the schema of NePPO's ``summary.json`` where the fields mean the same)."""
-        out: dict[str, Any] = {
-            "algo": self.algo,
-            "version": __version__,
-            "env": self.env_id,
-            "env_kwargs": self.env_kwargs,
-            "seed": self.seed,
-            "agents": self.agents,
-            "iterations": self.num_rounds,
-            "env_steps": self.num_timesteps,
-            "wall_time_s": round(self.wall_time_s, 4),
-            "returns": self.returns,
-            "regret": None,
-            "max_regret": None,
-            "hyperparams": self.config.to_dict(),
-        }
+        out = self._summary_head(self.num_rounds)
+        out.update(returns=self.returns, **self._regret_fields(None, None), hyperparams=self.config.to_dict())
         strategies = self.strategies()
         if strategies is not None:
-            regret = self.game.regret(strategies)
-            out.update(regret=dict(zip(self.agents, regret.tolist())), max_regret=float(regret.max()), regret_method="exact")
-            out["strategies"] = {a: x.tolist() for a, x in zip(self.agents, strategies)}
-            out["action_names"] = {a: list(n) for a, n in zip(self.agents, self.game.action_names)}
+            out.update(self._regret_fields(self.game.regret(strategies), "exact"))
+        out.update(self._strategy_fields(strategies))
         return out
 
     def _data(self) -> dict[str, Any]:
@@ -316,14 +292,10 @@ class MultiAgentAlgorithm(ABC):
 
         A model is what is needed to act and to train on (``-i``), with fresh optimiser state and an empty replay
         buffer; :meth:`save_checkpoint` writes the full training state."""
-        buffer = io.BytesIO()
-        torch.save(self.get_weights(), buffer)
-        with atomic_open(zip_path(path), "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr("data.json", json.dumps(self._data(), indent=2))
-            archive.writestr("weights.pt", buffer.getvalue())
+        write_archive(path, self._data(), {"weights.pt": self.get_weights()})
 
     @classmethod
-    def load(cls, path: str | os.PathLike, config: Mapping[str, Any] | None = None, env: str | None = None):
+    def load(cls, path: str | os.PathLike, env: ParallelEnv | str | None = None, config: Mapping[str, Any] | None = None):
         """Load a saved model (weights only, read safely: ``torch.load(weights_only=True)``); a file that is not one
         (truncated, corrupt, altered) is one :class:`~sb3_neppo.errors.ConfigError` line. A checkpoint loads too (as
         a model: its weights and counters).
@@ -331,8 +303,9 @@ class MultiAgentAlgorithm(ABC):
         :param config: settings to change (merged key by key into the saved ones, as ``-params`` does); the networks
             must stay the same.
         :param env: the saved env id, to allow importing its module (see
-            :func:`~sb3_neppo.envs.registry.check_importable`)."""
-        data, weights = read_archive(path)
+            :func:`~sb3_neppo.envs.registry.check_importable`), or the env itself for a model built from an instance."""
+        files = read_archive(path, ("data.json", "weights.pt"))
+        data, weights = files["data.json"], files["weights.pt"]
         if config and isinstance(data, dict) and isinstance(data.get("config"), dict):
             data = {**data, "config": merge_hyperparams(data["config"], dict(config))}
         model = cls._from_data(path, data, "model", env)
@@ -359,26 +332,22 @@ class MultiAgentAlgorithm(ABC):
         data = {**self._data(), "checkpoint": {"format": CHECKPOINT_FORMAT, "boundary": self._boundary}}
         data["checkpoint"]["schedule"] = None if self._schedule is None else list(self._schedule)
         state = {"rng": self._boundary_rng, "algo": self._get_training_state()}
-        with atomic_open(zip_path(path), "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as archive:
-            archive.writestr("data.json", json.dumps(data, indent=2), compress_type=zipfile.ZIP_DEFLATED)
-            for name, tree in (("weights.pt", self.get_weights()), ("training.pt", state)):
-                with archive.open(name, "w", force_zip64=True) as member:  # streamed: no second copy in memory
-                    torch.save(tree, member)
+        write_archive(path, data, {"weights.pt": self.get_weights(), "training.pt": state}, stream=True)
 
     @classmethod
-    def load_checkpoint(cls, path: str | os.PathLike, env: str | None = None):
+    def load_checkpoint(cls, path: str | os.PathLike, env: ParallelEnv | str | None = None):
         """Load a checkpoint that :meth:`save_checkpoint` wrote, in this process or a new one, ready to ``learn`` on
         exactly as the run that wrote it would have: the training envs restart the boundary's episodes, every random
         generator, optimiser and counter is as it was. ``learn(model.timesteps_left)`` finishes the interrupted run.
 
         Read safely (JSON and ``torch.load(weights_only=True)``, never pickle); a file that is not a checkpoint
         (a model, truncated, corrupt, altered) is one :class:`~sb3_neppo.errors.ConfigError` line."""
-        data = read_zip(path, ("data.json",), "checkpoint")["data.json"]
+        data = read_archive(path, ("data.json",), kind="checkpoint")["data.json"]
         if isinstance(data, dict) and data.get("algo", "neppo") != cls.algo:
             raise ConfigError(f"{path} holds a {data.get('algo', 'neppo')} model, not {cls.algo}")
         if isinstance(data, dict) and "checkpoint" not in data:
             raise ConfigError(f"{path} is a saved model, not a training checkpoint (load() reads models)")
-        files = read_zip(path, ("weights.pt", "training.pt"), "checkpoint")
+        files = read_archive(path, ("weights.pt", "training.pt"), kind="checkpoint")
         model = cls._from_data(path, data, "checkpoint", env)
         checkpoint = data.get("checkpoint")
         freq = model.config.checkpoint_freq
@@ -410,7 +379,7 @@ class MultiAgentAlgorithm(ABC):
         return model
 
     @classmethod
-    def _from_data(cls, path: str | os.PathLike, data: Any, kind: str, env: str | None = None):
+    def _from_data(cls, path: str | os.PathLike, data: Any, kind: str, env: ParallelEnv | str | None = None):
         """A model built from a saved ``data.json`` (checked first: one line if it is not one of this algorithm); its
         env module is imported only if ``env`` names it or :func:`~sb3_neppo.envs.registry.check_importable` allows."""
         if not isinstance(data, dict):
@@ -419,16 +388,19 @@ class MultiAgentAlgorithm(ABC):
             raise ConfigError(f"{path} holds a {data.get('algo', 'neppo')} model, not {cls.algo}")
         for key, types in DATA_FIELDS.items():
             value = data.get(key)
-            if not isinstance(value, types) or isinstance(value, bool) or (types is int and value < 0):
+            if key not in data or not isinstance(value, types) or isinstance(value, bool) or (types is int and value < 0):
                 raise ConfigError(f"cannot load {kind} {path}: data.json's {key} is {value!r}")
         if not all(isinstance(r, (int, float)) for r in data["returns"].values()):
             raise ConfigError(f"cannot load {kind} {path}: data.json's returns are not numbers")
+        if env is None and data["env_id"] is None:
+            raise ConfigError(f"{path} was built from an env object, which is not saved: pass env=<the env> to load")
         if env is None:
             check_importable(data["env_id"], path)
-        elif env != data["env_id"]:
+        elif isinstance(env, str) and env != data["env_id"]:
             raise ConfigError(f"{path} was trained on {data['env_id']}, not {env}")
+        by_id = env is None or isinstance(env, str)
         try:
-            return cls(data["env_id"], data["env_kwargs"], data["config"], data["seed"])
+            return cls(data["env_id"] if by_id else env, data["env_kwargs"] if by_id else None, data["config"], data["seed"])
         except Exception as exc:  # a ConfigError too: say which file
             message = f"its settings do not build a {cls.algo} model ({describe(exc)})"
             raise ConfigError(f"cannot load {kind} {path}: {message}") from None
@@ -444,7 +416,7 @@ class MultiAgentAlgorithm(ABC):
 
 CHECKPOINT_FORMAT = 1
 DATA_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "env_id": str,
+    "env_id": (str, type(None)),
     "env_kwargs": dict,
     "config": dict,
     "seed": int,
@@ -469,64 +441,6 @@ def load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> N
 
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def zip_path(path: str | os.PathLike) -> Path:
-    """``path`` with the ``.zip`` suffix SB3 adds when it has none."""
-    path = Path(path)
-    return path if path.suffix == ".zip" else path.with_suffix(".zip")
-
-
-def describe(exc: BaseException) -> str:
-    """One line for an error raised while reading a file: never torch's advice to load with ``weights_only=False``."""
-    if isinstance(exc, pickle.UnpicklingError):
-        return "it holds Python objects other than tensors and plain values (not written by sb3_neppo, or altered); not loaded"
-    text = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
-    text = " ".join(text.split())
-    if "weights_only" in text:
-        return "it is not a plain tensor file (not a file sb3_neppo wrote, or altered); not loaded"
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def read_zip(path: str | os.PathLike, names: tuple[str, ...], kind: str = "model") -> dict[str, Any]:
-    """Members of a saved zip file, read safely: ``.json`` with ``json``, ``.pt`` with ``torch.load(weights_only=True)``.
-    Any error (no such file, not a zip, a missing, truncated, corrupt or altered member) is one ConfigError line."""
-    out: dict[str, Any] = {}
-    name = "the file"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for name in names:
-                raw = archive.read(name)  # checks the member's CRC
-                out[name] = json.loads(raw) if name.endswith(".json") else torch.load(io.BytesIO(raw), weights_only=True)
-    except Exception as exc:  # torch, zipfile, zlib, json and OS errors alike: the file is not what it should be
-        where = f"{name}: " if name != "the file" and not isinstance(exc, KeyError) else ""
-        raise ConfigError(f"cannot load {kind} {path}: {where}{describe(exc)}") from None
-    return out
-
-
-def read_archive_data(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``data.json`` of a saved baseline (settings, env, counters); one line if the file is not one."""
-    data = read_zip(path, ("data.json",))["data.json"]
-    if not isinstance(data, dict):
-        raise ConfigError(f"cannot load model {path}: data.json is not a mapping")
-    return data
-
-
-def saved_algo(path: str | os.PathLike) -> str:
-    """The algorithm a saved model's ``data.json`` names (``neppo`` for NePPO models, which do not name it)."""
-    data = read_zip(path, ("data.json",))["data.json"]
-    if not isinstance(data, dict):
-        raise ConfigError(f"cannot load model {path}: data.json is not a mapping")
-    algo = data.get("algo", "neppo")
-    if not isinstance(algo, str):
-        raise ConfigError(f"cannot load model {path}: data.json's algo is {algo!r}")
-    return algo
-
-
-def read_archive(path: str | os.PathLike) -> tuple[dict, dict]:
-    """``(data.json, weights.pt)`` of a saved baseline; one line if the file is not one."""
-    files = read_zip(path, ("data.json", "weights.pt"))
-    return files["data.json"], files["weights.pt"]
 
 
 # --- the global random state ------------------------------------------------------------------------------------------

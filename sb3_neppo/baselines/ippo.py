@@ -44,7 +44,7 @@ class IPPO(LockstepBaseline):
     config_class = IPPOConfig
 
     def _setup(self) -> None:
-        venv = make_vec_env(self._env_fn(), self.config.n_envs, self.view, env=self.env)
+        venv = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env)
         n = len(self.agents)
         keys = {"agent": self.agents, "role": [role_of(a) for a in self.agents], "all": [""] * n}[self.config.share]
         members: dict[str, list[int]] = {}

@@ -252,7 +252,7 @@ class MADDPG(MultiAgentAlgorithm):
 
     def _setup(self) -> None:
         cfg = self.config
-        self.venv = make_vec_env(self._env_fn(), cfg.n_envs, self.view, env=self.env)
+        self.venv = make_vec_env(self.env_fn, cfg.n_envs, self.view, env=self.env)
         set_random_seed(self.seed)
         self._rng = np.random.default_rng(self.seed)
         space = self.view.action_space

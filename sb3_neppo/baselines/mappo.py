@@ -115,7 +115,7 @@ class MAPPO(LockstepBaseline):
 
     def _setup(self) -> None:
         n = len(self.agents)
-        inner = make_vec_env(self._env_fn(), self.config.n_envs, self.view, env=self.env)
+        inner = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env)
         venv = CentralisedVecEnv(inner, n, self.view.obs_dim)
         ppo = {"gamma": self.config.gamma, **self.config.ppo}
         local_dim = int(self.view.observation_space.shape[0])

@@ -59,10 +59,10 @@ SAMPLED = dict(
 def run_pair(alpha: float, seed: int, iterations: int) -> dict:
     """Exact and sampled NePPO on one alpha game: exact max regret of each one's returned strategies."""
     torch.set_num_threads(1)
-    exact = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=seed, **OUTER).learn(iterations)
+    exact = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=seed, **OUTER).learn(n_iterations=iterations)
     sampled = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=seed, solver="sb3", solver_kwargs=SAMPLED, **OUTER)
     start = time.perf_counter()
-    sampled.learn(iterations)
+    sampled.learn(n_iterations=iterations)
     return {
         "alpha": alpha,
         "seed": seed,

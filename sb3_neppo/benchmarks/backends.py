@@ -36,7 +36,7 @@ def run(scenario: str, backend: str, iterations: int, seed: int) -> dict:
     model = NePPO(env_id, seed=seed, **NePPOConfig.from_dict(settings).model_kwargs())
     logs: list[IterationLog] = []
     start = time.perf_counter()
-    model.learn(iterations, callback=lambda log, m: logs.append(log))
+    model.learn(n_iterations=iterations, callback=lambda log, m: logs.append(log))
     elapsed = time.perf_counter() - start
     model.close()
     return {

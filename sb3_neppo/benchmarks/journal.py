@@ -2,8 +2,8 @@
 
     python -m sb3_neppo.benchmarks.journal [--trials 2000] [--repeats 3]
 
-Every solve of Algorithm 1 is one ``study.add_trial`` (what :class:`~sb3_neppo.study.StudyRecorder` does). Optuna's
-``JournalFileBackend`` (symlink lock) and ours (:class:`~sb3_neppo.study.SafeJournalFileBackend`: an ``flock`` that
+Every solve of Algorithm 1 is one ``study.add_trial`` (what :class:`~sb3_neppo.storage.StudyRecorder` does). Optuna's
+``JournalFileBackend`` (symlink lock) and ours (:class:`~sb3_neppo.storage.SafeJournalFileBackend`: an ``flock`` that
 dies with its holder, and a check for a torn last record before each append) record the same trials into a new file
 in a temporary folder; the two are interleaved within each repeat and the medians reported, with their ratio.
 """
@@ -20,7 +20,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from sb3_neppo.study import open_journal
+from sb3_neppo.storage import open_journal
 
 ATTRS = {"iteration": 3, "direction": 1, "sign": -1, "w": [0.25, 0.75], "F": [0.01, 0.02], "F_se": [0.0, 0.0]}
 

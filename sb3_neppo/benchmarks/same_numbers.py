@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sb3_neppo.io import write_json_atomic
+from sb3_neppo.atomic import write_json_atomic
 
 CASES: dict[str, list[str]] = {
     "neppo-matrix-alpha": ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "-params", "n_iterations:50"],

@@ -28,7 +28,7 @@ def iterations_per_s(env_id: str, workers: int, iterations: int, directions: int
     settings = {**settings_for(env_id), "n_directions": directions, "iterate_solve": iterate_solve}
     model = NePPO(env_id, seed=seed, n_workers=workers, **NePPOConfig.from_dict(settings).model_kwargs())
     ends: list[float] = []
-    model.learn(iterations + 1, callback=lambda log, m: ends.append(time.perf_counter()))
+    model.learn(n_iterations=iterations + 1, callback=lambda log, m: ends.append(time.perf_counter()))
     model.close()
     return iterations / (ends[-1] - ends[0])
 

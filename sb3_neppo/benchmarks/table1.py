@@ -18,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 
+from sb3_neppo.atomic import write_json_atomic
 from sb3_neppo.config import NePPOConfig
 from sb3_neppo.envs.games import alpha_game
-from sb3_neppo.io import write_json_atomic
 from sb3_neppo.models import settings_for
 from sb3_neppo.neppo import NePPO
 from sb3_neppo.potentials import ConvexCombinationPotential
@@ -44,11 +44,11 @@ def run_one(alpha: float, seed: int, n_iterations: int | None = None) -> dict:
     torch.set_num_threads(1)
     config = NePPOConfig.from_dict({**settings_for("matrix-alpha"), "keep_best": True, "n_starts": 1})  # the paper's start
     model = NePPO("matrix-alpha", env_kwargs={"alpha": alpha}, seed=seed, **config.model_kwargs())
-    model.learn(n_iterations or config.n_iterations)
+    model.learn(n_iterations=n_iterations or config.n_iterations)
     return {
         "alpha": alpha,
         "seed": seed,
-        "last": float(model.exact_regret(model.last_branch).max()),
+        "last": float(model.last_solve.regret.max()),
         "best": float(model.regret().max()),
         "certificate": float(model.result.objective),
         "best_iteration": model.result_iteration,

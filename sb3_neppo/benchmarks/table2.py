@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from sb3_neppo.io import write_json_atomic
+from sb3_neppo.atomic import write_json_atomic
 
 BACKENDS = {"mpe2": "mpe2.{}_v3", "vmas": "vmas:{}"}
 SCENARIOS = ("simple_world_comm", "simple_tag", "simple_adversary")

@@ -27,18 +27,18 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
+from sb3_neppo.atomic import write_json_atomic
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.envs.vmas import VmasVecEnv
 from sb3_neppo.envs.wrappers import StepEncoder
-from sb3_neppo.io import write_json_atomic
 from sb3_neppo.models import settings_for
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import StateMixerPotential
 from sb3_neppo.solvers.sb3 import VmasRolloutEvaluator
 
-EVAL_EPISODES, EVAL_SEED = 128, 777
+EVAL_EPISODES, HELD_OUT_EPISODE_SEED = 128, 777
 
 
 def curve(scenario: str, worlds: int, minibatch: int, budget: int, eval_every: int, seed: int) -> dict:
@@ -52,7 +52,7 @@ def curve(scenario: str, worlds: int, minibatch: int, budget: int, eval_every: i
     evaluator = VmasRolloutEvaluator(env, SB3SolverConfig(eval_episodes=EVAL_EPISODES, gamma=1.0), view)
 
     def score() -> float:
-        rollouts = evaluator.rollouts(PolicyProfile.shared(view, frozen_copy(model.policy)), EVAL_SEED)
+        rollouts = evaluator.rollouts(PolicyProfile.shared(view, frozen_copy(model.policy)), HELD_OUT_EPISODE_SEED)
         return float(rollouts.potential_returns(potential).mean())
 
     steps, returns, train_s, due = [0], [score()], 0.0, eval_every

@@ -154,18 +154,6 @@ class NormalFormGame:
     def n_actions(self) -> tuple[int, ...]:
         return tuple(self.payoffs.shape[1:])
 
-    def check_strategies(self, strategies: Strategies) -> list[np.ndarray]:
-        """Return the strategies as float arrays, or raise ConfigError when they are not one distribution per player."""
-        if len(strategies) != self.n_agents:
-            raise ConfigError(f"need one strategy per player ({self.n_agents}), got {len(strategies)}")
-        out = []
-        for i, (x, k) in enumerate(zip(strategies, self.n_actions)):
-            x = np.asarray(x, dtype=np.float64)
-            if x.shape[-1] != k or np.any(x < -1e-9) or not np.allclose(x.sum(-1), 1.0, atol=1e-6):
-                raise ConfigError(f"strategy of {self.agents[i]} must be {k} probabilities summing to 1, got {x.tolist()}")
-            out.append(x)
-        return out
-
     def expected_payoffs_batch(self, strategies: Sequence[np.ndarray]) -> np.ndarray:
         """Expected payoffs of P mixed profiles: ``strategies[i]`` has shape ``(P, k_i)``; returns ``(P, n)``."""
         return np.einsum(self.einsum_spec, self.payoffs, *strategies)

@@ -114,13 +114,6 @@ class MatrixGameEnv(ParallelEnv):
         return None
 
 
-def parallel_env(game: NormalFormGame | None = None, payoffs=None, mixed: bool = True, **kwargs) -> MatrixGameEnv:
-    """Build a matrix-game env from a :class:`NormalFormGame` or a payoff array of shape ``(n, k_1, ..., k_n)``."""
-    if game is None:
-        game = NormalFormGame(payoffs, **kwargs)
-    return MatrixGameEnv(game, mixed=mixed)
-
-
 def alpha_env(alpha: float = 0.0, mixed: bool = True) -> MatrixGameEnv:
     """The paper's alpha family (eq. 7) as an env."""
     return MatrixGameEnv(alpha_game(alpha), mixed=mixed)

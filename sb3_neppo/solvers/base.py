@@ -7,8 +7,10 @@ passes them between the three slots, so any set of solvers that agree on these t
 
 from __future__ import annotations
 
+import copy
+import functools
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,12 +102,27 @@ def estimate_f(agents: list[str], coop: Estimate, deviations: Mapping[str, Estim
 
 @dataclass
 class Solvers:
-    """The three slots NePPO composes. ``exact`` says the values are exact (no sampling, no env steps)."""
+    """The three slots NePPO composes, and what NePPO may ask of them: their *capabilities*. NePPO knows nothing else
+    of the solvers, so a custom bundle (this class as it is, or a subclass) gets everything the built-in ones get:
+
+    * ``exact``: the values are exact (no sampling, no env steps); ``name`` is what ``summary.json`` records;
+    * :meth:`solve_cost`: the env steps one solve is planned to take (None: no plan, so no env-step budget);
+    * :meth:`encode` / :meth:`decode`: a warm start (π^Φ and the best responses) as plain data for another process, a
+      study or a model file, and back (default: the objects themselves, for bundles whose policies pickle);
+    * :meth:`factory`: rebuilds the bundle in a worker process (default: a pickled copy of this one);
+    * :meth:`regret`: the exact per-agent regret of a joint policy where it is known (a normal-form game), and
+      :meth:`strategies`, the mixed strategies it is computed from;
+    * :meth:`best_response_budget`: what the best responses were given, for the certificate.
+    """
 
     cooperative: CooperativeSolver
     best_response: BestResponseSolver
     evaluator: PolicyEvaluator
     exact: bool = False
+
+    @property
+    def name(self) -> str:
+        return "exact" if self.exact else type(self.cooperative).__name__
 
     @property
     def env_steps(self) -> int:
@@ -115,3 +132,31 @@ class Solvers:
         """Seed the next cooperative solve, best responses and evaluation (see :meth:`CooperativeSolver.reseed`)."""
         for slot in (self.cooperative, self.best_response, self.evaluator):
             slot.reseed(seed)
+
+    def solve_cost(self, n_agents: int) -> dict[str, int] | None:
+        """Planned env steps of one solve: ``cooperative``, ``best_responses``, ``evaluation`` (None: not planned)."""
+        return {"cooperative": 0, "best_responses": 0, "evaluation": 0} if self.exact else None
+
+    def best_response_budget(self) -> dict[str, Any] | None:
+        """What each best response is given (``ppo_updates``, ``env_steps``, ``warm_start``), where that is known."""
+        return None
+
+    def encode(self, policy: JointPolicy | None, best_responses: Mapping[str, AgentPolicy]) -> Any:
+        """π^Φ and best responses as plain data (tensors, arrays, numbers) that :meth:`decode` turns back into them."""
+        return policy, dict(best_responses)
+
+    def decode(self, state: Any) -> tuple[JointPolicy | None, dict[str, AgentPolicy]]:
+        policy, best_responses = state
+        return policy, dict(best_responses)
+
+    def factory(self) -> Callable[[], Solvers]:
+        """A picklable callable that builds this bundle again in another process (workers)."""
+        return functools.partial(copy.deepcopy, self)
+
+    def strategies(self, policy: JointPolicy) -> list[np.ndarray] | None:
+        """The mixed strategies ``policy`` plays in a normal-form game (None: a Markov game, or not known)."""
+        return None
+
+    def regret(self, policy: JointPolicy) -> np.ndarray | None:
+        """The exact per-agent regret of ``policy`` (None where it needs the regret evaluator)."""
+        return None

@@ -15,6 +15,7 @@ potential reward; for the quadratic potential it is the paper's definition).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -126,11 +127,25 @@ class ExactEvaluator(PolicyEvaluator):
         return coop, {a: Estimate(returns[j + 1 : j + 2], phi[j + 1 : j + 2]) for j, a in enumerate(agents)}
 
 
-def exact_solvers(game: NormalFormGame, state: np.ndarray, seed: int = 0) -> Solvers:
+@dataclass
+class ExactSolvers(Solvers):
+    """The exact bundle: π^Φ is a list of mixed strategies, so they are the strategies, and the regret is exact."""
+
+    game: NormalFormGame | None = None
+
+    def strategies(self, policy: Profile) -> list[np.ndarray]:
+        return [np.asarray(x) for x in policy]
+
+    def regret(self, policy: Profile) -> np.ndarray:
+        return self.game.regret(self.strategies(policy))
+
+
+def exact_solvers(game: NormalFormGame, state: np.ndarray, seed: int = 0) -> ExactSolvers:
     """The exact solver set for a normal-form game."""
-    return Solvers(
+    return ExactSolvers(
         cooperative=ExactCooperativeSolver(game, state, seed=seed),
         best_response=ExactBestResponseSolver(game),
         evaluator=ExactEvaluator(game, state),
         exact=True,
+        game=game,
     )

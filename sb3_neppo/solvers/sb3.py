@@ -19,6 +19,7 @@ Memory is planned, not discovered: :func:`sb3_solvers` estimates the peak memory
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from sb3_neppo.config import PPO_PARAMS, SB3SolverConfig
 from sb3_neppo.defaults import PROBE_STEPS, episode_length
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
+from sb3_neppo.envs.matrix import MatrixGameEnv, strategy_from_action
 from sb3_neppo.envs.registry import make_vec_env
 from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
@@ -701,21 +703,106 @@ def check_memory(sizes: MemorySizes, config: SB3SolverConfig, available: int | N
     )
 
 
+@dataclass
+class SB3Solvers(Solvers):
+    """The sampled bundle: π^Φ is a :class:`~sb3_neppo.policy.PolicyProfile` of one shared SB3 policy, a best response
+    an SB3 policy; warm starts travel as their state dicts; one solve's env steps are planned from the settings."""
+
+    env_fn: EnvFn | None = None
+    env: ParallelEnv | None = None  # one copy, to read the spaces, the episode length and a normal-form game's strategies
+    config: SB3SolverConfig | None = None
+    seed: int = 0
+    _episode_length: int | None = None
+
+    @property
+    def name(self) -> str:
+        return "sb3"
+
+    @property
+    def episode_length(self) -> int:
+        """The env's episode length (its ``max_cycles``-like attribute, or one probe episode: :mod:`sb3_neppo.defaults`)."""
+        if self._episode_length is None:
+            self._episode_length = episode_length(self.env) or PROBE_STEPS
+        return self._episode_length
+
+    def _br_steps(self) -> int:
+        kwargs = self.config
+        return int(kwargs.br_ppo.get("n_steps", kwargs.ppo.get("n_steps", PPO_PARAMS["n_steps"].default)))
+
+    def solve_cost(self, n_agents: int) -> dict[str, int]:
+        config = self.config
+        n_steps = int(config.ppo.get("n_steps", PPO_PARAMS["n_steps"].default))
+        return {
+            "cooperative": config.coop_updates * config.n_envs * n_steps,
+            "best_responses": n_agents * config.br_updates * config.n_envs * self._br_steps(),
+            "evaluation": config.eval_episodes * (n_agents + 1) * self.episode_length,
+            "episode_length": self.episode_length,
+        }
+
+    def best_response_budget(self) -> dict[str, Any]:
+        config = self.config
+        steps = config.n_envs * self._br_steps()
+        return {"ppo_updates": config.br_updates, "env_steps": config.br_updates * steps, "warm_start": config.br_warm_start}
+
+    def encode(self, policy: PolicyProfile | None, best_responses: Mapping[str, ActorCriticPolicy]) -> Any:
+        if policy is None:
+            return None, dict(best_responses)
+        shared = next(iter(policy.policies.values())).state_dict()
+        return shared, {a: p.state_dict() for a, p in best_responses.items()}
+
+    def decode(self, state: Any) -> tuple[PolicyProfile | None, dict[str, ActorCriticPolicy]]:
+        policy, best_responses = state
+        if policy is None:
+            return None, dict(best_responses)
+        profile = self.cooperative.profile_from_state
+        return profile(policy), {a: profile(sd).policies[a] for a, sd in best_responses.items()}
+
+    def factory(self) -> Callable[[], Solvers]:
+        return functools.partial(sb3_solvers, self.env_fn, self.config, self.seed)
+
+    def strategies(self, policy: PolicyProfile) -> list[np.ndarray] | None:
+        """Read off the learned policy: its (mean) action in mixed mode, its action probabilities in pure mode (one-hot
+        of the most likely action when the solvers play deterministically)."""
+        matrix = self.env.unwrapped
+        if not isinstance(matrix, MatrixGameEnv):
+            return None
+        observations, _ = self.env.reset(seed=self.seed)
+        agents, n_actions = self.env.possible_agents, matrix.game.n_actions
+        if matrix.mixed:
+            actions = policy.act(observations, deterministic=True)
+            return [strategy_from_action(actions[a], k) for a, k in zip(agents, n_actions)]
+        strategies = []
+        for agent, k in zip(agents, n_actions):
+            probs = policy.action_probabilities(agent, observations[agent])[:k]
+            strategies.append(np.eye(k)[int(np.argmax(probs))] if self.config.deterministic else probs / probs.sum())
+        return strategies
+
+    def regret(self, policy: PolicyProfile) -> np.ndarray | None:
+        strategies = self.strategies(policy)
+        return None if strategies is None else self.env.unwrapped.game.regret(strategies)
+
+
 def sb3_solvers(
     env_fn: EnvFn,
     config: SB3SolverConfig | Mapping[str, Any] | None = None,
     seed: int = 0,
     logged_state: int | None = None,
-) -> Solvers:
-    """The three sampled slots for the parallel env built by ``env_fn``, after a check that a solve fits in memory
+) -> SB3Solvers:
+    """The three sampled slots for the parallel env built by ``env_fn`` (picklable, for workers: e.g. a
+    ``functools.partial`` of :func:`~sb3_neppo.envs.make_env`), after a check that a solve fits in memory
     (:func:`check_memory`; ``logged_state``: see :func:`memory_sizes`)."""
     if not isinstance(config, SB3SolverConfig):
         config = SB3SolverConfig.from_dict(config)
-    check_memory(memory_sizes(env_fn, env_fn(), config, logged_state), config)
+    env = env_fn()
+    check_memory(memory_sizes(env_fn, env, config, logged_state), config)
     cooperative = PPOCooperativeSolver(env_fn, config, seed)
-    return Solvers(
+    return SB3Solvers(
         cooperative=cooperative,
         best_response=PPOBestResponseSolver(env_fn, cooperative.view, config, seed + 1),
         evaluator=rollout_evaluator(env_fn, config, cooperative.view, seed + 2),
         exact=False,
+        env_fn=env_fn,
+        env=env,
+        config=config,
+        seed=seed,
     )

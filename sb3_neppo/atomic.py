@@ -40,3 +40,13 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 def write_yaml_atomic(path: str | os.PathLike, data: Any) -> None:
     with atomic_open(path) as fh:
         fh.write(yaml.safe_dump(data, sort_keys=False))
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """The complete lines of a text file a killed process may have torn (a last line with no newline is dropped)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    lines = text.split("\n")
+    return lines[:-1]  # the part after the last newline is empty, or torn

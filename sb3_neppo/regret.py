@@ -3,7 +3,7 @@
 For each agent i, every other agent is frozen at π (most likely actions by default, sampled with
 ``deterministic=False``) and:
 
-1. J_i(π) is measured on ``eval_episodes`` episodes (env seeds ``EVAL_SEED + e``, discounted by γ);
+1. J_i(π) is measured on ``eval_episodes`` episodes (env seeds ``REGRET_EVAL_SEED + e``, discounted by γ);
 2. a best response is trained with SB3 PPO on agent i's own true reward (never a potential) against the frozen
    others, for ``br_timesteps`` env steps from each start in ``starts``: from scratch, and warm-started from π_i;
 3. the best checkpoint of either run (its ``curve_points`` points and its start, so π_i itself is a candidate) is
@@ -34,13 +34,12 @@ import numpy as np
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_neppo.config import SB3SolverConfig, dataclass_from_dict
+from sb3_neppo.config import REGRET_EVAL_SEED, REGRET_SELECTION_SEED, SB3SolverConfig, dataclass_from_dict
 from sb3_neppo.envs.vec import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.solvers.sb3 import PPOBestResponseSolver, rollout_evaluator, start_from
 
-EVAL_SEED, SELECTION_SEED = 2_000_000, 3_000_000  # apart from training seeds and the eval callback's 10^6 + e
 STARTS = ("scratch", "warm")
 
 
@@ -194,7 +193,7 @@ class RegretEvaluator:
 
         def checkpoint() -> tuple[int, float, ActorCriticPolicy]:
             policy = frozen_copy(model.policy)
-            selection = self._returns(joint.with_agent(agent, policy), SELECTION_SEED)[:, index].mean()
+            selection = self._returns(joint.with_agent(agent, policy), REGRET_SELECTION_SEED)[:, index].mean()
             return int(model.num_timesteps), float(selection), policy
 
         checkpoints, done = [checkpoint()], 0
@@ -210,7 +209,7 @@ class RegretEvaluator:
         for agent in agents:
             if agent not in self.view.agents:
                 raise ConfigError(f"no agent '{agent}' in this env; its agents are: {', '.join(self.view.agents)}")
-        base = self._returns(joint, EVAL_SEED)
+        base = self._returns(joint, REGRET_EVAL_SEED)
         gains, rows = [], []
         for agent in agents:
             i = self.view.index[agent]
@@ -220,7 +219,7 @@ class RegretEvaluator:
                 ((start, point) for start, (points, _) in trained.items() for point in points), key=lambda x: x[1][1]
             )
             deviation = joint.with_agent(agent, policy)
-            gain = self._returns(deviation, EVAL_SEED)[:, i] - base[:, i]
+            gain = self._returns(deviation, REGRET_EVAL_SEED)[:, i] - base[:, i]
             gains.append(gain)
             rows.append(
                 AgentRegret(

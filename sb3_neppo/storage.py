@@ -27,7 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import sqlalchemy.exc
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -35,9 +34,9 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from sb3_neppo.branch import Key, Solve, plain
 from sb3_neppo.errors import ConfigError, first_line
 
-Key = tuple[int, int, int]  # (iteration, direction, sign)
 JOURNAL_NAME = "study.journal"
 
 
@@ -207,19 +206,6 @@ def _first_bad_record(path: Path) -> str:
     return "its records do not make a valid study history"
 
 
-def _plain(value: Any) -> Any:
-    """JSON-able copy (numpy scalars and arrays become Python numbers and lists)."""
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def trial_key(trial: optuna.trial.FrozenTrial) -> Key:
     """The (iteration, direction, sign) of a solve's trial."""
     attrs = trial.user_attrs
@@ -255,7 +241,7 @@ def open_study(
     """``(study, created)``: the study created, or loaded if it exists with the same ``settings`` (else a one-line
     error, nothing written). A study without settings and trials (its creator was killed between the two writes) is
     taken over."""
-    settings = _plain(settings)
+    settings = plain(settings)
     try:
         existing = storage.get_study_id_from_name(study_name)
     except KeyError:
@@ -283,31 +269,26 @@ def open_study(
 
 
 class StudyRecorder:
-    """Records NePPO's solves as trials of ``study`` and answers which ones already completed (see the module doc).
+    """Records NePPO's solves as trials of ``study`` and answers which ones already completed (see the module doc): the
+    one place a run's solves are written and, on resume, read back.
 
     A solve is added as one complete trial once it is done (a single storage write), so a killed process never leaves
-    a half-written trial behind: the solve it was in the middle of is simply done again.
+    a half-written trial behind: the solve it was in the middle of is simply done again. A solve that is a trial already
+    (a job of :mod:`sb3_neppo.distributed`'s queue) is not added again.
     """
 
     def __init__(self, study: optuna.Study):
         self.study = study
-        self.completed: dict[Key, optuna.trial.FrozenTrial] = {}
+        self.completed: dict[Key, Solve] = {}
         for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            self.adopt(trial)
+            if "iteration" in trial.user_attrs:
+                self.completed[trial_key(trial)] = Solve.from_trial(trial)
 
-    def lookup(self, key: Key) -> tuple[float, int] | None:
-        """(L_β, env steps) of a completed solve, or None."""
-        trial = self.completed.get(key)
-        return None if trial is None else (float(trial.value), int(trial.user_attrs.get("env_steps", 0)))
+    def lookup(self, key: Key) -> Solve | None:
+        """The record of a completed solve (numbers only), or None."""
+        return self.completed.get(key)
 
-    def adopt(self, trial: optuna.trial.FrozenTrial) -> None:
-        """Know of a solve that another process recorded (a job of :mod:`sb3_neppo.distributed`)."""
-        self.completed[trial_key(trial)] = trial
-
-    def record(self, key: Key, w, objective: float, F, F_se, regret, env_steps: int) -> None:
-        iteration, direction, sign = key
-        attrs = {"iteration": iteration, "direction": direction, "sign": sign, "w": w, "F": F, "F_se": F_se}
-        attrs.update(regret=regret, env_steps=env_steps)
-        trial = optuna.trial.create_trial(value=float(objective), user_attrs=_plain(attrs))
-        self.study.add_trial(trial)
-        self.completed[key] = trial
+    def record(self, solve: Solve) -> None:
+        if not solve.stored:
+            self.study.add_trial(optuna.trial.create_trial(value=float(solve.objective), user_attrs=solve.attrs()))
+        self.completed[solve.key] = solve.numbers()
