@@ -27,9 +27,10 @@ from tqdm.auto import tqdm
 from sb3_neppo import __version__
 from sb3_neppo.config import NePPOConfig, check_seed
 from sb3_neppo.defaults import PROBE_STEPS, episode_length, neppo_settings
+from sb3_neppo.envs.checks import check_parallel_env
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy, strategy_from_action
 from sb3_neppo.envs.registry import check_importable, make_env
-from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env
 from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.io import atomic_open
 from sb3_neppo.objective import log_sum_exp

@@ -7,8 +7,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_neppo.envs import make_env
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.vec import ParallelVecEnv
-from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.evaluation import RegretConfig
 from sb3_neppo.potentials import StateMixerPotential

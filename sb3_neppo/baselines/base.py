@@ -1,7 +1,7 @@
 """The common shape of the baselines: a multi-agent algorithm built from SB3 parts that returns a joint policy.
 
 Every baseline ends in the same currency as NePPO: a :class:`~sb3_neppo.policy.PolicyProfile` of SB3
-``ActorCriticPolicy`` actors on the shared :class:`~sb3_neppo.envs.vec.AgentView` (padded observations, agent
+``ActorCriticPolicy`` actors on the shared :class:`~sb3_neppo.envs.view.AgentView` (padded observations, agent
 indicator), with the network of the best responses' PPO. So the regret evaluator scores NePPO and the baselines alike,
 and warm-starts each agent's best response from that agent's own actor.
 """
@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 from sb3_neppo import __version__
 from sb3_neppo.config import PAPER_PPO, check_seed, dataclass_from_dict, merge_hyperparams
 from sb3_neppo.defaults import baseline_settings
+from sb3_neppo.envs.backend import backend_for
 from sb3_neppo.envs.matrix import MatrixGameEnv, strategy_from_action
 from sb3_neppo.envs.registry import check_importable, make_env
-from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.io import atomic_open
 from sb3_neppo.policy import PolicyProfile, frozen_copy
@@ -49,7 +50,7 @@ class BaselineConfig:
 
     :param n_envs: env copies (VMAS: worlds) stepped together.
     :param gamma: discount of the agents' returns J_i in reports and in the regret evaluator.
-    :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
+    :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.view.AgentView`).
     :param ppo: keyword arguments of ``stable_baselines3.PPO``: the learners' (PPO baselines) and the regret
         evaluator's best responses' (all baselines); ``n_steps`` is per env copy.
     :param checkpoint_freq: env steps between checkpoint boundaries (the first round that ends at or past each
@@ -193,7 +194,7 @@ class MultiAgentAlgorithm(ABC):
         return lambda: make_env(env_id, kwargs)
 
     def _on_vmas(self) -> bool:
-        return type(self.env.unwrapped).__name__ == "VmasParallelEnv"
+        return backend_for(self.env, self._env_fn()).vmas_random_state
 
     def _boundary_seed(self, index: int) -> int:
         """The seed the training envs restart from at checkpoint boundary ``index`` (0: the construction's, ``seed``)."""
