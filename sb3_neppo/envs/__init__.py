@@ -9,25 +9,29 @@ frozen) → ``rollouts`` (evaluation episodes and their logs) → ``backend`` (w
 scenarios and their batched backend).
 """
 
+from sb3_neppo.envs.backend import EnvBackend, backend_for
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
 from sb3_neppo.envs.games import NormalFormGame, alpha_game, matching_pennies, prisoners_dilemma, stag_hunt
 from sb3_neppo.envs.matrix import MatrixGameEnv, action_from_strategy, strategy_from_action
 from sb3_neppo.envs.potential_reward import PotentialRewardWrapper
 from sb3_neppo.envs.registry import ENVS, make_env
-from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.envs.vec import MultiAgentVecEnv, ParallelVecEnv
 from sb3_neppo.envs.view import AgentView
 
 __all__ = [
     "ENVS",
     "AgentView",
+    "EnvBackend",
     "FrozenOthersEnv",
     "FrozenOthersVecEnv",
+    "MultiAgentVecEnv",
     "ParallelVecEnv",
     "PotentialRewardWrapper",
     "MatrixGameEnv",
     "NormalFormGame",
     "action_from_strategy",
     "alpha_game",
+    "backend_for",
     "make_env",
     "matching_pennies",
     "prisoners_dilemma",

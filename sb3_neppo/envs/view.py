@@ -109,12 +109,18 @@ class AgentView:
 
     def env_actions(self, agent: str, actions: np.ndarray) -> np.ndarray:
         """A batch ``[B, ...]`` of the shared policy's actions as ``agent``'s own: Discrete, ``[B]`` int64
-        (``start + a mod n``); Box, the flat actions ``[B, d]`` in float64 (:meth:`box_actions`)."""
+        (:meth:`wrap`); Box, the flat actions ``[B, d]`` in float64 (:meth:`box_actions`)."""
         space = self.act_spaces[agent]
         actions = np.asarray(actions)
         if isinstance(space, spaces.Discrete):
-            return int(space.start) + actions.reshape(len(actions), -1)[:, 0].astype(np.int64) % int(space.n)
+            return self.wrap(space, actions.reshape(len(actions), -1)[:, 0].astype(np.int64))
         return self.box_actions(agent, actions.reshape(len(actions), -1).astype(np.float64))
+
+    @staticmethod
+    def wrap(space: spaces.Discrete, index):
+        """The shared policy's Discrete action ``index`` (an int, or an int array of a batch) as an action of ``space``:
+        an action the agent does not have wraps round, ``start + index mod n``."""
+        return int(space.start) + index % int(space.n)
 
     def box_actions(self, agent: str, actions: np.ndarray) -> np.ndarray:
         """A batch ``[B, D]`` of the shared policy's Box actions as ``agent``'s own flat actions ``[B, d]`` (extra dims
@@ -132,12 +138,14 @@ class AgentView:
 
     def observe(self, agent: str, obs) -> np.ndarray:
         """The shared policy's view of ``agent``'s observation (``obs=None``: the all-zero observation of a gone agent)."""
-        return self.observe_batch(agent, [obs])[0]
+        flat = self.flat[agent]
+        row = np.zeros((1, flat.size), np.float32) if obs is None else flat(obs)[None]
+        return self.pad(agent, row)[0]
 
     def env_action(self, agent: str, action) -> Any:
         """The shared policy's action for ``agent``, made valid in the agent's own action space."""
         space = self.act_spaces[agent]
-        chosen = self.env_actions(agent, np.asarray(action)[None])[0]
         if isinstance(space, spaces.Discrete):
-            return int(chosen)
-        return chosen.reshape(space.shape).astype(space.dtype)
+            return self.wrap(space, int(np.asarray(action).reshape(-1)[0]))
+        flat = self.box_actions(agent, np.asarray(action, np.float64).reshape(1, -1))[0]
+        return flat.reshape(space.shape).astype(space.dtype)
