@@ -14,10 +14,11 @@ from typing import Any
 from pettingzoo import ParallelEnv
 
 from sb3_neppo.config import NePPOConfig
+from sb3_neppo.envs.checks import check_parallel_env
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.games import NormalFormGame
 from sb3_neppo.envs.matrix import MatrixGameEnv
 from sb3_neppo.envs.registry import make_env
-from sb3_neppo.envs.wrappers import StepEncoder, check_parallel_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import Potential, build_potential
 from sb3_neppo.solvers.base import Solvers

@@ -7,8 +7,8 @@
 * :class:`NePPOCallback` turns a user's own ``PPO.learn()`` on a potential-reward VecEnv into NePPO: every N rollouts
   one outer iteration of Algorithm 1 moves the potential the VecEnv pays.
 
-Both read :class:`~sb3_neppo.envs.vec.ParallelVecEnv` or :class:`~sb3_neppo.envs.vmas.VmasVecEnv` (slot k is agent
-k mod N), also under SB3 VecEnv wrappers.
+All read a :class:`~sb3_neppo.envs.vec.MultiAgentVecEnv` (:class:`~sb3_neppo.envs.vec.ParallelVecEnv`, VMAS's batched
+worlds; slot k is agent k mod N), also under SB3 VecEnv wrappers.
 """
 
 from __future__ import annotations
@@ -22,27 +22,26 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 
 from sb3_neppo.config import NePPOConfig, SB3SolverConfig
-from sb3_neppo.envs.vec import ParallelVecEnv
-from sb3_neppo.envs.vmas import VmasVecEnv
+from sb3_neppo.envs.vec import MultiAgentVecEnv
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.neppo import IterationLog, NePPO
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.regret import RegretConfig, RegretEvaluator, RegretReport
 
 
-def _multi_agent_env(callback: BaseCallback) -> ParallelVecEnv | VmasVecEnv:
+def _multi_agent_env(callback: BaseCallback) -> MultiAgentVecEnv:
     venv = callback.training_env.unwrapped
-    if not isinstance(venv, (ParallelVecEnv, VmasVecEnv)):
+    if not isinstance(venv, MultiAgentVecEnv):
         raise ConfigError(f"{type(callback).__name__} needs a ParallelVecEnv or VmasVecEnv (got {type(venv).__name__})")
     return venv
 
 
-def model_solver_config(model: BaseAlgorithm, venv: ParallelVecEnv | VmasVecEnv) -> SB3SolverConfig:
+def model_solver_config(model: BaseAlgorithm, venv: MultiAgentVecEnv) -> SB3SolverConfig:
     """Solver settings from a user's PPO: its network, rollout length, minibatch, epochs, learning rate, γ, GAE λ,
     clipping, entropy and value coefficients, and as many env copies (or worlds) as its VecEnv; so best responses can
     start from its policy. Each is set explicitly: what is left out would come from the paper's PPO settings
     (:data:`~sb3_neppo.config.PAPER_PPO`, the solvers' defaults), not from the user's PPO."""
-    n_envs = venv.n_copies if isinstance(venv, ParallelVecEnv) else venv.n_worlds
+    n_envs = venv.n_copies
     m = model
     ppo = dict(n_steps=m.n_steps, batch_size=min(m.batch_size, m.n_steps * n_envs), n_epochs=m.n_epochs)
     ppo.update(learning_rate=m.learning_rate, gamma=m.gamma, gae_lambda=m.gae_lambda, ent_coef=m.ent_coef)
@@ -134,7 +133,7 @@ class RegretCallback(BaseCallback):
 
 
 class NePPOCallback(BaseCallback):
-    """NePPO inside a user's own ``PPO.learn()`` on a :class:`ParallelVecEnv` / :class:`VmasVecEnv` that pays a potential.
+    """NePPO inside a user's own ``PPO.learn()`` on a multi-agent VecEnv (env copies or VMAS worlds) that pays a potential.
 
     The user's PPO is the cooperative solver: it trains on φ_w as usual. Every ``n_rollouts`` rollouts the callback runs
     one outer iteration of Algorithm 1 (:meth:`NePPO.step`) warm-started from the model's current policy: the branches
@@ -175,7 +174,7 @@ class NePPOCallback(BaseCallback):
         venv = _multi_agent_env(self)
         if venv.potential is None:
             raise ConfigError("NePPOCallback needs a VecEnv that pays a potential (ParallelVecEnv(..., potential=...))")
-        env = venv.env if isinstance(venv, VmasVecEnv) else venv.envs[0]
+        env = venv.env
         solver_kwargs = self.solver_kwargs
         if solver_kwargs is None:
             solver_kwargs = dataclasses.asdict(model_solver_config(self.model, venv))

@@ -24,9 +24,9 @@ from sb3_neppo.branch import BranchSolver, Job, Key, Solve
 from sb3_neppo.config import NePPOConfig
 from sb3_neppo.console import cost_text, iteration_line
 from sb3_neppo.defaults import neppo_settings
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.matrix import action_from_strategy
 from sb3_neppo.envs.registry import check_importable
-from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.execution import Executor, InProcessExecutor, make_executor
 from sb3_neppo.model import Callback, MultiAgentModel, iterations_first_deprecated

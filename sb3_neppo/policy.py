@@ -15,7 +15,7 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.view import AgentView
 
 
 def frozen_copy(policy: ActorCriticPolicy) -> ActorCriticPolicy:

@@ -35,7 +35,7 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_neppo.config import REGRET_EVAL_SEED, REGRET_SELECTION_SEED, SB3SolverConfig, dataclass_from_dict
-from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.solvers.sb3 import PPOBestResponseSolver, rollout_evaluator, start_from

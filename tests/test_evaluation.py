@@ -12,7 +12,8 @@ from stable_baselines3 import PPO
 from sb3_neppo import NePPO
 from sb3_neppo.config import REGRET_SELECTION_SEED, SB3SolverConfig
 from sb3_neppo.envs.games import alpha_game
-from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
+from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.evaluate import evaluate_model, main
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.regret import RegretConfig, RegretEvaluator, bootstrap_ci

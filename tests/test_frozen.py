@@ -10,7 +10,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
 from sb3_neppo.envs.matrix import prisoners_dilemma_env
-from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
+from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 

@@ -8,8 +8,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from sb3_neppo.callbacks import NePPOCallback, RegretCallback, TrueReturnCallback
 from sb3_neppo.envs import make_env
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.vec import ParallelVecEnv
-from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import StateMixerPotential
 from sb3_neppo.regret import RegretConfig

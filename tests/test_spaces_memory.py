@@ -22,10 +22,11 @@ from pettingzoo.utils.wrappers import BaseParallelWrapper
 from stable_baselines3 import PPO
 
 from sb3_neppo.config import SB3SolverConfig
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.frozen import FrozenOthersEnv
 from sb3_neppo.envs.registry import make_env
-from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
-from sb3_neppo.envs.wrappers import StepEncoder
+from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import ConvexCombinationPotential, StateMixerPotential, build_potential

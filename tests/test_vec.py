@@ -9,8 +9,9 @@ from pettingzoo import ParallelEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
-from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
-from sb3_neppo.envs.wrappers import PotentialRewardWrapper
+from sb3_neppo.envs.potential_reward import PotentialRewardWrapper
+from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import ConvexCombinationPotential
 

@@ -9,13 +9,15 @@ from stable_baselines3 import PPO
 from sb3_neppo import NePPO, StateMixerPotential
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.envs import make_env
+from sb3_neppo.envs.backend import backend_for
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.frozen import FrozenOthersEnv
-from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.potential_reward import PotentialRewardWrapper
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasVecEnv
-from sb3_neppo.envs.wrappers import PotentialRewardWrapper, StepEncoder
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import PolicyProfile, frozen_copy
-from sb3_neppo.solvers.sb3 import RolloutEvaluator, VmasRolloutEvaluator
+from sb3_neppo.solvers.sb3 import RolloutEvaluator
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -133,8 +135,8 @@ def test_vmas_rollout_evaluator_plays_the_episode_of_the_pettingzoo_evaluator(de
     deviation = PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=16, seed=1).policy
     potential = StateMixerPotential(4, StepEncoder(env).state_dim)
     torch.nn.init.normal_(potential.mixer.weight, std=0.05)
-    batched = VmasRolloutEvaluator(env, config, view)
-    single = RolloutEvaluator(lambda: make_env("vmas:simple_tag", kwargs), config)
+    batched = RolloutEvaluator(lambda: env, config, view=view, backend=backend_for(env, lambda: env))  # batched worlds
+    single = RolloutEvaluator(lambda: make_env("vmas:simple_tag", kwargs), config)  # env copies
     for profile in (joint, joint.with_agent("agent_0", frozen_copy(deviation))):
         a, b = batched.estimate(potential, profile, seed=5), single.estimate(potential, profile, seed=5)
         np.testing.assert_allclose(a.returns, b.returns, rtol=1e-6, atol=1e-6)
@@ -181,8 +183,8 @@ def test_vmas_rollout_evaluator_ends_an_episode_where_its_world_terminates(deter
     view = AgentView(env)
     model = PPO("MlpPolicy", VmasVecEnv(env, 2, view), n_steps=8, batch_size=48, seed=0)
     joint = PolicyProfile.shared(view, frozen_copy(model.policy))
-    batched = VmasRolloutEvaluator(env, config, view)
-    single = RolloutEvaluator(lambda: make_env("vmas:balance", kwargs), config)
+    batched = RolloutEvaluator(lambda: env, config, view=view, backend=backend_for(env, lambda: env))  # batched worlds
+    single = RolloutEvaluator(lambda: make_env("vmas:balance", kwargs), config)  # env copies
     lengths = []
     for seed in range(4):
         a, b = batched.rollouts(joint, seed), single.rollouts(joint, seed)

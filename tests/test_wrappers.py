@@ -6,7 +6,7 @@ from mpe2 import simple_tag_v3, simple_world_comm_v3
 from pettingzoo.test import parallel_api_test
 from pettingzoo.utils.wrappers import BaseParallelWrapper
 
-from sb3_neppo.envs.wrappers import PotentialRewardWrapper
+from sb3_neppo.envs.potential_reward import PotentialRewardWrapper
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import ConvexCombinationPotential, StateMixerPotential
 

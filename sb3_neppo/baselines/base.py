@@ -1,7 +1,7 @@
 """The common shape of the baselines: a multi-agent algorithm built from SB3 parts that returns a joint policy.
 
 Every baseline ends in the same currency as NePPO: a :class:`~sb3_neppo.policy.PolicyProfile` of SB3
-``ActorCriticPolicy`` actors on the shared :class:`~sb3_neppo.envs.vec.AgentView` (padded observations, agent
+``ActorCriticPolicy`` actors on the shared :class:`~sb3_neppo.envs.view.AgentView` (padded observations, agent
 indicator), with the network of the best responses' PPO. So the regret evaluator scores NePPO and the baselines alike,
 and warm-starts each agent's best response from that agent's own actor.
 """
@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 from sb3_neppo.archive import describe, read_archive, write_archive
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import baseline_settings
+from sb3_neppo.envs.backend import backend_for
 from sb3_neppo.envs.matrix import strategy_from_action
 from sb3_neppo.envs.registry import check_importable
-from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.hyperparams_files import merge_hyperparams
 from sb3_neppo.model import Callback, MultiAgentModel
@@ -136,7 +137,7 @@ class MultiAgentAlgorithm(MultiAgentModel):
     # --- the shared machinery ----------------------------------------------------------------------------------------
 
     def _on_vmas(self) -> bool:
-        return type(self.env.unwrapped).__name__ == "VmasParallelEnv"
+        return backend_for(self.env, self.env_fn).vmas_random_state
 
     def _boundary_seed(self, index: int) -> int:
         """The seed the training envs restart from at checkpoint boundary ``index`` (0: the construction's, ``seed``)."""

@@ -16,7 +16,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from sb3_neppo.baselines.base import role_of
 from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
 from sb3_neppo.config import BaselineConfig
-from sb3_neppo.envs.registry import make_vec_env
+from sb3_neppo.envs.backend import make_vec_env
 from sb3_neppo.errors import ConfigError
 
 SHARE = ("agent", "role", "all")

@@ -1,6 +1,6 @@
 """Several SB3 PPO learners acting in one multi-agent VecEnv at once, each in its own slots.
 
-A multi-agent VecEnv (:class:`~sb3_neppo.envs.vec.ParallelVecEnv`, :class:`~sb3_neppo.envs.vmas.VmasVecEnv`) has one
+A multi-agent VecEnv (:class:`~sb3_neppo.envs.vec.MultiAgentVecEnv`: env copies or batched VMAS worlds) has one
 slot per (copy, agent). Independent learners must step it together, so ``PPO.learn`` (which owns its env) cannot run
 them; :class:`LockstepPPO` does SB3's ``collect_rollouts`` for every learner in the same env step (each learner's
 policy acts in its slots, its rollout buffer gets its slots' transitions, time-limit endings bootstrapped as SB3 does)

@@ -1,7 +1,7 @@
 """MADDPG: deterministic actors trained by centralised critics (Lowe et al., 2017, "Multi-Agent Actor-Critic for Mixed
 Cooperative-Competitive Environments").
 
-Each agent i has an actor μ_i on its own observation (the :class:`~sb3_neppo.envs.vec.AgentView` observation: padded,
+Each agent i has an actor μ_i on its own observation (the :class:`~sb3_neppo.envs.view.AgentView` observation: padded,
 with the agent indicator) and a critic Q_i(s, a_1, ..., a_N) on the state s (every agent's padded observation, without
 the indicator, concatenated) and every agent's action. Q_i learns by TD from a shared replay buffer of joint
 transitions, against target networks of all actors and of Q_i; μ_i ascends Q_i in its own action with the others'
@@ -44,7 +44,7 @@ from torch import nn
 
 from sb3_neppo.baselines.base import MultiAgentAlgorithm, load_optimizer
 from sb3_neppo.config import BaselineConfig
-from sb3_neppo.envs.registry import make_vec_env
+from sb3_neppo.envs.backend import make_vec_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import frozen_copy
 

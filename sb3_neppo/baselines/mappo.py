@@ -22,7 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
 from sb3_neppo.config import BaselineConfig
-from sb3_neppo.envs.registry import make_vec_env
+from sb3_neppo.envs.backend import make_vec_env
 
 
 @dataclass

@@ -13,8 +13,8 @@ import argparse
 
 import numpy as np
 
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.registry import make_env
-from sb3_neppo.envs.wrappers import StepEncoder
 
 SCENARIOS = ("simple_spread", "simple_tag", "simple_adversary", "simple_world_comm")
 

@@ -29,14 +29,15 @@ from stable_baselines3 import PPO
 
 from sb3_neppo.atomic import write_json_atomic
 from sb3_neppo.config import SB3SolverConfig
+from sb3_neppo.envs.backend import backend_for
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.registry import make_env
-from sb3_neppo.envs.vec import AgentView
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.envs.vmas import VmasVecEnv
-from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.models import settings_for
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import StateMixerPotential
-from sb3_neppo.solvers.sb3 import VmasRolloutEvaluator
+from sb3_neppo.solvers.sb3 import RolloutEvaluator
 
 EVAL_EPISODES, HELD_OUT_EPISODE_SEED = 128, 777
 
@@ -49,7 +50,8 @@ def curve(scenario: str, worlds: int, minibatch: int, budget: int, eval_every: i
     venv = VmasVecEnv(env, worlds, view, potential)
     ppo = dict(settings_for(f"mpe2.{scenario}_v3")["solver_kwargs"]["ppo"], batch_size=minibatch)
     model = PPO("MlpPolicy", venv, seed=seed, **ppo)
-    evaluator = VmasRolloutEvaluator(env, SB3SolverConfig(eval_episodes=EVAL_EPISODES, gamma=1.0), view)
+    config = SB3SolverConfig(eval_episodes=EVAL_EPISODES, gamma=1.0)
+    evaluator = RolloutEvaluator(lambda: env, config, view=view, backend=backend_for(env, lambda: env))  # batched worlds
 
     def score() -> float:
         rollouts = evaluator.rollouts(PolicyProfile.shared(view, frozen_copy(model.policy)), HELD_OUT_EPISODE_SEED)

@@ -23,10 +23,11 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.registry import make_env
-from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
+from sb3_neppo.envs.vec import ParallelVecEnv
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.envs.vmas import VmasVecEnv
-from sb3_neppo.envs.wrappers import StepEncoder
 from sb3_neppo.models import settings_for
 from sb3_neppo.potentials import StateMixerPotential
 

@@ -2,7 +2,7 @@
 
 Agent i is paid its own *true* reward, so any single-agent algorithm trained on this env learns a best response of i
 to the others' policy. The best-response solver and the regret evaluator use it; so can users. What the env returns
-is checked each step (:class:`~sb3_neppo.envs.wrappers.StepChecker`): a misbehaving env is one line naming the agent
+is checked each step (:class:`~sb3_neppo.envs.checks.StepChecker`): a misbehaving env is one line naming the agent
 and the step.
 """
 
@@ -17,8 +17,8 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_neppo.envs.vec import AgentView
-from sb3_neppo.envs.wrappers import StepChecker, where
+from sb3_neppo.envs.checks import StepChecker, where
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 
 
@@ -46,7 +46,7 @@ class FrozenOthersEnv(gym.Env):
     :param view: present ``agent``'s observations and actions as a shared policy sees them (padding, agent indicator),
         so a best response can start from the shared policy's weights. None: the agent's own spaces, except that an
         observation space other than a Box (Discrete, Dict, ...) is flattened as SB3's preprocessing would
-        (:class:`~sb3_neppo.envs.wrappers.FlatObservation`), so any SB3 ``MlpPolicy`` reads it.
+        (:class:`~sb3_neppo.envs.observations.FlatObservation`), so any SB3 ``MlpPolicy`` reads it.
     """
 
     metadata = {"render_modes": []}
@@ -133,6 +133,16 @@ class FrozenOthersVecEnv(DummyVecEnv):
         super().__init__(env_fns)
         if not all(isinstance(env, FrozenOthersEnv) for env in self.envs):
             raise TypeError("FrozenOthersVecEnv needs FrozenOthersEnv copies (unwrapped)")
+
+    @property
+    def others(self) -> JointActor:
+        """The joint policy the frozen agents play; assign it to change it in every copy."""
+        return self.envs[0].others
+
+    @others.setter
+    def others(self, joint: JointActor) -> None:
+        for env in self.envs:
+            env.others = joint
 
     def step_wait(self):
         envs: list[FrozenOthersEnv] = self.envs  # type: ignore[assignment]

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 from pettingzoo import AECEnv, ParallelEnv
-from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_neppo.arguments import check_arguments
 from sb3_neppo.envs.games import NormalFormGame
@@ -35,9 +34,7 @@ from sb3_neppo.envs.matrix import (
     prisoners_dilemma_env,
     stag_hunt_env,
 )
-from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.potentials import Potential
 
 
 def matrix_env(payoffs=None, mixed: bool = True, agents=None, action_names=None) -> MatrixGameEnv:
@@ -242,22 +239,3 @@ def _parallel(env: Any, made_by: str) -> ParallelEnv:
         return env
     hint = " (an AEC env: wrap it with pettingzoo.utils.conversions.aec_to_parallel)" if isinstance(env, AECEnv) else ""
     raise ConfigError(f"{made_by} returned {type(env).__name__}, not a PettingZoo ParallelEnv{hint}")
-
-
-def make_vec_env(
-    env_fn: Callable[[], ParallelEnv],
-    n_envs: int,
-    view: AgentView | None = None,
-    potential: Potential | None = None,
-    env: ParallelEnv | None = None,
-) -> VecEnv:
-    """The multi-agent SB3 VecEnv (a slot per copy and agent) of ``env_fn``'s env: ``n_envs`` batched worlds in one
-    :class:`~sb3_neppo.envs.vmas.VmasVecEnv` for a VMAS scenario, else ``n_envs`` copies in a
-    :class:`~sb3_neppo.envs.vec.ParallelVecEnv`. Slots pay ``potential`` when given, else each agent's own reward.
-    ``env``: an env ``env_fn`` already built (saves building one)."""
-    env = env if env is not None else env_fn()
-    if type(env.unwrapped).__name__ == "VmasParallelEnv":
-        from sb3_neppo.envs.vmas import VmasVecEnv
-
-        return VmasVecEnv(env.unwrapped, n_envs, view, potential)
-    return ParallelVecEnv(env_fn, n_envs, view, potential)

@@ -2,8 +2,11 @@
 
 ``make_env("vmas:simple_tag")`` gives :class:`VmasParallelEnv`: one VMAS world behind the PettingZoo parallel API, so
 everything that takes a PettingZoo env (the potential wrapper, the SB3 solvers, the CLI) runs on VMAS scenarios as it is.
-It steps one world at a time. :class:`VmasVecEnv` is the batched path: B worlds × N agents as one SB3 VecEnv, stepped
-in one VMAS call, with the potential reward computed on the whole batch at once.
+It steps one world at a time. The batched path is :class:`VmasBackend`, the env backend of every VMAS scenario
+(:func:`~sb3_neppo.envs.backend.backend_for`): :class:`VmasVecEnv` (B worlds × N agents as one SB3 VecEnv, stepped
+in one VMAS call, with the potential reward computed on the whole batch at once), :class:`VmasFrozenOthersVecEnv` (a
+best response's worlds) and :class:`VmasEpisodes` (the evaluation episodes as worlds of one batch). They see and drive
+the agents through the same :class:`~sb3_neppo.envs.view.AgentView` rules, on the whole batch, as the PettingZoo path.
 
 VMAS keeps its own random state (``vmas_random_state``): ``reset(seed=s)`` makes an episode's start a function of s
 alone, whatever else draws random numbers, which is what paired (common-random-number) evaluation needs.
@@ -11,7 +14,7 @@ alone, whatever else draws random numbers, which is what paired (common-random-n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,8 +23,11 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
-from sb3_neppo.envs.vec import AgentView
-from sb3_neppo.envs.wrappers import StepEncoder, potential_values
+from sb3_neppo.envs.backend import EnvBackend
+from sb3_neppo.envs.frozen import JointActor
+from sb3_neppo.envs.rollouts import EvaluationEpisodes, StepLogs, encode_states, log_format
+from sb3_neppo.envs.vec import MultiAgentVecEnv
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import draw_noise
 from sb3_neppo.potentials import Potential
@@ -124,17 +130,20 @@ class VmasParallelEnv(ParallelEnv):
             self.agents = []
         return obs, rew, term, trunc, infos
 
+    def sb3_neppo_backend(self, env_fn: Callable[[], ParallelEnv], env: ParallelEnv) -> VmasBackend:
+        """This scenario's env backend: batched worlds (see :func:`~sb3_neppo.envs.backend.backend_for`)."""
+        return VmasBackend(env_fn, self)
 
-class VmasVecEnv(VecEnv):
+
+class VmasVecEnv(MultiAgentVecEnv):
     """``n_worlds`` worlds of a VMAS scenario as one SB3 ``VecEnv`` with a slot per (world, agent): slot ``b·N + i``,
     the layout of :class:`~sb3_neppo.envs.vec.ParallelVecEnv`, stepped with one VMAS call and no Python loop per world.
 
-    Observations and actions go through the same :class:`~sb3_neppo.envs.vec.AgentView` rules (padding, agent
-    indicator, wrap-round Discrete actions, sigmoid-squashed bounded Box actions), applied to the whole batch; the
-    potential reads the same state (the observations concatenated), actions and rewards as
-    :class:`~sb3_neppo.envs.wrappers.StepEncoder` would, so a potential means the same on both paths. ``infos`` carry
-    each slot's ``true_reward``, and at episode ends ``terminal_observation``, ``TimeLimit.truncated`` and an
-    ``episode`` record with the true return.
+    Observations and actions go through the :class:`~sb3_neppo.envs.view.AgentView` rules (padding, agent indicator,
+    wrap-round Discrete actions, sigmoid-squashed bounded Box actions) on the whole batch; the potential reads the same
+    state (the observations concatenated), actions and rewards as :class:`~sb3_neppo.envs.encoding.StepEncoder`
+    defines them, so a potential means the same on both paths. ``infos`` carry each slot's ``true_reward``, and at
+    episode ends ``terminal_observation``, ``TimeLimit.truncated`` and an ``episode`` record with the true return.
 
     :param env: the :class:`VmasParallelEnv` that names the scenario and its settings.
     :param n_worlds: worlds stepped together (B).
@@ -145,51 +154,36 @@ class VmasVecEnv(VecEnv):
     def __init__(self, env: VmasParallelEnv, n_worlds: int, view: AgentView | None = None, potential: Potential | None = None):
         if int(n_worlds) < 1:
             raise ConfigError(f"n_worlds must be >= 1 (got {n_worlds})")
-        self.env = env
+        self._env = env
         self.n_worlds = int(n_worlds)
         self.world = make_vmas(env.scenario, self.n_worlds, env.continuous_actions, env.max_steps, 0, **env.scenario_kwargs)
-        self.encoder = StepEncoder(env)
-        self.view = view if view is not None else AgentView(env)
-        self.agents = list(env.possible_agents)
-        self.n_agents = len(self.agents)
-        self.potential = potential
-        if potential is not None:
-            self.encoder.check_potential(potential)
-        spaces_ = [env.action_space(a) for a in self.agents]
-        self._discrete = isinstance(spaces_[0], spaces.Discrete)
-        self._n = np.array([int(s.n) for s in spaces_]) if self._discrete else None
-        self._obs_dims = [int(np.prod(env.observation_space(a).shape)) for a in self.agents]
-        self.env_steps = 0
+        super().__init__(env, self.n_worlds, view, potential)
         self._obs: list[torch.Tensor] = []
         self._returns = np.zeros((self.n_worlds, self.n_agents, 2))  # episode return (paid, true) per slot
         self._lengths = np.zeros(self.n_worlds, dtype=int)
-        self._actions: np.ndarray | None = None
         self.last_step: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        super().__init__(self.n_worlds * self.n_agents, self.view.observation_space, self.view.action_space)
 
-    # --- the AgentView rules, on the whole batch -----------------------------------------------------------------------
+    @property
+    def env(self) -> VmasParallelEnv:
+        return self._env
+
+    # --- the AgentView and StepEncoder rules, on the whole batch -------------------------------------------------------
 
     def _observe(self, observations: list[torch.Tensor]) -> np.ndarray:
-        out = np.zeros((self.n_worlds, self.n_agents, self.view.observation_space.shape[0]), np.float32)
-        for i, obs in enumerate(observations):
-            out[:, i, : self._obs_dims[i]] = obs.reshape(self.n_worlds, -1).numpy()
-            if self.view.agent_indicator:
-                out[:, i, self.view.obs_dim + i] = 1.0
+        out = np.zeros((self.n_worlds, self.n_agents, self.view.width), np.float32)
+        for i, (agent, obs) in enumerate(zip(self.agents, observations)):
+            self.view.observe_batch(agent, obs.numpy(), out=out[:, i])
         return out.reshape(self.num_envs, -1)
 
     def _env_actions(self, actions: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
         """The agents' own actions (a tensor per agent, as VMAS takes them) and their encoding for the potential."""
         encoded = np.zeros((self.n_worlds, self.n_agents, self.encoder.action_dim))
-        if self._discrete:
-            chosen = actions.reshape(self.n_worlds, self.n_agents).astype(np.int64) % self._n
-            np.put_along_axis(encoded, chosen[..., None], 1.0, axis=2)
-            return [torch.as_tensor(chosen[:, i]) for i in range(self.n_agents)], encoded
-        batch = actions.reshape(self.n_worlds, self.n_agents, -1).astype(np.float64)
+        per_agent = actions.reshape(self.n_worlds, self.n_agents, *actions.shape[1:])
         out = []
         for i, agent in enumerate(self.agents):
-            flat = self.view.box_actions(agent, batch[:, i])
-            encoded[:, i, : flat.shape[1]] = flat
-            out.append(torch.as_tensor(flat, dtype=torch.float32))
+            chosen = self.view.env_actions(agent, per_agent[:, i])  # [B] indices or [B, d] float64 Box actions
+            self.encoder.agent_actions(agent, chosen, out=encoded[:, i])
+            out.append(torch.as_tensor(chosen) if chosen.ndim == 1 else torch.as_tensor(chosen, dtype=torch.float32))
         return out, encoded
 
     def _state(self) -> np.ndarray:
@@ -206,9 +200,6 @@ class VmasVecEnv(VecEnv):
         self._lengths[:] = 0
         return self._observe(self._obs)
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions)
-
     def step_wait(self):
         joint, encoded = self._env_actions(self._actions)
         states = self._state()
@@ -217,9 +208,7 @@ class VmasVecEnv(VecEnv):
         if not np.isfinite(true_rewards).all():
             raise ConfigError("the VMAS scenario returned a non-finite reward; fix the scenario or clip its rewards")
         self.last_step = (states, encoded, true_rewards)  # s_t, a_t (as the potential reads it), r_t: for logging
-        paid = true_rewards.copy()
-        if self.potential is not None:
-            paid[:] = potential_values(self.potential, states, encoded, true_rewards)[:, None]
+        paid = self._paid(states, encoded, true_rewards)
         self._returns[..., 0] += paid
         self._returns[..., 1] += true_rewards
         self._lengths += 1
@@ -261,9 +250,6 @@ class VmasVecEnv(VecEnv):
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
         return [getattr(self.env, method_name)(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None for _ in range(self.num_envs)]
@@ -354,3 +340,83 @@ class VmasFrozenOthersVecEnv(VecEnv):
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         return [None for _ in range(self.num_envs)]
+
+
+class VmasEpisodes(EvaluationEpisodes):
+    """The evaluation episodes as ``n_episodes`` worlds of one VMAS batch, every agent of every world acting in one
+    forward pass per distinct policy.
+
+    Common random numbers as on the PettingZoo path (:class:`~sb3_neppo.envs.rollouts.EnvCopyEpisodes`): the worlds
+    start from ``reset(seed=seed)`` whatever the policy, and world e samples its agents' actions from its own generator
+    ``(seed, e)``, agents in order, so a deviation changes only the deviating agent's actions (with one world it plays
+    the very episode of the PettingZoo path).
+    """
+
+    def __init__(self, env: VmasParallelEnv, n_episodes: int, deterministic: bool, view: AgentView | None = None):
+        self.venv = VmasVecEnv(env, n_episodes, view)
+        self.env, self.n_episodes, self.deterministic = env, self.venv.n_worlds, bool(deterministic)
+
+    @property
+    def env_steps(self) -> int:
+        return self.venv.env_steps
+
+    def play(self, profile: Any, seed: int, potential: Potential | None, log_states: bool, capacity: int) -> StepLogs:
+        venv, n_ep, n = self.venv, self.venv.n_worlds, self.venv.n_agents
+        rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
+        venv.seed(seed)
+        obs = venv.reset().reshape(n_ep, n, -1)
+        encoding, dtype = log_format(potential)
+        logs: StepLogs | None = None  # allocated at the first step, when the state's and actions' widths are known
+        running = np.ones(n_ep, dtype=bool)
+        while running.any():
+            noise = None
+            if not self.deterministic:  # world e's agents, in order, from world e's generator
+                parts = [draw_noise(rng, n, self.venv.view.action_space) for rng in rngs]
+                noise = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])  # [E, N], [E, N, D]
+            actions = profile.policy_actions(obs, self.venv.view.agents, noise)
+            next_obs, _, dones, _ = venv.step(actions.reshape(n_ep * n, *actions.shape[2:]))
+            states, encoded, rewards = venv.last_step
+            live = np.flatnonzero(running)
+            if not log_states:
+                encoding, states = None, np.zeros((len(live), 0))
+            elif encoding is not None:
+                states = encode_states(potential, np.asarray(states[live], dtype))
+            else:
+                states = states[live]
+            if logs is None:
+                logs = StepLogs(n_ep, states.shape[-1], n, encoded.shape[-1], dtype, capacity, encoding)
+            for k, e in enumerate(live):
+                t = logs.next_row(e)
+                logs.states[e, t], logs.actions[e, t], logs.rewards[e, t] = states[k], encoded[e], rewards[e]
+            running &= ~dones.reshape(n_ep, n)[:, 0]  # a world that ends is reset: its later steps are another episode
+            obs = next_obs.reshape(n_ep, n, -1)
+        return logs
+
+
+class VmasBackend(EnvBackend):
+    """The env backend of a VMAS scenario: every VecEnv is one batched VMAS world set (:class:`VmasVecEnv`,
+    :class:`VmasFrozenOthersVecEnv`, :class:`VmasEpisodes`), and VMAS's own random state is part of a run's.
+
+    Each agent's frozen-others worlds are built from an env of their own (the first agent's from the backend's env,
+    the others' from ``env_fn``): building a VMAS env moves VMAS's random state, so that order is part of a run's
+    numbers.
+    """
+
+    vmas_random_state = True
+    batched = True
+
+    def __init__(self, env_fn: Callable[[], ParallelEnv], env: VmasParallelEnv):
+        super().__init__(env_fn, env)
+        self._spare: VmasParallelEnv | None = env  # the env the next frozen-others worlds are built from
+
+    def vec_env(self, n_envs: int, view: AgentView | None = None, potential: Potential | None = None) -> VmasVecEnv:
+        return VmasVecEnv(self.env, n_envs, view, potential)
+
+    def frozen_others_vec_env(
+        self, agent: str, others: JointActor, n_envs: int, deterministic: bool = False, view: AgentView | None = None
+    ) -> VmasFrozenOthersVecEnv:
+        env, self._spare = self._spare if self._spare is not None else self.env_fn().unwrapped, None
+        return VmasFrozenOthersVecEnv(env, agent, others, n_envs, deterministic, view)
+
+    def evaluation_episodes(self, n_episodes: int, deterministic: bool, view: AgentView | None = None) -> VmasEpisodes:
+        return VmasEpisodes(self.env, n_episodes, deterministic, view)

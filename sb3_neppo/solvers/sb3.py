@@ -1,17 +1,20 @@
 """The sampled slots of Algorithm 1: SB3 PPO on the potential-reward VecEnv, PPO best responses, rollout estimates.
 
 * :class:`PPOCooperativeSolver` — one shared PPO policy (agent indicator in its observation) trained for K1 PPO
-  updates on :class:`~sb3_neppo.envs.vec.ParallelVecEnv` (or, for VMAS scenarios, the batched
-  :class:`~sb3_neppo.envs.vmas.VmasVecEnv`) paid φ_w; each solve starts from the warm start's weights with a fresh
-  optimiser, so both branches of a direction start from the same state.
-* :class:`PPOBestResponseSolver` — per agent, PPO for K2 updates on
-  :class:`~sb3_neppo.envs.frozen.FrozenOthersEnv` copies (the agent's own true reward, the others frozen), started
-  from the previous best response or from the agent's cooperative policy. The agents, solved one after another,
-  share one PPO and one set of env copies.
+  updates on the env's multi-agent VecEnv paid φ_w (:class:`~sb3_neppo.envs.vec.ParallelVecEnv`; for VMAS scenarios
+  batched worlds); each solve starts from the warm start's weights with a fresh optimiser, so both branches of a
+  direction start from the same state.
+* :class:`PPOBestResponseSolver` — per agent, PPO for K2 updates on the env's frozen-others VecEnv (the agent's own
+  true reward, the others frozen: :class:`~sb3_neppo.envs.frozen.FrozenOthersEnv` copies), started from the previous
+  best response or from the agent's cooperative policy. The agents, solved one after another, share one PPO and (on
+  PettingZoo envs) one set of env copies.
 * :class:`RolloutEvaluator` — J_i and Φ_w by rollouts of π^Φ and of every (BR_i, π^Φ_-i) on the same episode seeds
   and the same per-episode random numbers (common random numbers), discounted by γ. Φ for any w is recomputed from
-  the logged steps (:meth:`Rollouts.potential_returns`) without new env steps; the logs are preallocated float32
-  arrays (:class:`StepLogs`) holding the potential's small state encoding where it has one.
+  the logged steps (:meth:`~sb3_neppo.envs.rollouts.Rollouts.potential_returns`) without new env steps; the logs are
+  preallocated float32 arrays (:class:`~sb3_neppo.envs.rollouts.StepLogs`) holding the potential's small state encoding
+  where it has one.
+
+Every VecEnv and the evaluation episodes come from the env's backend (:func:`~sb3_neppo.envs.backend.backend_for`).
 
 Memory is planned, not discovered: :func:`sb3_solvers` estimates the peak memory of a solve from the settings
 (:func:`plan_memory`) and refuses, in one line with settings that would fit, a plan beyond the memory available.
@@ -37,14 +40,14 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_neppo.config import PPO_PARAMS, SB3SolverConfig
 from sb3_neppo.defaults import PROBE_STEPS, episode_length
-from sb3_neppo.envs.frozen import FrozenOthersEnv, FrozenOthersVecEnv
+from sb3_neppo.envs.backend import EnvBackend, PettingZooBackend, backend_for, make_vec_env
+from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.matrix import MatrixGameEnv, strategy_from_action
-from sb3_neppo.envs.registry import make_vec_env
-from sb3_neppo.envs.vec import AgentView, ParallelVecEnv
-from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasParallelEnv, VmasVecEnv
-from sb3_neppo.envs.wrappers import StepEncoder, potential_values
+from sb3_neppo.envs.rollouts import Rollouts
+from sb3_neppo.envs.vec import MultiAgentVecEnv
+from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError, first_line
-from sb3_neppo.policy import PolicyProfile, draw_noise, frozen_copy
+from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import DEFAULT_STATE_FEATURES, LARGE_STATE, Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
 
@@ -117,7 +120,7 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
         self.config = config
         env = env_fn()
         view = AgentView(env, config.agent_indicator, config.squash_actions)
-        self.venv: ParallelVecEnv | VmasVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env)  # VMAS: batched worlds
+        self.venv: MultiAgentVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env)  # VMAS: batched worlds
         self.view = self.venv.view
         self.model = _make_ppo(self.venv, config.ppo_kwargs(), seed)
         self.initial_state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
@@ -156,28 +159,17 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         self.models: dict[str, PPO] = {}  # agent -> its PPO: the one shared PPO, with that agent's env while it solves
         self.initial_states: dict[str, dict] = {}
         self._venvs: dict[str, VecEnv] = {}
-        self._copies: list[ParallelEnv] = []  # the env copies every agent's frozen-others envs step (PettingZoo)
+        self._backend: EnvBackend | None = None  # chosen at the first solve, from the env env_fn builds
         self._ppo: PPO | None = None
         self._steps = 0
 
     def _venv(self, agent: str, joint: PolicyProfile) -> VecEnv:
         """``agent``'s frozen-others VecEnv (built once per agent)."""
         if agent not in self._venvs:
-            env = self._copies[0] if self._copies else self.env_fn()
-            if isinstance(env.unwrapped, VmasParallelEnv):  # n_envs worlds, the frozen agents of all in one forward
-                venv = VmasFrozenOthersVecEnv(
-                    env.unwrapped, agent, joint, self.config.n_envs, self.config.deterministic, self.view
-                )
-            else:
-                if not self._copies:
-                    self._copies = [env] + [self.env_fn() for _ in range(self.config.n_envs - 1)]
-                venv = FrozenOthersVecEnv(
-                    [
-                        (lambda e=e: FrozenOthersEnv(e, agent, joint, self.config.deterministic, self.view))
-                        for e in self._copies
-                    ]
-                )
-            self._venvs[agent] = venv
+            if self._backend is None:
+                self._backend = backend_for(self.env_fn(), self.env_fn)
+            n_envs, deterministic = self.config.n_envs, self.config.deterministic
+            self._venvs[agent] = self._backend.frozen_others_vec_env(agent, joint, n_envs, deterministic, self.view)
         return self._venvs[agent]
 
     def model(self, agent: str, joint: PolicyProfile) -> PPO:
@@ -190,11 +182,7 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         elif self._ppo.env is not venv:
             self._ppo.set_env(venv)  # the next learn() resets it
         self.models[agent], self.initial_states[agent] = self._ppo, self._initial
-        if isinstance(venv, VmasFrozenOthersVecEnv):
-            venv.others = joint
-        else:
-            for env in venv.envs:
-                env.unwrapped.others = joint
+        venv.others = joint
         return self._ppo
 
     def solve(self, agent: str, joint: PolicyProfile, warm_start: ActorCriticPolicy | None) -> ActorCriticPolicy:
@@ -218,147 +206,35 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         return self._steps
 
 
-@dataclass
-class Rollouts:
-    """Logged episodes: per episode, states ``[T, S]``, actions ``[T, N, A]`` and reward vectors ``[T, N]``.
-
-    ``encoding``: None when ``states`` are the global states themselves; else the :attr:`Potential.state_encoding` of
-    the potential whose fixed state features ``states`` hold (a large state is logged as its small encoding), and Φ can
-    be recomputed for any w of a potential with that encoding.
-    """
-
-    states: list[np.ndarray]
-    actions: list[np.ndarray]
-    rewards: list[np.ndarray]
-    gamma: float
-    encoding: tuple | None = None
-
-    def _discount(self, values: np.ndarray) -> np.ndarray:
-        """Per-episode discounted sums of per-step ``values`` (steps of all episodes concatenated)."""
-        lengths = [len(r) for r in self.rewards]
-        weights = np.concatenate([self.gamma ** np.arange(n) for n in lengths])
-        starts = np.cumsum([0, *lengths[:-1]])
-        weighted = values * (weights if values.ndim == 1 else weights[:, None])
-        return np.add.reduceat(weighted, starts, axis=0)
-
-    def returns(self) -> np.ndarray:
-        """J_i per episode ``[E, N]``."""
-        return self._discount(np.concatenate(self.rewards))
-
-    def potential_returns(self, potential: Potential) -> np.ndarray:
-        """Φ_w per episode ``[E]`` for any potential, from the logged steps in one batched call (no env steps)."""
-        if self.encoding is not None and potential.state_encoding != self.encoding:
-            raise ConfigError(
-                f"these rollouts logged the state encoded as {self.encoding}, but this potential reads "
-                f"{potential.state_encoding or 'the state itself'}; recompute Φ with a potential of the same state encoding"
-            )
-        steps = (np.concatenate(x) for x in (self.states, self.actions, self.rewards))
-        phi = potential_values(potential, *steps, encoded=self.encoding is not None)
-        return self._discount(phi)
-
-
-class StepLogs:
-    """The rollout evaluator's per-step logs of a batch of episodes, in arrays preallocated per episode and step:
-    states (or a potential's state features) ``[E, T, S]`` and actions ``[E, T, N, A]`` in the potential's dtype
-    (float32 for the SB3 solvers: what the potential reads, so Φ is the same as from float64 copies), rewards
-    ``[E, T, N]`` in float64 (J_i exactly). T starts at ``capacity`` (pages never written take no memory) and doubles
-    when an episode outgrows it.
-    """
-
-    def __init__(self, n_episodes: int, state_dim: int, n_agents: int, action_dim: int, dtype, capacity: int):
-        capacity = max(1, int(capacity))
-        self.states = np.zeros((n_episodes, capacity, state_dim), dtype)
-        self.actions = np.zeros((n_episodes, capacity, n_agents, action_dim), dtype)
-        self.rewards = np.zeros((n_episodes, capacity, n_agents))
-        self.lengths = np.zeros(n_episodes, dtype=int)
-
-    def next_row(self, episode: int) -> int:
-        """The row of ``episode``'s next step (its step number after reset, less one)."""
-        t = int(self.lengths[episode])
-        if t == self.states.shape[1]:
-            for name in ("states", "actions", "rewards"):
-                old = getattr(self, name)
-                new = np.zeros((old.shape[0], 2 * old.shape[1], *old.shape[2:]), old.dtype)
-                new[:, : old.shape[1]] = old
-                setattr(self, name, new)
-        self.lengths[episode] += 1
-        return t
-
-    def rollouts(self, gamma: float, encoding: tuple | None) -> Rollouts:
-        """The logged episodes (views of the arrays, no copies)."""
-        views = [[getattr(self, name)[e, :n] for e, n in enumerate(self.lengths)] for name in ("states", "actions", "rewards")]
-        return Rollouts(*views, gamma=gamma, encoding=encoding)
-
-
-def _log_format(potential: Potential | None) -> tuple[tuple | None, np.dtype]:
-    """(state encoding, dtype) of logs kept for ``potential``: its encoding and its parameters' dtype (None: the raw
-    state in float32)."""
-    if potential is None:
-        return None, np.dtype(np.float32)
-    return potential.state_encoding, torch.empty(0, dtype=next(potential.parameters()).dtype).numpy().dtype
-
-
-def _encode_states(potential: Potential, states: np.ndarray) -> np.ndarray:
-    """``potential``'s fixed features of a batch of states ``[B, S] -> [B, F]``."""
-    with torch.no_grad():
-        return potential.encode_state(torch.as_tensor(states)).numpy()
-
-
 class RolloutEvaluator(_Seeded, PolicyEvaluator):
-    """J_i and Φ_w of π^Φ and each deviation by rollouts on common random numbers (see the module docstring)."""
+    """J_i and Φ_w of π^Φ and each deviation by rollouts on common random numbers (see the module docstring), played
+    by ``backend``'s evaluation episodes (default: copies of ``env_fn``'s env, whatever the env;
+    :func:`rollout_evaluator` asks the env's own backend, e.g. batched VMAS worlds).
 
-    def __init__(self, env_fn: EnvFn, config: SB3SolverConfig, seed: int = 0):
+    :param view: the shared policy's view (the batched backends drive the agents through it; default: the env's).
+    """
+
+    def __init__(
+        self,
+        env_fn: EnvFn,
+        config: SB3SolverConfig,
+        seed: int = 0,
+        view: AgentView | None = None,
+        backend: EnvBackend | None = None,
+    ):
         super().__init__(seed)
         self.config = config
-        self.envs = [env_fn() for _ in range(config.eval_episodes)]
-        self.encoder = StepEncoder(self.envs[0])
-        self._capacity = episode_length(self.envs[0], probe=False) or 64  # the longest episode seen so far, after one
-        self._raw: np.ndarray | None = None  # the states of one step of every episode, while they are encoded
-        self._steps = 0
+        backend = backend if backend is not None else PettingZooBackend(env_fn)
+        self.episodes = backend.evaluation_episodes(config.eval_episodes, config.deterministic, view)
+        self._capacity = episode_length(self.episodes.env, probe=False) or 64  # the longest episode seen so far, after one
 
     def rollouts(
         self, profile: PolicyProfile, seed: int, potential: Potential | None = None, log_states: bool = True
     ) -> Rollouts:
-        """One episode per env copy, all stepped together; episode e uses env seed ``seed + e`` and its own generator.
-
-        With ``potential``, the logs are in its dtype and, when it encodes the state (:attr:`Potential.state_encoding`),
-        hold the state's features rather than the state itself: what Φ of that potential needs, for any w. Without
-        ``log_states`` no state is kept (``returns()`` only: a large state costs nothing)."""
-        n_ep, n = len(self.envs), len(self.encoder.possible_agents)
-        encoding, dtype = _log_format(potential)
-        width = self.encoder.state_dim if log_states else 0
-        if not log_states:
-            encoding = None
-        elif encoding is not None:
-            if self._raw is None or self._raw.dtype != dtype:
-                self._raw = np.zeros((n_ep, self.encoder.state_dim), dtype)
-            width = _encode_states(potential, self._raw[:1]).shape[-1]
-        logs = StepLogs(n_ep, width, n, self.encoder.action_dim, dtype, self._capacity)
-        rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
-        obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(self.envs)]
-        for o in obs:
-            self.encoder.observations(o, 0)
-        active = [e for e in range(n_ep) if self.envs[e].agents]
-        while active:
-            present = [{a: o for a, o in obs[e].items() if a in self.envs[e].agents} for e in active]
-            joint = profile.act_batch(present, self.config.deterministic, [rngs[e] for e in active])
-            rows = []
-            for k, (e, actions) in enumerate(zip(active, joint)):
-                env = self.envs[e]
-                t = logs.next_row(e)  # this step is step t + 1 after reset
-                rows.append(t)
-                if log_states:
-                    self.encoder.state(env, obs[e], out=logs.states[e, t] if encoding is None else self._raw[k], step=t)
-                obs[e], rewards, _, _, _ = env.step(actions)
-                self.encoder.observations(obs[e], t + 1)
-                logs.actions[e, t] = self.encoder.actions(actions)
-                logs.rewards[e, t] = self.encoder.rewards(rewards, actions, t + 1)
-                self._steps += 1
-            if encoding is not None:  # the states of this step, encoded in one call
-                logs.states[active, rows] = _encode_states(potential, self._raw[: len(active)])
-            active = [e for e in active if self.envs[e].agents]
+        """One batch of episodes (:meth:`EvaluationEpisodes.play`); episode e samples from its own generator."""
+        logs = self.episodes.play(profile, seed, potential, log_states, self._capacity)
         self._capacity = max(self._capacity, int(logs.lengths.max(initial=1)))
-        return logs.rollouts(self.config.gamma, encoding)
+        return logs.rollouts(self.config.gamma)
 
     def estimate(self, potential: Potential, profile: PolicyProfile, seed: int) -> Estimate:
         rollouts = self.rollouts(profile, seed, potential)
@@ -374,71 +250,13 @@ class RolloutEvaluator(_Seeded, PolicyEvaluator):
 
     @property
     def env_steps(self) -> int:
-        return self._steps
-
-
-class VmasRolloutEvaluator(RolloutEvaluator):
-    """:class:`RolloutEvaluator` on the batched VMAS backend: the ``eval_episodes`` episodes of a joint policy run as
-    that many worlds of one VMAS batch, every agent of every world acting in one forward pass per distinct policy.
-
-    Common random numbers as on the PettingZoo path: the worlds start from ``reset(seed=seed)`` whatever the policy, and
-    world e samples its agents' actions from its own generator ``(seed, e)``, agents in order, so a deviation changes
-    only the deviating agent's actions (with one world it plays the very episode of :class:`RolloutEvaluator`).
-    """
-
-    def __init__(self, env: VmasParallelEnv, config: SB3SolverConfig, view: AgentView, seed: int = 0):
-        _Seeded.__init__(self, seed)
-        self.config = config
-        self.venv = VmasVecEnv(env, config.eval_episodes, view)
-        self.view = view
-        self._capacity = episode_length(env, probe=False) or 64
-
-    def rollouts(
-        self, profile: PolicyProfile, seed: int, potential: Potential | None = None, log_states: bool = True
-    ) -> Rollouts:
-        venv, n_ep, n = self.venv, self.venv.n_worlds, self.venv.n_agents
-        rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
-        venv.seed(seed)
-        obs = venv.reset().reshape(n_ep, n, -1)
-        encoding, dtype = _log_format(potential)
-        logs: StepLogs | None = None  # allocated at the first step, when the state's and actions' widths are known
-        running = np.ones(n_ep, dtype=bool)
-        while running.any():
-            noise = None
-            if not self.config.deterministic:  # world e's agents, in order, from world e's generator
-                parts = [draw_noise(rng, n, self.view.action_space) for rng in rngs]
-                noise = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])  # [E, N], [E, N, D]
-            actions = profile.policy_actions(obs, self.view.agents, noise)
-            next_obs, _, dones, _ = venv.step(actions.reshape(n_ep * n, *actions.shape[2:]))
-            states, encoded, rewards = venv.last_step
-            live = np.flatnonzero(running)
-            if not log_states:
-                encoding, states = None, np.zeros((len(live), 0))
-            elif encoding is not None:
-                states = _encode_states(potential, np.asarray(states[live], dtype))
-            else:
-                states = states[live]
-            if logs is None:
-                logs = StepLogs(n_ep, states.shape[-1], n, encoded.shape[-1], dtype, self._capacity)
-            for k, e in enumerate(live):
-                t = logs.next_row(e)
-                logs.states[e, t], logs.actions[e, t], logs.rewards[e, t] = states[k], encoded[e], rewards[e]
-            running &= ~dones.reshape(n_ep, n)[:, 0]  # a world that ends is reset: its later steps are another episode
-            obs = next_obs.reshape(n_ep, n, -1)
-        self._capacity = max(self._capacity, int(logs.lengths.max(initial=1)))
-        return logs.rollouts(self.config.gamma, encoding)
-
-    @property
-    def env_steps(self) -> int:
-        return self.venv.env_steps
+        return self.episodes.env_steps
 
 
 def rollout_evaluator(env_fn: EnvFn, config: SB3SolverConfig, view: AgentView, seed: int = 0) -> RolloutEvaluator:
-    """The rollout evaluator for ``env_fn``'s env: batched worlds for a VMAS scenario, env copies otherwise."""
+    """The rollout evaluator for ``env_fn``'s env, on the env's backend (:func:`~sb3_neppo.envs.backend.backend_for`)."""
     env = env_fn()
-    if isinstance(env.unwrapped, VmasParallelEnv):
-        return VmasRolloutEvaluator(env.unwrapped, config, view, seed)
-    return RolloutEvaluator(env_fn, config, seed)
+    return RolloutEvaluator(env_fn, config, seed, view, backend_for(env, env_fn))
 
 
 # --- memory planning ------------------------------------------------------------------------------------------------
@@ -530,7 +348,7 @@ class MemorySizes:
     action_dim: int  # values per agent in the potential's action encoding
     episode_length: int
     env_bytes: int  # one env copy
-    vmas: bool
+    batched: bool  # the env's backend runs each VecEnv as one batched env (VMAS), not as env copies
 
 
 def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logged_state: int | None = None) -> MemorySizes:
@@ -557,7 +375,7 @@ def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logge
         action_dim=encoder.action_dim,
         episode_length=episode_length(env) or PROBE_STEPS,
         env_bytes=env_bytes,
-        vmas=isinstance(env.unwrapped, VmasParallelEnv),
+        batched=backend_for(env, env_fn).batched,
     )
 
 
@@ -604,9 +422,9 @@ def plan_memory(sizes: MemorySizes, config: SB3SolverConfig) -> MemoryPlan:
     )
     length = sizes.episode_length
     log_row = sizes.logged_state * FLOAT + n * sizes.action_dim * FLOAT + n * 8
-    copies = 2 + n if sizes.vmas else 2 * config.n_envs + e
+    copies = 2 + n if sizes.batched else 2 * config.n_envs + e
     raw_states = (
-        0 if sizes.vmas else (2 * config.n_envs + (e if sizes.logged_state != sizes.state_dim else 0)) * sizes.state_dim
+        0 if sizes.batched else (2 * config.n_envs + (e if sizes.logged_state != sizes.state_dim else 0)) * sizes.state_dim
     )
     return MemoryPlan(
         {

@@ -1,0 +1,151 @@
+"""How one shared policy sees and drives agents whose spaces may differ (:class:`AgentView`): padding, the agent
+indicator, wrap-round Discrete actions and sigmoid-squashed Box actions, written once on batches ``[B, ...]`` and used
+by every path (the env copies of :mod:`sb3_neppo.envs.vec` and :mod:`sb3_neppo.envs.frozen`, the batched worlds of
+:mod:`sb3_neppo.envs.vmas`, the joint policies of :mod:`sb3_neppo.policy`); one observation or action is a batch of one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from sb3_neppo.envs.checks import check_parallel_env
+from sb3_neppo.envs.observations import FlatObservation
+from sb3_neppo.errors import ConfigError
+
+SQUASH_BOUND = 10.0
+
+
+class AgentView:
+    """How one shared policy sees and drives agents whose spaces may differ.
+
+    Observations are flattened as SB3's preprocessing does for an MLP (:class:`~sb3_neppo.envs.observations.FlatObservation`:
+    Discrete and MultiDiscrete one-hot, Box and MultiBinary flattened, images scaled to [0, 1], Dict and Tuple part by
+    part), zero-padded to the widest agent and (with ``agent_indicator``) followed by a one-hot of the agent, so agents
+    whose spaces differ, even in kind, share one Box. Discrete actions are padded to the largest ``n`` (an action an
+    agent does not have wraps round: ``a mod n_i``); Box actions to the widest agent (extra dims ignored, the rest
+    clipped to the agent's bounds). When every agent has the same 1-D Box observation space and there is no indicator,
+    observations pass through unchanged.
+
+    With ``squash`` (the default), bounded Box dimensions are reached through a sigmoid: the policy acts on
+    u ∈ [-10, 10] (SB3 needs finite bounds; sigmoid(10) = 1 - 5e-5) and ``low + (high - low) · sigmoid(u)`` goes to
+    the env. SB3 PPO otherwise clips a Gaussian sample to the bounds, and a mean that has drifted past a bound gets no
+    gradient back (every sample clips to the same action): a cooperative policy then stops tracking a potential whose
+    optimum moves back inside.
+
+    :param env: the parallel env (only its spaces are read).
+    :param agent_indicator: append the one-hot agent id (None: when there is more than one agent).
+    :param squash: map bounded Box actions through a sigmoid (see above).
+    """
+
+    def __init__(self, env: ParallelEnv, agent_indicator: bool | None = None, squash: bool = True):
+        check_parallel_env(env)
+        self.agents = list(env.possible_agents)
+        self.index = {a: i for i, a in enumerate(self.agents)}
+        self.agent_indicator = len(self.agents) > 1 if agent_indicator is None else bool(agent_indicator)
+        self.squash = bool(squash)
+        self.obs_spaces = {a: env.observation_space(a) for a in self.agents}
+        self.act_spaces = {a: env.action_space(a) for a in self.agents}
+        self.flat = {a: FlatObservation(a, space) for a, space in self.obs_spaces.items()}  # one line for a bad space
+        self.obs_dim = max(f.size for f in self.flat.values())
+        width = self.obs_dim + (len(self.agents) if self.agent_indicator else 0)
+        low, high = np.zeros(width, np.float32), np.ones(width, np.float32)
+        low[: self.obs_dim] = np.min([np.pad(f.low, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
+        high[: self.obs_dim] = np.max([np.pad(f.high, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
+        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.action_space = self._joint_action_space()
+
+    def _joint_action_space(self) -> spaces.Space:
+        acts = list(self.act_spaces.values())
+        if all(isinstance(s, spaces.Discrete) for s in acts):
+            return spaces.Discrete(max(int(s.n) for s in acts))
+        if all(isinstance(s, spaces.Box) for s in acts):
+            dim = max(int(np.prod(s.shape)) for s in acts)
+            low = np.min([np.pad(s.low.reshape(-1), (0, dim - s.low.size), constant_values=np.inf) for s in acts], axis=0)
+            high = np.max([np.pad(s.high.reshape(-1), (0, dim - s.high.size), constant_values=-np.inf) for s in acts], axis=0)
+            if self.squash:
+                bounded = np.isfinite(low) & np.isfinite(high)
+                low, high = np.where(bounded, -SQUASH_BOUND, low), np.where(bounded, SQUASH_BOUND, high)
+            return spaces.Box(low.astype(np.float32), high.astype(np.float32), dtype=np.float32)
+        raise ConfigError(
+            "agents mix Discrete and Box actions, which one shared policy cannot drive; make them all Discrete or all Box "
+            "(mpe2: continuous_actions=False or True)"
+        )
+
+    @property
+    def width(self) -> int:
+        """Values in the shared policy's observation: the widest agent's, then the agent indicator's."""
+        return int(self.observation_space.shape[0])
+
+    # --- the rules, on batches [B, ...] ----------------------------------------------------------------------------------
+
+    def pad(self, agent: str, flat: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """A batch ``[B, d]`` of ``agent``'s flat observations (:class:`~sb3_neppo.envs.observations.FlatObservation`'s;
+        zeros for a gone agent) as the shared policy sees them, ``[B, W]`` float32: zero-padded to the widest agent,
+        then (with ``agent_indicator``) the agent's one-hot. Written into ``out`` when given."""
+        if out is None:
+            out = np.zeros((len(flat), self.width), np.float32)
+        else:
+            out[:] = 0.0
+        out[:, : flat.shape[1]] = flat
+        if self.agent_indicator:
+            out[:, self.obs_dim + self.index[agent]] = 1.0
+        return out
+
+    def observe_batch(self, agent: str, observations, out: np.ndarray | None = None) -> np.ndarray:
+        """The shared policy's view ``[B, W]`` of a batch of ``agent``'s observations: an array ``[B, *shape]`` of a Box
+        space, or a sequence in which None is the all-zero observation of a gone agent."""
+        flat = self.flat[agent]
+        if isinstance(observations, np.ndarray):
+            return self.pad(agent, flat.batch(observations), out)
+        rows = np.zeros((len(observations), flat.size), np.float32)
+        for b, obs in enumerate(observations):
+            if obs is not None:
+                rows[b] = flat(obs)
+        return self.pad(agent, rows, out)
+
+    def env_actions(self, agent: str, actions: np.ndarray) -> np.ndarray:
+        """A batch ``[B, ...]`` of the shared policy's actions as ``agent``'s own: Discrete, ``[B]`` int64
+        (:meth:`wrap`); Box, the flat actions ``[B, d]`` in float64 (:meth:`box_actions`)."""
+        space = self.act_spaces[agent]
+        actions = np.asarray(actions)
+        if isinstance(space, spaces.Discrete):
+            return self.wrap(space, actions.reshape(len(actions), -1)[:, 0].astype(np.int64))
+        return self.box_actions(agent, actions.reshape(len(actions), -1).astype(np.float64))
+
+    @staticmethod
+    def wrap(space: spaces.Discrete, index):
+        """The shared policy's Discrete action ``index`` (an int, or an int array of a batch) as an action of ``space``:
+        an action the agent does not have wraps round, ``start + index mod n``."""
+        return int(space.start) + index % int(space.n)
+
+    def box_actions(self, agent: str, actions: np.ndarray) -> np.ndarray:
+        """A batch ``[B, D]`` of the shared policy's Box actions as ``agent``'s own flat actions ``[B, d]`` (extra dims
+        dropped, bounded dims squashed, clipped to the bounds)."""
+        space = self.act_spaces[agent]
+        flat = actions[:, : int(np.prod(space.shape))]
+        low, high = space.low.reshape(-1).astype(np.float64), space.high.reshape(-1).astype(np.float64)
+        if self.squash:
+            bounded = np.isfinite(low) & np.isfinite(high)
+            squashed = low + (high - low) / (1.0 + np.exp(-np.clip(flat, -60.0, 60.0)))
+            flat = np.where(bounded, squashed, flat)
+        return np.clip(flat, low, high)
+
+    # --- one observation, one action (a batch of one) --------------------------------------------------------------------
+
+    def observe(self, agent: str, obs) -> np.ndarray:
+        """The shared policy's view of ``agent``'s observation (``obs=None``: the all-zero observation of a gone agent)."""
+        flat = self.flat[agent]
+        row = np.zeros((1, flat.size), np.float32) if obs is None else flat(obs)[None]
+        return self.pad(agent, row)[0]
+
+    def env_action(self, agent: str, action) -> Any:
+        """The shared policy's action for ``agent``, made valid in the agent's own action space."""
+        space = self.act_spaces[agent]
+        if isinstance(space, spaces.Discrete):
+            return self.wrap(space, int(np.asarray(action).reshape(-1)[0]))
+        flat = self.box_actions(agent, np.asarray(action, np.float64).reshape(1, -1))[0]
+        return flat.reshape(space.shape).astype(space.dtype)
