@@ -4,6 +4,7 @@ from sb3_neppo.baselines.ippo import IPPO
 from sb3_neppo.baselines.maddpg import MADDPG
 from sb3_neppo.baselines.mappo import MAPPO
 from sb3_neppo.envs import MatrixGameEnv, NormalFormGame, make_env
+from sb3_neppo.model import MultiAgentModel
 from sb3_neppo.neppo import NePPO
 from sb3_neppo.potentials import (
     ConvexCombinationPotential,
@@ -20,6 +21,7 @@ __all__ = [
     "MADDPG",
     "MAPPO",
     "MatrixGameEnv",
+    "MultiAgentModel",
     "NePPO",
     "NormalFormGame",
     "Potential",

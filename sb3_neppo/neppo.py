@@ -1,8 +1,12 @@
 """NePPO (Near-Potential Policy Optimization): Algorithm 1 of arXiv 2603.06977, composed from pluggable parts.
 
-Read :meth:`NePPO.learn` top to bottom: it is Algorithm 1. The inner solvers sit behind the three slots of
-:class:`~sb3_neppo.solvers.base.Solvers`; the potential is any :class:`~sb3_neppo.potentials.Potential`; the outer
-step is :class:`~sb3_neppo.zeroth_order.ZerothOrderOptimizer`.
+Read :meth:`NePPO.learn` and :meth:`NePPO.step` top to bottom: they are Algorithm 1. Steps 2-4 at one w are
+:meth:`NePPO.solve_at` (:class:`~sb3_neppo.branch.BranchSolver`); an iteration's branches go to an
+:class:`~sb3_neppo.execution.Executor`; the inner solvers are a :class:`~sb3_neppo.solvers.base.Solvers` bundle, the
+potential any :class:`~sb3_neppo.potentials.Potential`, the outer step a
+:class:`~sb3_neppo.zeroth_order.ZerothOrderOptimizer`. The rest of the class: where solves are counted and recorded
+(one method, :meth:`NePPO._solve`), the env-step budget, several starts (exact solvers), the result and its
+certificate, save and load.
 """
 
 from __future__ import annotations
@@ -215,7 +219,9 @@ class NePPO(MultiAgentModel):
         self._screened = self.config.n_starts == 1
         self._on_solve: Callable[[], None] | None = None  # progress-bar hook while learn() runs
         self.recorder: Recorder | None = None
-        self.executor: Executor = InProcessExecutor()
+        self._here = InProcessExecutor()  # single solves (the iterate's) are done here, at once
+        self._here.bind(self.branch_solver)
+        self.executor: Executor = self._here
         self.set_executor(executor if executor is not None else make_executor(n_workers))
         if recorder is not None:
             self.set_recorder(recorder)
@@ -367,9 +373,8 @@ class NePPO(MultiAgentModel):
                 done[job.key] = stored
                 self.num_timesteps += stored.env_steps  # spent before the restart
         pending = [job for job in jobs if job.key not in done]
-        executor = self.executor if len(pending) > 1 else InProcessExecutor()  # one solve: here, at once
+        executor = self.executor if len(pending) > 1 else self._here  # one solve: here, at once
         if pending:
-            executor.bind(self.branch_solver)
             for solve in executor.solve(pending, (self.policy, self.best_responses), keep, self._done):
                 done[solve.key] = solve
         return [done[job.key] for job in jobs]

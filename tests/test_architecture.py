@@ -104,6 +104,7 @@ def _custom_bundle(model: NePPO) -> Solvers:
     return Solvers(cooperative, ExactBestResponseSolver(game), ExactEvaluator(game, state), exact=True)
 
 
+@pytest.mark.slow
 def test_a_custom_solver_bundle_gets_workers_save_and_load(tmp_path):
     probe = NePPO("matrix-alpha", env_kwargs={"alpha": 0.4}, seed=0)
     kwargs = dict(env_kwargs={"alpha": 0.4}, seed=5, n_directions=4, keep_best=False, iterate_solve="final", n_starts=1)
@@ -142,3 +143,17 @@ def test_learn_with_a_number_first_keeps_meaning_iterations_for_a_release_with_a
     np.testing.assert_array_equal(old.result.w, new.result.w)
     with pytest.raises(ConfigError, match="needs the sampled"):  # total_timesteps first is an env-step budget
         NePPO("matrix-alpha", seed=0).learn(total_timesteps=3)
+
+
+def test_a_baseline_takes_an_env_object_as_neppo_does(tmp_path):
+    from mpe2 import simple_spread_v3
+
+    model = IPPO(simple_spread_v3.parallel_env(max_cycles=25), config={"n_envs": 2}, seed=0).learn(200)
+    assert model.num_timesteps == 200 and model.summary()["env"] is None
+    model.save(tmp_path / "ippo.zip")
+    with pytest.raises(ConfigError, match="built from an env object, which is not saved: pass env="):
+        IPPO.load(tmp_path / "ippo.zip")
+    loaded = IPPO.load(tmp_path / "ippo.zip", env=simple_spread_v3.parallel_env(max_cycles=25))
+    observations = loaded.env.reset(seed=1)[0]
+    for agent, action in model.predict(observations)[0].items():
+        np.testing.assert_array_equal(action, loaded.predict(observations)[0][agent])

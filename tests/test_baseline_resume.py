@@ -116,6 +116,7 @@ def killed(case: str, tmp_path: Path) -> tuple[list, Path]:
     return [log for log in logs if log["total_env_steps"] <= 200], tmp_path / "checkpoint.zip"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["ippo-mpe2", "mappo-mpe2", "maddpg-mpe2", "ippo-vmas"])
 def test_killed_run_resumed_in_a_fresh_object_is_the_uninterrupted_run(case, tmp_path):
     logs, final = uninterrupted(case, tmp_path)
@@ -146,6 +147,7 @@ json.dump(logs, open(out + ".json", "w"))
 """
 
 
+@pytest.mark.slow
 def test_maddpg_on_vmas_resumed_in_a_new_process_is_the_uninterrupted_run(tmp_path):
     """VMAS keeps one random state for the whole process (its resets draw from it): the checkpoint carries it."""
     logs, final = uninterrupted("maddpg-vmas", tmp_path)

@@ -38,6 +38,7 @@ def test_lockstep_with_one_learner_is_sb3_ppo_learn_bit_for_bit():
         assert torch.equal(value, ours[key]), key
 
 
+@pytest.mark.slow
 def test_alpha0_mappo_fails_as_in_the_paper_and_ippo_and_neppo_do_not(tmp_path):
     """alpha = 0 (unique NE (A1, B1)): MAPPO's summed reward is highest at (A2, B1), where player 0 gains 0.5 by
     switching to A1 (the paper's Table 1: 0.500); IPPO and NePPO reach the NE."""
@@ -115,6 +116,7 @@ def test_same_seed_same_numbers_and_save_load(tmp_path):
         MAPPO.load(tmp_path / "m.zip")
 
 
+@pytest.mark.slow
 def test_baseline_run_on_vmas_is_scored_by_the_evaluator(tmp_path):
     """A MAPPO run on the batched VMAS backend writes the run folder; the evaluator trains best responses from scratch
     and from each agent's exported actor and fills summary.json."""

@@ -44,6 +44,7 @@ def _regret_by_hand(payoffs, strategies):
     return regrets
 
 
+@pytest.mark.slow
 def test_users_3x3_game_reports_strategies_and_regrets_that_recompute(tmp_path):
     folder, summary = _train(
         tmp_path,
@@ -88,6 +89,7 @@ def test_users_3x3_game_reports_strategies_and_regrets_that_recompute(tmp_path):
     assert NePPO.load(folder / "model.zip").num_iterations == 150
 
 
+@pytest.mark.slow
 def test_three_player_game_on_the_command_line(tmp_path):
     payoffs = np.round(np.random.default_rng(1).uniform(-1, 1, (3, 2, 2, 2)), 1).tolist()
     _, summary = _train(

@@ -57,6 +57,7 @@ def test_the_python_api_uses_the_same_defaults_as_the_command_line():
     assert IPPO("matrix-alpha", seed=0).config.ppo["n_steps"] == 8  # the file's normal-form entry
 
 
+@pytest.mark.slow
 def test_api_and_cli_with_one_seed_give_the_same_numbers_within_the_budget(tmp_path):
     model = NePPO("mpe2.simple_reference_v3", seed=0).learn(total_timesteps=10_000)
     assert model.num_timesteps <= 12_500
@@ -67,6 +68,7 @@ def test_api_and_cli_with_one_seed_give_the_same_numbers_within_the_budget(tmp_p
     assert summary["F"] == model.summary()["F"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", ["mpe2.simple_crypto_v3", "mpe2.simple_speaker_listener_v4"])
 def test_default_settings_on_unlisted_games_keep_the_budget_and_give_finite_F(tmp_path, capsys, env):
     assert main(["--env", env, "-n", "20000", "--seed", "0", "-f", str(tmp_path)]) == 0
@@ -78,6 +80,7 @@ def test_default_settings_on_unlisted_games_keep_the_budget_and_give_finite_F(tm
     assert summary["certificate"] == "estimate" and summary["best_response_budget"]["ppo_updates"] == 1
 
 
+@pytest.mark.slow
 def test_speaker_listener_says_its_F_bounds_nothing(tmp_path, capsys):
     """A shared-reward game: Φ (the mean reward) is every agent's own return, so F_i = 0 whatever π^Φ is; the run
     must say that F is no certificate here, not print 0 ± 0 as if it were one."""
@@ -99,6 +102,7 @@ def test_a_budget_smaller_than_one_iteration_is_one_line(tmp_path, capsys):
         NePPO("mpe2.simple_tag_v3", seed=0).learn(total_timesteps=5000)
 
 
+@pytest.mark.slow
 def test_a_model_built_from_an_env_object_saves_loads_with_env_and_predicts_the_same(tmp_path):
     model = NePPO(simple_tag_v3.parallel_env(max_cycles=25), seed=0).learn(total_timesteps=12_000)
     model.save(tmp_path / "tag.zip")
@@ -151,6 +155,7 @@ def test_episode_length_comes_from_the_env_or_one_probe_episode():
 COORDINATION = [[[2, 0], [0, 1]], [[2, 0], [0, 1]]]  # two pure equilibria and a mixed one
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env, kwargs",
     [
@@ -168,6 +173,7 @@ def test_normal_form_games_with_a_pure_equilibrium_end_there_on_default_settings
     assert model.summary()["objective"] <= one_start.summary()["objective"]  # the best certificate over both descents
 
 
+@pytest.mark.slow
 def test_one_start_stalls_where_several_do_not_and_the_given_start_runs_unchanged():
     one = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0, n_starts=1).learn(n_iterations=200)
     several = NePPO("matrix", env_kwargs={"payoffs": COORDINATION}, seed=0).learn(n_iterations=200)

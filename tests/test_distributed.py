@@ -49,6 +49,7 @@ def test_warm_states_survive_the_storage_encoding():
     assert len(chunks) > 2 and torch.equal(decode_state(chunks, False)["w"], big["w"])
 
 
+@pytest.mark.slow
 def test_workers_on_other_machines_join_and_a_dead_one_is_replaced(tmp_path, postgres_url):
     """A coordinator and two workers started before it with ``--join`` (other log folders: other machines) share the
     branches of a PostgreSQL study. The first worker is SIGKILLed while it holds a branch: the run waits for that branch

@@ -35,6 +35,7 @@ def one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.mark.slow
 def test_best_response_regret_agrees_with_the_exact_regret_on_a_normal_form_game():
     """Pure-action alpha game, a PPO joint policy near 50/50: PPO best responses against the sampled others, paired
     sampled episodes; the exact regret of the policy's strategies lies inside each agent's 95 % interval."""
@@ -62,6 +63,7 @@ def test_bootstrap_intervals_cover_the_mean_and_the_max_resamples_rows_together(
     assert of_max[0] == pytest.approx(per_agent[1][0], abs=0.02)  # agent 1's gain is the max in every resample
 
 
+@pytest.mark.slow
 def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path):
     """regret.json and summary.json of an mpe2 run agree with each other and with the raw per-agent numbers; the kept
     best response is the checkpoint with the best return on the selection episodes."""
@@ -87,6 +89,7 @@ def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path):
     assert report["settings"]["br_timesteps"] == 2400 and report["settings"]["deterministic"] is True
 
 
+@pytest.mark.slow
 def test_a_warm_best_response_starts_at_the_agents_own_return(tmp_path):
     """VMAS backend: the warm start's first curve point is π_i's own return on the selection episodes."""
     model = NePPO(
@@ -160,6 +163,7 @@ class RepeatedGame(ParallelEnv):
         return observations, rewards, {a: False for a in flags}, flags, {a: {} for a in flags}
 
 
+@pytest.mark.slow
 def test_best_response_regret_of_a_markov_game_is_its_exact_value():
     """Three rounds of the alpha game, both players mixing (0.7, 0.3) and (0.4, 0.6) every round: each agent's regret
     is 3 x its one-shot regret, and the evaluator's 99 % interval (sampled play, PPO best responses, 2,000 paired

@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import optuna
+import pytest
 import yaml
 from optuna.trial import TrialState
 
@@ -14,6 +15,7 @@ from sb3_neppo.storage import open_storage
 from sb3_neppo.train import main
 
 
+@pytest.mark.slow
 def test_optimize_finds_settings_whose_value_reproduces(tmp_path, capsys):
     args = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "-optimize", "--n-trials", "8", "--n-seeds", "2"]
     args += ["--sampler", "random", "--pruner", "median", "--seed", "0", "-params", "n_iterations:30", "-f", str(tmp_path)]
@@ -46,6 +48,7 @@ def test_optimize_bad_input(tmp_path, capsys):
     assert "invalid choice: 'cmaes'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_to_exactly_n_trials(tmp_path):
     """SIGKILL mid-study, run the same command again: the trial in flight is failed and redone, the completed ones
     are kept, and the study ends with exactly --n-trials finished trials."""

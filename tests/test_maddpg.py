@@ -45,6 +45,7 @@ def test_prisoners_dilemma_pure_actions_learns_to_defect():
     assert summary["env_steps"] == budget == 4000 and summary["iterations"] == 4000 // 16
 
 
+@pytest.mark.slow
 def test_mpe2_simple_spread_team_improves():
     """4000 env steps with a high replay ratio (16 updates per 100 env steps): the deterministic team's mean return
     over 10 fixed-seed episodes improves by 7 to 23 on seeds 0-5 (seeds that start from standing still, about -34,

@@ -24,6 +24,7 @@ def test_hyperparams_are_the_papers_table1_settings():
     assert (s["lr"], s["lr_schedule"], s["delta"], s["n_directions"], s["beta"]) == (0.05, "inv_sqrt", 0.01, 10, 1e4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", sorted(PAPER))
 def test_table1_max_regret_within_paper_value(alpha):
     run = run_one(alpha, seed=0)
@@ -34,6 +35,7 @@ def test_table1_max_regret_within_paper_value(alpha):
         assert run["best"] == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_convex_combination_on_the_toy_game_reaches_the_nash_equilibrium():
     settings = {k: v for k, v in paper_settings().items() if k not in ("potential", "potential_kwargs", "keep_best")}
     model = NePPO("matrix-alpha", potential="convex", env_kwargs={"alpha": 0.0}, seed=0, **settings)
@@ -69,6 +71,7 @@ def test_same_seed_same_numbers():
     assert not np.array_equal(a, c)
 
 
+@pytest.mark.slow
 def test_save_load_continues_exactly(tmp_path):
     full, reference = _trajectory(7, n=60)
     _, first = _trajectory(7, n=25)

@@ -19,6 +19,7 @@ from sb3_neppo.train import main
 ITERATIONS = 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha", [0.0, 0.6])  # the unique pure NE and a mixed one (0.2: the benchmark)
 def test_sampled_pipeline_lands_near_the_exact_one_on_the_alpha_family(alpha):
     result = run_pair(alpha, seed=0, iterations=ITERATIONS)  # exact max regrets of both returned profiles
@@ -39,6 +40,7 @@ def _tiny(tmp_path, env, *extra):
     return folder, json.loads((folder / "summary.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", ["mpe2.simple_world_comm_v3", "mpe2.simple_tag_v3", "mpe2.simple_adversary_v3"])
 def test_mpe2_games_run_end_to_end_with_the_state_mixer(tmp_path, env):
     torch.set_num_threads(1)
@@ -58,6 +60,7 @@ def test_mpe2_games_run_end_to_end_with_the_state_mixer(tmp_path, env):
     assert set(actions) == set(observations) and all(model.env.action_space(a).contains(x) for a, x in actions.items())
 
 
+@pytest.mark.slow
 def test_env_step_budget_is_kept_and_one_too_small_for_an_iteration_is_one_line(tmp_path, capsys):
     torch.set_num_threads(1)
     args = ["--env", "mpe2.simple_tag_v3", "--env-kwargs", "max_cycles:8", "-f", str(tmp_path / "a"), "--seed", "0"]
@@ -71,6 +74,7 @@ def test_env_step_budget_is_kept_and_one_too_small_for_an_iteration_is_one_line(
     assert large["env_steps"] <= 6000 and large["iterations"] == 14 and large["env_steps"] == 14 * 400 + 200
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_save_load_restores_the_solution(tmp_path):
     torch.set_num_threads(1)
     config = dict(n_envs=2, br_updates=2, eval_episodes=3, ppo=dict(n_steps=8, batch_size=32, n_epochs=4, learning_rate=0.02))
@@ -96,6 +100,7 @@ def test_same_seed_same_numbers_and_save_load_restores_the_solution(tmp_path):
         assert loaded.predict(observations, deterministic=True)[0][agent] == action
 
 
+@pytest.mark.slow
 def test_iterate_solve_final_costs_the_papers_two_solves_and_resumes_exactly(tmp_path):
     """``iterate_solve: final``: 2 solves per iteration (1 direction) plus one at the end, against 3 per iteration; a run
     resumed from a mid-run checkpoint, whose branches are all stored trials, solves the adopted branch again for its

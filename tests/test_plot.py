@@ -33,6 +33,7 @@ def test_plot_overlays_runs_from_their_files(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_plot_reads_a_baseline_run_beside_a_neppo_run(tmp_path):
     """A baseline's folder has no potential and no F: its true returns per round (progress.csv) are what it plots."""
     assert (
@@ -95,6 +96,7 @@ def lines_by_label(ax):
     return {line.get_label(): line for line in ax.get_lines()}
 
 
+@pytest.mark.slow
 def test_legends_tell_algorithms_and_log_folders_apart(logs, tmp_path, capsys):
     ippo, mappo = logs / "a" / "ippo" / "prisoners-dilemma_1", logs / "a" / "mappo" / "prisoners-dilemma_1"
     other = logs / "b" / "ippo" / "prisoners-dilemma_1"
@@ -181,6 +183,7 @@ def test_the_evaluator_point_sits_at_the_final_model_of_an_iterate_solve_final_r
             plt.close(fig)
 
 
+@pytest.mark.slow
 def test_the_evaluator_point_of_a_baseline_sits_at_the_model_it_scored(logs, tmp_path, capsys):
     """A finished baseline: at summary.json's env steps and rounds. An unfinished one (killed between checkpoints, which
     come every checkpoint_freq env steps): at its checkpoint's, rounds before the last row, and plotted, not stale."""

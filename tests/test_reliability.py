@@ -47,6 +47,7 @@ def _numbers(folder: Path) -> dict:
     return {"summary": {k: summary[k] for k in keep}, "progress": (folder / "progress.csv").read_text()}
 
 
+@pytest.mark.slow
 def test_four_runs_started_at_once_on_a_brand_new_postgresql_database_all_succeed(tmp_path, fresh_postgres_url):
     """Optuna creates its schema on first open; four processes doing it at once on a new database collided before."""
     storage = ["--storage", fresh_postgres_url]
@@ -58,6 +59,7 @@ def test_four_runs_started_at_once_on_a_brand_new_postgresql_database_all_succee
         assert sorted(_trial_keys(fresh_postgres_url, f"four-{i}")) == sorted(expected)
 
 
+@pytest.mark.slow
 def test_four_runs_started_at_once_on_a_new_sqlite_file_all_succeed(tmp_path):
     url = f"sqlite:///{tmp_path / 'runs.db'}"
     procs = [
@@ -68,6 +70,7 @@ def test_four_runs_started_at_once_on_a_new_sqlite_file_all_succeed(tmp_path):
     assert all(len(_trial_keys(url, f"s{i}")) == 2 for i in range(4))  # the solves at w0 and w1
 
 
+@pytest.mark.slow
 def test_kill_9_at_any_moment_with_a_relative_log_folder_resumes_to_the_uninterrupted_numbers(tmp_path):
     """Twenty SIGKILLs at random moments (start-up, study creation, mid-journal-write, checkpointing), each followed by
     the same command with the default relative ``-f logs`` until the run finishes: it never hangs, and every run ends
@@ -122,6 +125,7 @@ def _killed_run(cwd: Path, args: list[str], rows: int) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_a_torn_last_journal_record_is_dropped_and_the_run_resumes_to_the_same_result(tmp_path):
     args = [*ALPHA, "-params", "n_iterations:30"]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
@@ -140,6 +144,7 @@ def test_a_torn_last_journal_record_is_dropped_and_the_run_resumes_to_the_same_r
     assert len(keys) == len(set(keys)) == 1 + 30
 
 
+@pytest.mark.slow
 def test_an_emptied_or_damaged_journal_is_refused_and_the_run_folder_kept(tmp_path):
     args = [*ALPHA, "-params", "n_iterations:30"]
     folder = _killed_run(tmp_path, args, rows=5)
@@ -166,6 +171,7 @@ def test_an_emptied_or_damaged_journal_is_refused_and_the_run_folder_kept(tmp_pa
     assert _finish(_train(tmp_path, *args))[0] == 0  # with the journal restored, it resumes
 
 
+@pytest.mark.slow
 def test_two_identical_commands_at_once_do_not_share_a_run(tmp_path):
     """The second finds the run folder held by the first: it says who holds it and exits 2; the study gets each trial
     once."""
@@ -181,6 +187,7 @@ def test_two_identical_commands_at_once_do_not_share_a_run(tmp_path):
     assert len(keys) == len(set(keys)) == 1 + 60
 
 
+@pytest.mark.slow
 def test_two_identical_commands_on_one_postgresql_study_record_each_trial_once(tmp_path, postgres_url):
     args = [*ALPHA, "-params", "n_iterations:10", "--storage", postgres_url, "--study-name", f"twice-{os.getpid()}"]
     results = [_finish(p) for p in [_train(tmp_path, *args), _train(tmp_path, *args)]]
@@ -333,6 +340,7 @@ def test_a_model_file_cannot_make_load_import_a_module_of_its_choosing(tmp_path,
 IPPO = ["--algo", "ippo", "--env", "mpe2.simple_tag_v3", "-n", "4000", "--seed", "1", "-params", "checkpoint_freq:1000"]
 
 
+@pytest.mark.slow
 def test_a_killed_baseline_run_resumes_from_its_checkpoint_to_the_uninterrupted_numbers(tmp_path):
     """A killed IPPO run used to start over in a new folder; now the same command continues from its last checkpoint
     (every checkpoint_freq env steps) and ends as the run that was never killed, in the same folder."""
@@ -359,6 +367,7 @@ def test_a_killed_baseline_run_resumes_from_its_checkpoint_to_the_uninterrupted_
     assert weights[0] == weights[1]
 
 
+@pytest.mark.slow
 def test_two_identical_baseline_commands_at_once_do_not_share_a_run(tmp_path):
     results = [_finish(p) for p in [_train(tmp_path, *IPPO), _train(tmp_path, *IPPO)]]
     assert sorted(rc for rc, _, _ in results) == [0, 2], [err for _, _, err in results]

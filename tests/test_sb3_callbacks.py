@@ -37,6 +37,7 @@ class _SumTrueRewards(BaseCallback):
         return True
 
 
+@pytest.mark.slow
 def test_true_returns_and_regret_callbacks_compose_in_a_users_ppo():
     torch.set_num_threads(1)
     env = tag()
@@ -70,6 +71,7 @@ def test_callbacks_need_a_multi_agent_vec_env_and_a_positive_frequency():
         model.learn(16, callback=TrueReturnCallback())
 
 
+@pytest.mark.slow
 def test_neppo_callback_moves_the_potential_a_users_ppo_trains_on():
     """Every 2 rollouts of the user's PPO, one outer iteration: the VecEnv's own potential module takes the
     zeroth-order step (from w = 0: |w| = step size x clipped gradient norm), and F is logged per agent."""

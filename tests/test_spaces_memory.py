@@ -667,6 +667,7 @@ sys.exit(rc)
 """
 
 
+@pytest.mark.slow
 def test_pistonball_with_the_mpe2_settings_in_4_gb_is_refused_before_it_allocates():
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(PISTONBALL_UNDER_4_GB)], capture_output=True, text=True, cwd=ROOT, timeout=300
@@ -682,6 +683,7 @@ def test_pistonball_with_the_mpe2_settings_in_4_gb_is_refused_before_it_allocate
     assert int(done.stdout.split()[-1]) < 2 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_pistonball_on_default_settings_in_4_gb_is_refused_in_one_line_before_anything_is_written(tmp_path):
     """The command line on pistonball's defaults (20 pistons) under a 4 GB address-space limit: one line with the
     estimate and settings that fit, exit status 2, no run folder."""

@@ -26,6 +26,7 @@ def _train(log_folder: Path, storage: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["journal", "postgresql"])
 def test_a_killed_run_resumes_with_every_completed_trial_exactly_once(tmp_path, request, backend):
     if backend == "journal":  # the embedded default: study.journal in the run folder

@@ -47,6 +47,7 @@ def test_vmas_episodes_are_seeded_and_end_by_truncation():
     assert episode(3)[0] != episode(4)[0]
 
 
+@pytest.mark.slow
 def test_neppo_runs_on_a_vmas_scenario():
     torch.set_num_threads(1)
     config = dict(n_envs=2, br_updates=1, eval_episodes=3, ppo=dict(n_steps=8, batch_size=32, n_epochs=2))
@@ -173,6 +174,7 @@ def test_vmas_worlds_that_end_at_different_times_restart_alone():
     assert truncated and all(length == 60 for length in truncated)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_vmas_rollout_evaluator_ends_an_episode_where_its_world_terminates(deterministic):
     """On balance a world can end before max_steps: the batched evaluator's episode stops there, as the PettingZoo

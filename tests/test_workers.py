@@ -9,6 +9,7 @@ from sb3_neppo.errors import ConfigError
 SB3 = dict(n_envs=2, br_updates=2, eval_episodes=3, ppo=dict(n_steps=8, batch_size=32, n_epochs=2, learning_rate=0.02))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env, kwargs",
     [
