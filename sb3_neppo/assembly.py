@@ -19,6 +19,7 @@ from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.games import NormalFormGame
 from sb3_neppo.envs.matrix import MatrixGameEnv
 from sb3_neppo.envs.registry import make_env
+from sb3_neppo.envs.wrapping import make_wrapped_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import Potential, build_potential
 from sb3_neppo.solvers.base import Solvers
@@ -47,8 +48,13 @@ def resolve_env(env: ParallelEnv | str, env_kwargs: dict | None) -> tuple[str | 
     return None, {}, env
 
 
-def env_factory(env_id: str | None, env_kwargs: dict, env: ParallelEnv) -> Callable[[], ParallelEnv]:
-    """Builds fresh copies of the env: from its id, else by copying the instance (picklable either way)."""
+def env_factory(
+    env_id: str | None, env_kwargs: dict, env: ParallelEnv, wrappers: list | None = None
+) -> Callable[[], ParallelEnv]:
+    """Builds fresh copies of the env: from its id (wrapped by ``wrappers``, :mod:`sb3_neppo.envs.wrapping`), else by
+    copying the instance, wrapped already (picklable either way)."""
+    if env_id is not None and wrappers:
+        return functools.partial(make_wrapped_env, env_id, env_kwargs, list(wrappers))
     if env_id is not None:
         return functools.partial(make_env, env_id, env_kwargs)
     return functools.partial(copy.deepcopy, env)

@@ -15,6 +15,7 @@ import numpy as np
 from stable_baselines3 import PPO
 
 from sb3_neppo.arguments import check_arguments
+from sb3_neppo.envs.wrapping import parse_wrappers
 from sb3_neppo.errors import ConfigError
 
 # The paper's PPO for Simple World Comm (10 epochs, entropy 0.02, gamma 0.9851, GAE 0.95, clip 0.2442, Adam 7e-4, one
@@ -85,6 +86,7 @@ class NePPOConfig:
         L_β is exact and so an unbiased certificate (choosing the minimum of noisy estimates would be biased low).
     :param n_starts: candidate starts screened by exact L_β (exact solvers, with keep_best): the descent also runs from
         the best of them, and the result is the lowest certificate of both descents (1: the given start only).
+    :param env_wrapper: wrappers applied to the parallel env, in order (:mod:`sb3_neppo.envs.wrapping`).
     """
 
     potential: str = "auto"
@@ -101,6 +103,7 @@ class NePPOConfig:
     iterate_solve: str = "final"
     keep_best: bool = False
     n_starts: int = 1
+    env_wrapper: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         checks = {
@@ -124,6 +127,7 @@ class NePPOConfig:
             if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
                 raise ConfigError(f"hyperparameter {key} must be {names}, got {value!r}")
+        parse_wrappers(self.env_wrapper)
         if self.n_iterations < 1:
             raise ConfigError(f"n_iterations must be >= 1 (got {self.n_iterations})")
         if self.n_starts < 1:
@@ -247,6 +251,7 @@ class BaselineConfig:
     :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
     :param ppo: keyword arguments of ``stable_baselines3.PPO``: the learners' (PPO baselines) and the regret
         evaluator's best responses' (all baselines); ``n_steps`` is per env copy.
+    :param env_wrapper: wrappers applied to the parallel env, in order (:mod:`sb3_neppo.envs.wrapping`).
     :param checkpoint_freq: env steps between checkpoint boundaries (the first round that ends at or past each
         multiple; 0 or null: none). At a boundary the training envs start new episodes from seeds derived from
         (seed, boundary), and :meth:`MultiAgentAlgorithm.save_checkpoint` may write the training state (see
@@ -259,6 +264,7 @@ class BaselineConfig:
     squash_actions: bool = True
     ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
     checkpoint_freq: int | None = 50_000
+    env_wrapper: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
@@ -272,6 +278,7 @@ class BaselineConfig:
         freq = self.checkpoint_freq
         if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int) or freq < 0):
             raise ConfigError(f"checkpoint_freq must be an integer >= 0 (env steps; 0 or null: no checkpoints), got {freq!r}")
+        parse_wrappers(self.env_wrapper)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None):

@@ -26,6 +26,7 @@ from pettingzoo import ParallelEnv
 from sb3_neppo.assembly import env_factory, game_of, resolve_env
 from sb3_neppo.config import check_seed
 from sb3_neppo.envs.games import NormalFormGame
+from sb3_neppo.envs.wrapping import apply_wrappers
 from sb3_neppo.errors import NePPODeprecationWarning
 from sb3_neppo.version import __version__
 
@@ -79,6 +80,13 @@ class MultiAgentModel(ABC):
         self.agents = list(self.env.possible_agents)
         self.game = game_of(self.env)
         self.seed = check_seed(seed)
+
+    def _wrap_env(self, wrappers: list) -> None:
+        """Wrap the env by the settings' ``env_wrapper`` (:mod:`sb3_neppo.envs.wrapping`); its copies are built so."""
+        if wrappers:
+            self.env = apply_wrappers(self.env, wrappers)
+            self.env_fn = env_factory(self.env_id, self.env_kwargs, self.env, wrappers)
+            self.agents = list(self.env.possible_agents)
 
     # --- training -------------------------------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from sb3_neppo.defaults import neppo_settings
 from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.matrix import action_from_strategy
 from sb3_neppo.envs.registry import check_importable
+from sb3_neppo.envs.wrapping import check_wrappers_importable
 from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.execution import Executor, InProcessExecutor, make_executor
 from sb3_neppo.model import Callback, MultiAgentModel, iterations_first_deprecated
@@ -110,6 +111,8 @@ class NePPO(MultiAgentModel):
         max regret of both descents (exact solvers, with ``keep_best``; see :meth:`_screen_starts`).
     :param potential_kwargs: constructor arguments when ``potential`` is a name.
     :param env_kwargs: arguments of the env when ``env`` is an id.
+    :param env_wrapper: wrappers applied to the env, in order: ``module.function`` or ``{module.function: {kwargs}}``
+        (SuperSuit's, PettingZoo's; :mod:`sb3_neppo.envs.wrapping`), in every process that builds it.
     :param seed: seed of everything random in the run (drawn and recorded when None).
     :param verbose: 0 silent, 1 one line per iteration.
     :param n_workers: processes that solve the branches of an iteration side by side (1: in this process). The numbers
@@ -141,6 +144,7 @@ class NePPO(MultiAgentModel):
         iterate_solve: str | None = None,
         keep_best: bool | None = None,
         n_starts: int | None = None,
+        env_wrapper: list | None = None,
         potential_kwargs: dict | None = None,
         env_kwargs: dict | None = None,
         seed: int | None = None,
@@ -173,10 +177,17 @@ class NePPO(MultiAgentModel):
         given = {k: v for k, v in given.items() if v is not None}
         if max_grad_norm is not DEFAULT:
             given["max_grad_norm"] = max_grad_norm
+        if env_wrapper is not None:
+            given["env_wrapper"] = env_wrapper
         if config is not None and (set(given) - {"potential", "solver"} or hyperparams_file is not None):
             raise ConfigError(f"give either config or hyperparameters ({', '.join(sorted(given))}), not both")
         if config is None:  # the settings the command line would use: defaults, hyperparameter file, these arguments
             config = NePPOConfig.from_dict(neppo_settings(self.env, self.env_id, given, hyperparams_file))
+            if config.env_wrapper:  # sized again on the env as the solvers see it (its observations, its length)
+                self._wrap_env(config.env_wrapper)
+                config = NePPOConfig.from_dict(neppo_settings(self.env, self.env_id, given, hyperparams_file))
+        else:
+            self._wrap_env(config.env_wrapper)
         self.config = config
         given_solver = config.solver if solver is None else solver
         self.solvers = make_solvers(given_solver, self.env, self.env_id, self.env_fn, config, self.seed)
@@ -677,6 +688,7 @@ class NePPO(MultiAgentModel):
             raise ConfigError(f"{path} was built from an env object, which is not saved: pass env=<the env> to NePPO.load")
         elif env is None:
             check_importable(data["env_id"], path)
+            check_wrappers_importable(config.get("env_wrapper"), path)
         if potential is None:
             name = data["potential"]["name"]
             if name not in POTENTIALS:  # never import a module named by a file: the caller builds custom potentials

@@ -28,6 +28,7 @@ from sb3_neppo.envs.backend import backend_for
 from sb3_neppo.envs.matrix import strategy_from_action
 from sb3_neppo.envs.registry import check_importable
 from sb3_neppo.envs.view import AgentView
+from sb3_neppo.envs.wrapping import check_wrappers_importable
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.hyperparams_files import merge_hyperparams
 from sb3_neppo.model import Callback, MultiAgentModel
@@ -80,8 +81,13 @@ class MultiAgentAlgorithm(MultiAgentModel):
         self.default_timesteps: int | None = None  # the hyperparameter file's n_timesteps: what learn() runs by default
         if not isinstance(config, self.config_class):  # the settings the command line would give (sb3_neppo.defaults)
             settings = baseline_settings(self.algo, self.config_class, self.env, self.env_id, config or {})
+            if settings.get("env_wrapper"):  # sized again on the env as the learners see it
+                self._wrap_env(settings["env_wrapper"])
+                settings = baseline_settings(self.algo, self.config_class, self.env, self.env_id, config or {})
             self.default_timesteps = settings.pop("n_timesteps", None)  # the command line's budget, not a setting
             config = self.config_class.from_dict(settings)
+        else:
+            self._wrap_env(config.env_wrapper)
         self.config = config
         self.view = AgentView(self.env, squash=self.config.squash_actions)
         self.num_timesteps = 0
@@ -397,6 +403,7 @@ class MultiAgentAlgorithm(MultiAgentModel):
             raise ConfigError(f"{path} was built from an env object, which is not saved: pass env=<the env> to load")
         if env is None:
             check_importable(data["env_id"], path)
+            check_wrappers_importable(data["config"].get("env_wrapper"), path)
         elif isinstance(env, str) and env != data["env_id"]:
             raise ConfigError(f"{path} was trained on {data['env_id']}, not {env}")
         by_id = env is None or isinstance(env, str)
