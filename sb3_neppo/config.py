@@ -15,6 +15,7 @@ import numpy as np
 from stable_baselines3 import PPO
 
 from sb3_neppo.arguments import check_arguments
+from sb3_neppo.devices import check_device_name, resolve_device
 from sb3_neppo.envs.wrapping import parse_wrappers
 from sb3_neppo.errors import ConfigError
 
@@ -173,6 +174,7 @@ class SB3SolverConfig:
         (:data:`~sb3_neppo.config.PAPER_PPO`), with ``n_steps`` and the minibatch sized from the env by
         :mod:`sb3_neppo.defaults`.
     :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ).
+    :param device: where the networks run: auto (a CUDA GPU if torch sees one), cpu, cuda (:mod:`sb3_neppo.devices`).
     :param br_log_std: with Box actions, restart a warm-started best response's exploration at this Gaussian log-std
         (null: keep the warm start's). A warm start whose noise has shrunk around one action cannot see a better one
         far away; fresh noise can.
@@ -190,6 +192,7 @@ class SB3SolverConfig:
     ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
     br_ppo: dict[str, Any] = field(default_factory=dict)
     br_log_std: float | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         check_arguments(inspect.signature(SB3SolverConfig).parameters.values(), vars(self), "solver_kwargs.")
@@ -202,6 +205,7 @@ class SB3SolverConfig:
             raise ConfigError(f"solver_kwargs.br_warm_start must be one of {choices}, got {self.br_warm_start!r}")
         if not 0.0 < float(self.gamma) <= 1.0:
             raise ConfigError(f"solver_kwargs.gamma must be in (0, 1], got {self.gamma!r}")
+        check_device_name(self.device, "solver_kwargs.device")
         for key in ("ppo", "br_ppo"):
             if not isinstance(getattr(self, key), dict):
                 raise ConfigError(f"solver_kwargs.{key} must be a mapping of PPO arguments, got {getattr(self, key)!r}")
@@ -214,6 +218,10 @@ class SB3SolverConfig:
     def ppo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
         """Keyword arguments of ``PPO`` for the cooperative solver or (``best_response``) the best responses."""
         return {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
+
+    def torch_device(self) -> str:
+        """The device the networks run on (:func:`~sb3_neppo.devices.resolve_device`: one line for a missing GPU)."""
+        return resolve_device(self.device, "solver_kwargs.device")
 
 
 PPO_PARAMS = {
@@ -252,6 +260,7 @@ class BaselineConfig:
     :param ppo: keyword arguments of ``stable_baselines3.PPO``: the learners' (PPO baselines) and the regret
         evaluator's best responses' (all baselines); ``n_steps`` is per env copy.
     :param env_wrapper: wrappers applied to the parallel env, in order (:mod:`sb3_neppo.envs.wrapping`).
+    :param device: where the networks run: auto (a CUDA GPU if torch sees one), cpu, cuda (:mod:`sb3_neppo.devices`).
     :param checkpoint_freq: env steps between checkpoint boundaries (the first round that ends at or past each
         multiple; 0 or null: none). At a boundary the training envs start new episodes from seeds derived from
         (seed, boundary), and :meth:`MultiAgentAlgorithm.save_checkpoint` may write the training state (see
@@ -265,6 +274,7 @@ class BaselineConfig:
     ppo: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(PAPER_PPO))
     checkpoint_freq: int | None = 50_000
     env_wrapper: list = field(default_factory=list)
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
@@ -279,6 +289,7 @@ class BaselineConfig:
         if freq is not None and (isinstance(freq, bool) or not isinstance(freq, int) or freq < 0):
             raise ConfigError(f"checkpoint_freq must be an integer >= 0 (env steps; 0 or null: no checkpoints), got {freq!r}")
         parse_wrappers(self.env_wrapper)
+        check_device_name(self.device)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None):

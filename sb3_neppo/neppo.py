@@ -28,6 +28,7 @@ from sb3_neppo.branch import BranchSolver, Job, Key, Solve
 from sb3_neppo.config import NePPOConfig
 from sb3_neppo.console import cost_text, iteration_line
 from sb3_neppo.defaults import neppo_settings
+from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.matrix import action_from_strategy
 from sb3_neppo.envs.registry import check_importable
@@ -111,6 +112,8 @@ class NePPO(MultiAgentModel):
         max regret of both descents (exact solvers, with ``keep_best``; see :meth:`_screen_starts`).
     :param potential_kwargs: constructor arguments when ``potential`` is a name.
     :param env_kwargs: arguments of the env when ``env`` is an id.
+    :param device: where the sb3 solvers' networks run: ``auto`` (a CUDA GPU if torch sees one), ``cpu`` or ``cuda``
+        (the exact solvers have none); ``solver_kwargs.device`` says the same.
     :param env_wrapper: wrappers applied to the env, in order: ``module.function`` or ``{module.function: {kwargs}}``
         (SuperSuit's, PettingZoo's; :mod:`sb3_neppo.envs.wrapping`), in every process that builds it.
     :param seed: seed of everything random in the run (drawn and recorded when None).
@@ -145,6 +148,7 @@ class NePPO(MultiAgentModel):
         keep_best: bool | None = None,
         n_starts: int | None = None,
         env_wrapper: list | None = None,
+        device: str | None = None,
         potential_kwargs: dict | None = None,
         env_kwargs: dict | None = None,
         seed: int | None = None,
@@ -179,6 +183,9 @@ class NePPO(MultiAgentModel):
             given["max_grad_norm"] = max_grad_norm
         if env_wrapper is not None:
             given["env_wrapper"] = env_wrapper
+        if device is not None and (solver == "sb3" or (solver is None and self.game is None)):
+            resolve_device(device)  # one line now for a cuda this machine does not have
+            given["solver_kwargs"] = {**given.get("solver_kwargs", {}), "device": device}
         if config is not None and (set(given) - {"potential", "solver"} or hyperparams_file is not None):
             raise ConfigError(f"give either config or hyperparameters ({', '.join(sorted(given))}), not both")
         if config is None:  # the settings the command line would use: defaults, hyperparameter file, these arguments

@@ -26,12 +26,13 @@ import torch
 
 from sb3_neppo.baselines import BASELINES, baseline_class
 from sb3_neppo.config import MAX_SEED
-from sb3_neppo.defaults import baseline_settings
+from sb3_neppo.defaults import baseline_settings, is_normal_form
+from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.errors import ConfigError, OneLineParser, run_command
 from sb3_neppo.experiment import run_baseline, run_config, run_neppo
 from sb3_neppo.hpo import PRUNERS, SAMPLERS
-from sb3_neppo.hyperparams_files import parse_key_values
+from sb3_neppo.hyperparams_files import merge_hyperparams, parse_key_values
 
 ALGOS = ("neppo", *BASELINES)
 
@@ -87,6 +88,11 @@ def make_parser() -> argparse.ArgumentParser:
     hpo.add_argument("--sampler", default="tpe", choices=SAMPLERS, help="Optuna sampler (default tpe)")
     hpo.add_argument("--pruner", default="median", choices=PRUNERS, help="Optuna pruner (default median)")
     hpo.add_argument("--n-seeds", type=int, default=3, help="seeds each trial is trained on; its value is the mean")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="where the networks run (default: the settings', auto: a CUDA GPU if torch sees one); VMAS worlds: the CPU",
+    )
     parser.add_argument(
         "--n-workers", type=int, default=1, help="processes solving the branches of an iteration side by side (default 1)"
     )
@@ -151,6 +157,12 @@ def run(argv: list[str]) -> Path | None:
     overrides = parse_key_values(args.hyperparams, "-params")
     command = shlex.join(["python", "-m", "sb3_neppo.train", *argv])
     env = make_env(args.env, env_kwargs)  # the defaults depend on the game (sb3_neppo.defaults)
+    if args.device is not None:  # the networks' device: a setting of the sampled solvers and of the baselines
+        resolve_device(args.device, "--device")
+        if args.algo != "neppo":
+            overrides = merge_hyperparams(overrides, {"device": args.device})
+        elif not is_normal_form(env) or overrides.get("solver") == "sb3":
+            overrides = merge_hyperparams(overrides, {"solver_kwargs": {"device": args.device}})
     try:
         if args.algo != "neppo":
             settings_class = baseline_class(args.algo).config_class

@@ -266,7 +266,8 @@ class MultiAgentAlgorithm(MultiAgentModel):
     def regret_solver_config(self) -> SB3SolverConfig:
         """The best responses' PPO for the regret evaluator: this baseline's PPO settings and network, so a best
         response can start from an agent's actor."""
-        return SB3SolverConfig(n_envs=self.config.n_envs, gamma=self.config.gamma, ppo=dict(self.config.ppo))
+        config = self.config
+        return SB3SolverConfig(n_envs=config.n_envs, gamma=config.gamma, ppo=dict(config.ppo), device=config.device)
 
     def summary(self) -> dict[str, Any]:
         """The run summary (the schema of NePPO's ``summary.json`` where the fields mean the same)."""

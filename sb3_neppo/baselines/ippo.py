@@ -16,6 +16,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from sb3_neppo.baselines.base import role_of
 from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
 from sb3_neppo.config import BaselineConfig
+from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
 from sb3_neppo.errors import ConfigError
 
@@ -52,7 +53,8 @@ class IPPO(LockstepBaseline):
             members.setdefault(key, []).append(i)
         self.learner_agents = [[self.agents[i] for i in idx] for idx in members.values()]
         groups = [[c * n + i for c in range(self.config.n_envs) for i in idx] for idx in members.values()]
-        self.learners = LockstepPPO(venv, groups, {"gamma": self.config.gamma, **self.config.ppo}, self.seed)
+        ppo = {"gamma": self.config.gamma, "device": resolve_device(self.config.device), **self.config.ppo}
+        self.learners = LockstepPPO(venv, groups, ppo, self.seed)
 
     def actors(self) -> dict[str, ActorCriticPolicy]:
         return {a: m.policy for m, agents in zip(self.learners.models, self.learner_agents) for a in agents}

@@ -44,6 +44,7 @@ from torch import nn
 
 from sb3_neppo.baselines.base import MultiAgentAlgorithm, load_optimizer
 from sb3_neppo.config import BaselineConfig
+from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import frozen_copy
@@ -252,6 +253,8 @@ class MADDPG(MultiAgentAlgorithm):
 
     def _setup(self) -> None:
         cfg = self.config
+        if cfg.device != "auto" and resolve_device(cfg.device) != "cpu":  # its networks and buffer live on the CPU
+            raise ConfigError(f"MADDPG runs on the CPU (its networks are not moved to {cfg.device}); use device: cpu")
         self.venv = make_vec_env(self.env_fn, cfg.n_envs, self.view, env=self.env)
         set_random_seed(self.seed)
         self._rng = np.random.default_rng(self.seed)

@@ -22,6 +22,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
 from sb3_neppo.config import BaselineConfig
+from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
 
 
@@ -117,7 +118,7 @@ class MAPPO(LockstepBaseline):
         n = len(self.agents)
         inner = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env)
         venv = CentralisedVecEnv(inner, n, self.view.obs_dim)
-        ppo = {"gamma": self.config.gamma, **self.config.ppo}
+        ppo = {"gamma": self.config.gamma, "device": resolve_device(self.config.device), **self.config.ppo}
         local_dim = int(self.view.observation_space.shape[0])
         ppo["policy_kwargs"] = {**ppo.get("policy_kwargs", {}), "local_dim": local_dim}
         self.learners = LockstepPPO(venv, [range(venv.num_envs)], ppo, self.seed, policy=CentralCriticPolicy)

@@ -55,7 +55,7 @@ EnvFn = Callable[[], ParallelEnv]
 _SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see _make_ppo)
 
 
-def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
+def _make_ppo(env, kwargs: dict[str, Any], seed: int, device: str = "auto") -> PPO:
     """SB3 PPO on ``env``; a value SB3 refuses while building (an assertion on ``n_steps``/``batch_size``, an invalid
     learning rate, a bad ``policy_kwargs`` network) is one line naming the arguments.
 
@@ -66,7 +66,7 @@ def _make_ppo(env, kwargs: dict[str, Any], seed: int) -> PPO:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = PPO("MlpPolicy", env, seed=seed, **kwargs)
+            model = PPO("MlpPolicy", env, seed=seed, **{"device": device, **kwargs})
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         message = first_line(exc)
@@ -122,7 +122,7 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
         view = AgentView(env, config.agent_indicator, config.squash_actions)
         self.venv: MultiAgentVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env)  # VMAS: batched worlds
         self.view = self.venv.view
-        self.model = _make_ppo(self.venv, config.ppo_kwargs(), seed)
+        self.model = _make_ppo(self.venv, config.ppo_kwargs(), seed, config.torch_device())
         self.initial_state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
 
     def solve(self, potential: Potential, warm_start: PolicyProfile | None) -> PolicyProfile:
@@ -177,7 +177,7 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         ``joint``."""
         venv = self._venv(agent, joint)
         if self._ppo is None:
-            self._ppo = _make_ppo(venv, self.config.ppo_kwargs(best_response=True), 0)
+            self._ppo = _make_ppo(venv, self.config.ppo_kwargs(best_response=True), 0, self.config.torch_device())
             self._initial = {k: v.clone() for k, v in self._ppo.policy.state_dict().items()}
         elif self._ppo.env is not venv:
             self._ppo.set_env(venv)  # the next learn() resets it
