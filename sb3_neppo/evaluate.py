@@ -30,9 +30,10 @@ from typing import Any
 
 from sb3_neppo.archive import read_data
 from sb3_neppo.atomic import atomic_open
-from sb3_neppo.baselines import BASELINES, MultiAgentAlgorithm, load_baseline, saved_algo
+from sb3_neppo.baselines import MultiAgentAlgorithm
 from sb3_neppo.errors import ConfigError, OneLineParser, first_line, run_command
-from sb3_neppo.neppo import NePPO, read_model_data
+from sb3_neppo.models import load_model as load_any
+from sb3_neppo.neppo import NePPO
 from sb3_neppo.regret import AgentRegret, RegretConfig, RegretEvaluator, RegretReport
 from sb3_neppo.solvers.sb3 import PPOCooperativeSolver
 
@@ -44,9 +45,7 @@ def load_model(path: Path) -> NePPO | MultiAgentAlgorithm:
     file one line (tensors are read with ``weights_only=True``, nothing else is unpickled); the user named this run, so
     its env module may be imported."""
     try:
-        if saved_algo(path) in BASELINES:
-            return load_baseline(path, env=read_data(path)["env_id"])
-        return NePPO.load(path, env=read_model_data(path)["env_id"])
+        return load_any(path, env=read_data(path).get("env_id"))
     except ImportError as exc:
         raise ConfigError(f"cannot load model {path}: it needs a package that is not installed ({exc})") from None
 

@@ -428,12 +428,9 @@ class NePPO(MultiAgentModel):
         """Stop the executor's worker processes (a later ``learn`` starts new ones)."""
         self.executor.close()
 
-    def warm_state(self) -> Any:
-        """π^Φ and the best responses as plain data (the solver bundle's encoding; :meth:`set_warm_state`)."""
-        return self.solvers.encode(self.policy, self.best_responses)
-
     def set_warm_state(self, state: Any) -> None:
-        """Adopt π^Φ and best responses from :meth:`warm_state` as the warm start of the next solves."""
+        """Adopt π^Φ and best responses, as the solver bundle encodes them (:meth:`Solvers.encode`), as the warm start
+        of the next solves."""
         self.policy, self.best_responses = self.solvers.decode(state)
 
     # --- budget ----------------------------------------------------------------------------------------------------------

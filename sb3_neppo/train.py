@@ -24,7 +24,7 @@ import numpy as np
 import optuna
 import torch
 
-from sb3_neppo.baselines import BASELINES, baseline_class
+from sb3_neppo.baselines import baseline_class
 from sb3_neppo.config import MAX_SEED
 from sb3_neppo.defaults import baseline_settings, is_normal_form
 from sb3_neppo.devices import resolve_device
@@ -33,8 +33,7 @@ from sb3_neppo.errors import ConfigError, OneLineParser, run_command
 from sb3_neppo.experiment import run_baseline, run_config, run_neppo
 from sb3_neppo.hpo import PRUNERS, SAMPLERS
 from sb3_neppo.hyperparams_files import merge_hyperparams, parse_key_values
-
-ALGOS = ("neppo", *BASELINES)
+from sb3_neppo.models import ALGOS
 
 
 def make_parser() -> argparse.ArgumentParser:
