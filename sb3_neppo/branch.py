@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from sb3_neppo.objective import log_sum_exp
 from sb3_neppo.potentials import Potential
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers, estimate_f
 
+UNKNOWN = object()  # a Solve's regret not read off its policy yet
 Key = tuple[int, int, int]  # (iteration, direction, sign): sign ±1 a branch w ± δu_j, 0 the iterate w itself
 Warm = tuple[JointPolicy | None, Mapping[str, AgentPolicy]]  # π^Φ and the best responses a solve starts from
 
@@ -38,21 +39,33 @@ class Job:
 @dataclass
 class Solve:
     """Everything one solve of steps 2-4 found (see the module doc). ``policy`` is None where only the numbers are
-    known: a stored trial read back on resume, or a job solved elsewhere whose policies were not asked for."""
+    known: a stored trial read back on resume, or a job solved elsewhere whose policies were not asked for.
+
+    The exact regret is read off the policy (``regret_of``: the bundle's :meth:`~sb3_neppo.solvers.base.Solvers.regret`)
+    the first time it is asked for, not on every solve: most branches are never logged or recorded."""
 
     key: Key
     w: np.ndarray
     objective: float
     F: FEstimate
-    regret: np.ndarray | None = None
     env_steps: int = 0
     policy: JointPolicy | None = None
     best_responses: dict[str, AgentPolicy] | None = None
     stored: bool = False  # already a trial of the run's study (a job of the study's queue is its own trial)
+    known_regret: Any = field(default=UNKNOWN, repr=False)
+    regret_of: Callable[[JointPolicy], np.ndarray | None] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def regret(self) -> np.ndarray | None:
+        """Exact per-agent regret of π^Φ where the game has one (None in a Markov game)."""
+        if self.known_regret is UNKNOWN:
+            known = self.regret_of is not None and self.policy is not None
+            self.known_regret = self.regret_of(self.policy) if known else None
+        return self.known_regret
 
     def numbers(self) -> Solve:
         """This record without its policies (what travels between processes unless they are asked for)."""
-        return Solve(self.key, self.w, self.objective, self.F, self.regret, self.env_steps, stored=self.stored)
+        return Solve(self.key, self.w, self.objective, self.F, self.env_steps, stored=self.stored, known_regret=self.regret)
 
     def attrs(self) -> dict[str, Any]:
         """The record as a trial's user attributes (plain values; the trial's value is L_β)."""
@@ -69,7 +82,7 @@ class Solve:
         key = (int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"]))
         F = FEstimate(array("F"), array("F_se"), array("gain"), array("gain_se"))
         steps = int(attrs.get("env_steps", 0))
-        return cls(key, array("w"), float(trial.value), F, array("regret"), steps, stored=True)
+        return cls(key, array("w"), float(trial.value), F, steps, stored=True, known_regret=array("regret"))
 
 
 def plain(value: Any) -> Any:
@@ -118,9 +131,8 @@ class BranchSolver:
                 f"{np.linalg.norm(job.w):.3g}): the potential's parameters or the game's payoffs are out of range; lower "
                 f"lr (now {self.lr}) or clip the step (max_grad_norm), or rescale the rewards"
             )
-        regret = self.solvers.regret(policy)
         steps = self.solvers.env_steps - before
-        return Solve(job.key, np.array(job.w), objective, F, regret, steps, policy, best_responses)
+        return Solve(job.key, np.array(job.w), objective, F, steps, policy, best_responses, regret_of=self.solvers.regret)
 
     def describe(self, w: np.ndarray) -> dict[str, Any]:
         """The potential at ``w`` in words (:meth:`~sb3_neppo.potentials.Potential.describe`)."""

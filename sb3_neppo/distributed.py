@@ -39,7 +39,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from sb3_neppo.branch import BranchSolver, Job, Key, Solve, Warm, plain
-from sb3_neppo.execution import Executor, InProcessExecutor, OnSolve, ProcessExecutor
+from sb3_neppo.execution import Executor, InProcessExecutor, OnSolve, ProcessExecutor, received, solve_to_send
 from sb3_neppo.storage import trial_key
 
 QUEUE = "neppo:queue"  # study system attribute: {"coordinator": owner id}; its presence marks a joinable run
@@ -340,9 +340,7 @@ class JobRunner:
             if self.pool is not None:
                 self._running[self.pool.submit(job, warm[1], keep)] = trial
                 continue
-            solve = self.solver.solve(job, warm[0])
-            kept = self.solver.solvers.encode(solve.policy, solve.best_responses) if keep else None
-            self.queue.complete(trial, solve.numbers(), kept)
+            self.queue.complete(trial, *solve_to_send(self.solver, job, warm[0], keep))
         return progressed
 
     def drain(self) -> None:
@@ -382,13 +380,10 @@ class QueueExecutor(Executor):
                 time.sleep(self.queue.poll_interval)
         solves = []
         for job in jobs:
-            solve = Solve.from_trial(done[job.key])
             kept = self.queue.state_of(done[job.key]) if keep else None
-            if kept is not None:
-                solve.policy, solve.best_responses = self.solver.solvers.decode(kept)
-            solves.append(solve)
+            solves.append(received(self.solver, Solve.from_trial(done[job.key]), kept))
             if on_solve is not None:
-                on_solve(solve)
+                on_solve(solves[-1])
         return solves
 
     def close(self) -> None:

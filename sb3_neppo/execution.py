@@ -70,10 +70,21 @@ def _init_worker(spec: BranchSpec) -> None:
     _SOLVER = spec.build()
 
 
+def solve_to_send(solver: BranchSolver, job: Job, warm: Warm, keep: bool) -> tuple[Solve, Any]:
+    """Solve ``job`` for another process: the record's numbers, and (``keep``) its policies as the bundle encodes them."""
+    solve = solver.solve(job, warm)
+    return solve.numbers(), solver.solvers.encode(solve.policy, solve.best_responses) if keep else None
+
+
+def received(solver: BranchSolver, solve: Solve, kept: Any) -> Solve:
+    """A record from another process with its policies decoded here (when they were kept)."""
+    if kept is not None:
+        solve.policy, solve.best_responses = solver.solvers.decode(kept)
+    return solve
+
+
 def _solve_in_worker(job: Job, state: Any, keep: bool) -> tuple[Solve, Any]:
-    solve = _SOLVER.solve(job, _SOLVER.solvers.decode(state))
-    kept = _SOLVER.solvers.encode(solve.policy, solve.best_responses) if keep else None
-    return solve.numbers(), kept
+    return solve_to_send(_SOLVER, job, _SOLVER.solvers.decode(state), keep)
 
 
 class ProcessExecutor(Executor):
@@ -93,18 +104,12 @@ class ProcessExecutor(Executor):
             self._pool = ProcessPoolExecutor(self.n_workers, mp_context=context, initializer=_init_worker, initargs=(spec,))
         return self._pool.submit(_solve_in_worker, job, state, keep)
 
-    def adopt(self, solve: Solve, kept: Any) -> Solve:
-        """A worker's record with its policies decoded here (when they were kept)."""
-        if kept is not None:
-            solve.policy, solve.best_responses = self.solver.solvers.decode(kept)
-        return solve
-
     def solve(self, jobs: list[Job], warm: Warm, keep: bool, on_solve: OnSolve | None = None) -> list[Solve]:
         if len(jobs) == 1:
             return InProcessExecutor.solve(self, jobs, warm, keep, on_solve)
         state = self.solver.solvers.encode(*warm)
         futures = [self.submit(job, state, keep) for job in jobs]
-        solves = [self.adopt(*future.result()) for future in futures]
+        solves = [received(self.solver, *future.result()) for future in futures]
         for solve in solves if on_solve is not None else ():
             on_solve(solve)
         return solves

@@ -736,8 +736,8 @@ class NePPO(MultiAgentModel):
                 )
                 objective = log_sum_exp(F.mean, model.config.beta)
                 w, policy = np.array(saved["w"], dtype=float), model.policy
-                solve = Solve((model.num_iterations, 0, 0), w, objective, F, model.solvers.regret(policy), 0, policy)
-                solve.best_responses = model.best_responses
+                key = (model.num_iterations, 0, 0)
+                solve = Solve(key, w, objective, F, 0, policy, model.best_responses, regret_of=model.solvers.regret)
                 model._adopt(solve)
                 return model
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
