@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from stable_baselines3 import PPO
 
+from sb3_neppo.algorithms import algorithm_class, algorithm_params, check_policy, default_policy, fit_kwargs
 from sb3_neppo.arguments import check_arguments
 from sb3_neppo.devices import check_device_name, resolve_device
 from sb3_neppo.envs.wrapping import parse_wrappers
@@ -170,10 +170,16 @@ class SB3SolverConfig:
     :param deterministic: frozen agents and evaluation rollouts play the most likely action instead of sampling.
     :param agent_indicator: one-hot agent id in the shared policy's observation (null: when there are 2+ agents).
     :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
-    :param ppo: keyword arguments of ``stable_baselines3.PPO`` (``n_steps`` is per env copy); default: the paper's
+    :param algo: the cooperative solver's on-policy algorithm (:mod:`sb3_neppo.algorithms`: ``PPO``, ``A2C``, ``TRPO``,
+        ``RecurrentPPO``, ``MaskablePPO`` or a ``module.Class`` path).
+    :param br_algo: the best responses' algorithm (null: ``algo``); the regret evaluator's best responses use it too.
+    :param policy: the SB3 policy of both (null: each algorithm's own, ``MlpLstmPolicy`` for a recurrent one, else
+        ``MlpPolicy``; leave it null when ``algo`` and ``br_algo`` are of different kinds).
+    :param ppo: keyword arguments of the algorithm (``n_steps`` is per env copy); default: the paper's PPO
         (:data:`~sb3_neppo.config.PAPER_PPO`), with ``n_steps`` and the minibatch sized from the env by
-        :mod:`sb3_neppo.defaults`.
-    :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ).
+        :mod:`sb3_neppo.defaults`; a default the algorithm does not take is left out.
+    :param br_ppo: overrides of ``ppo`` for the best responses (keep the network the same to warm-start from π^Φ);
+        with a ``br_algo`` of its own, the keys of ``ppo`` it does not take are left out.
     :param device: where the networks run: auto (a CUDA GPU if torch sees one), cpu, cuda (:mod:`sb3_neppo.devices`).
     :param br_log_std: with Box actions, restart a warm-started best response's exploration at this Gaussian log-std
         (null: keep the warm start's). A warm start whose noise has shrunk around one action cannot see a better one
@@ -193,6 +199,9 @@ class SB3SolverConfig:
     br_ppo: dict[str, Any] = field(default_factory=dict)
     br_log_std: float | None = None
     device: str = "auto"
+    algo: str = "PPO"
+    br_algo: str | None = None
+    policy: str | None = None
 
     def __post_init__(self) -> None:
         check_arguments(inspect.signature(SB3SolverConfig).parameters.values(), vars(self), "solver_kwargs.")
@@ -208,46 +217,70 @@ class SB3SolverConfig:
         check_device_name(self.device, "solver_kwargs.device")
         for key in ("ppo", "br_ppo"):
             if not isinstance(getattr(self, key), dict):
-                raise ConfigError(f"solver_kwargs.{key} must be a mapping of PPO arguments, got {getattr(self, key)!r}")
-            check_ppo_kwargs(getattr(self, key), f"solver_kwargs.{key}")
+                raise ConfigError(f"solver_kwargs.{key} must be a mapping of algorithm arguments, got {getattr(self, key)!r}")
+        for best_response in (False, True):
+            check_policy(self.algorithm(best_response), self.policy_name(best_response), "solver_kwargs.policy")
+            self.algo_kwargs(best_response)
+
+    def algorithm(self, best_response: bool = False) -> type:
+        """The algorithm class of the cooperative solver or (``best_response``) of the best responses."""
+        if best_response and self.br_algo is not None:
+            return algorithm_class(self.br_algo, "solver_kwargs.br_algo")
+        return algorithm_class(self.algo, "solver_kwargs.algo")
+
+    def policy_name(self, best_response: bool = False) -> str:
+        """The SB3 policy of the cooperative solver or the best responses (``policy``, or the algorithm's default:
+        :func:`~sb3_neppo.algorithms.default_policy`)."""
+        return self.policy if self.policy is not None else default_policy(self.algorithm(best_response))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None) -> SB3SolverConfig:
         return dataclass_from_dict(cls, values, "solver_kwargs key")
 
-    def ppo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
-        """Keyword arguments of ``PPO`` for the cooperative solver or (``best_response``) the best responses."""
-        return {"gamma": self.gamma, **self.ppo, **(self.br_ppo if best_response else {})}
+    def algo_kwargs(self, best_response: bool = False) -> dict[str, Any]:
+        """Keyword arguments of :meth:`algorithm` for the cooperative solver or (``best_response``) the best responses,
+        checked (one line for an argument it does not take or a value of the wrong type)."""
+        cls = self.algorithm(best_response)
+        ppo = {"gamma": self.gamma, **self.ppo}
+        if best_response and self.br_algo is not None and cls is not self.algorithm():
+            ppo = {k: v for k, v in ppo.items() if k in algorithm_params(cls)}  # the cooperative algorithm's keys
+        kwargs = fit_kwargs(ppo, cls, PAPER_PPO, "solver_kwargs.ppo")
+        if best_response:
+            kwargs.update(fit_kwargs(self.br_ppo, cls, {}, "solver_kwargs.br_ppo"))
+        check_algo_kwargs(cls, kwargs, "solver_kwargs.br_ppo" if best_response else "solver_kwargs.ppo")
+        return kwargs
+
+    def n_steps(self, best_response: bool = False) -> int:
+        """Env steps per env copy and update of the cooperative solver or the best responses."""
+        cls = self.algorithm(best_response)
+        return int(self.algo_kwargs(best_response).get("n_steps", algorithm_params(cls)["n_steps"].default))
 
     def torch_device(self) -> str:
         """The device the networks run on (:func:`~sb3_neppo.devices.resolve_device`: one line for a missing GPU)."""
         return resolve_device(self.device, "solver_kwargs.device")
 
 
-PPO_PARAMS = {
-    name: param
-    for name, param in inspect.signature(PPO.__init__).parameters.items()
-    if name not in ("self", "_init_setup_model")
-}
 AT_LEAST_ONE = ("n_steps", "batch_size", "n_epochs")
 
 
-def check_ppo_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
-    """One line for a PPO argument SB3 would reject late or with a traceback: an unknown name, a value of the wrong
-    type (checked against ``PPO``'s annotations: ``learning_rate: abc``, ``n_epochs: 2.5``), ``n_steps``,
-    ``batch_size`` or ``n_epochs`` below 1 (SB3 fails mid-training on ``n_epochs: 0``), or env/policy/seed."""
+def check_algo_kwargs(cls: type, kwargs: Mapping[str, Any], where: str) -> None:
+    """One line for an argument of the algorithm ``cls`` that SB3 would reject late or with a traceback: an unknown
+    name, a value of the wrong type (checked against the algorithm's annotations: ``learning_rate: abc``,
+    ``n_epochs: 2.5``), ``n_steps``, ``batch_size`` or ``n_epochs`` below 1 (SB3 fails mid-training on
+    ``n_epochs: 0``), or env/policy/seed."""
     if "env" in kwargs or "policy" in kwargs or "seed" in kwargs:
-        raise ConfigError(f"{where} may not set env, policy or seed: NePPO sets them")
-    unknown = sorted(set(kwargs) - set(PPO_PARAMS))
+        raise ConfigError(f"{where} may not set env, policy or seed: NePPO sets them (the policy: solver_kwargs.policy)")
+    params = algorithm_params(cls)
+    unknown = sorted(set(kwargs) - set(params))
     if unknown:
         raise ConfigError(
-            f"bad PPO argument in {where}: {', '.join(map(str, unknown))} is not an argument of stable_baselines3.PPO; "
-            f"it takes: {', '.join(p for p in PPO_PARAMS if p not in ('env', 'policy', 'seed'))}"
+            f"bad {cls.__name__} argument in {where}: {', '.join(map(str, unknown))} is not an argument of "
+            f"{cls.__name__}; it takes: {', '.join(params)}"
         )
-    check_arguments([PPO_PARAMS[k] for k in kwargs], kwargs, f"bad PPO argument: {where}.")
+    check_arguments([params[k] for k in kwargs], kwargs, f"bad {cls.__name__} argument: {where}.")
     for key in AT_LEAST_ONE:
         if key in kwargs and kwargs[key] < 1:
-            raise ConfigError(f"bad PPO argument: {where}.{key} must be >= 1, got {kwargs[key]!r}")
+            raise ConfigError(f"bad {cls.__name__} argument: {where}.{key} must be >= 1, got {kwargs[key]!r}")
 
 
 @dataclass

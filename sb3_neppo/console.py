@@ -53,7 +53,11 @@ def format_summary(summary: dict) -> str:
         lines.append(f"max regret = {summary['max_regret']:.6f}")
     if summary.get("certificate") == "estimate":
         budget = summary.get("best_response_budget")
-        trained = f" ({budget['ppo_updates']} PPO update(s), {budget['env_steps']} env steps per solve)" if budget else ""
+        trained = (
+            f" ({budget['ppo_updates']} {budget.get('algo', 'PPO')} update(s), {budget['env_steps']} env steps per solve)"
+            if budget
+            else ""
+        )
         lines.append(
             "F is an estimate: it bounds regret only as well as pi^Phi maximises Phi and the best responses are solved"
             f"{trained}; measure regret with python -m sb3_neppo.evaluate"

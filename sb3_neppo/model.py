@@ -28,6 +28,7 @@ from sb3_neppo.config import check_seed
 from sb3_neppo.envs.games import NormalFormGame
 from sb3_neppo.envs.wrapping import apply_wrappers
 from sb3_neppo.errors import NePPODeprecationWarning
+from sb3_neppo.policy import Memory
 from sb3_neppo.version import __version__
 
 Callback = Callable[[Any, "MultiAgentModel"], "bool | None"]
@@ -112,21 +113,32 @@ class MultiAgentModel(ABC):
     # --- the joint policy -----------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def _act(self, observation: dict, deterministic: bool) -> dict[str, Any]:
-        """Each agent's action under the trained joint policy."""
+    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None) -> dict[str, Any]:
+        """Each agent's action under the trained joint policy (recurrent policies: from and into ``memory``)."""
 
     @abstractmethod
     def strategies(self) -> list[np.ndarray] | None:
         """In a normal-form game, each agent's mixed strategy; None in a Markov game."""
 
-    def predict(self, observation: dict | None = None, deterministic: bool = True) -> tuple[dict[str, Any], None]:
+    def predict(
+        self,
+        observation: dict | None = None,
+        state: Memory | None = None,
+        episode_start: bool | None = None,
+        deterministic: bool = True,
+    ) -> tuple[dict[str, Any], Memory]:
         """SB3-style: each agent's action for a dict of observations, one per agent (optional in a normal-form game,
-        whose observation is fixed); the second value is the recurrent state (None)."""
+        whose observation is fixed), and the recurrent state to pass at the next step of the episode (a
+        :class:`~sb3_neppo.policy.Memory`; feed-forward policies ignore it). ``state=None`` or ``episode_start``
+        starts from the zero state, as at an episode's start."""
         if observation is None:
             if self.game is None:
                 raise ValueError("predict() needs a dict of observations, one per agent")
             observation = self.env.reset(seed=self.seed)[0]
-        return self._act(observation, deterministic), None
+        memory = state if state is not None else Memory()
+        if episode_start:
+            memory.forget()
+        return self._act(observation, deterministic, memory), memory
 
     # --- reports --------------------------------------------------------------------------------------------------------
 

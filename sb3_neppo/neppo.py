@@ -37,6 +37,7 @@ from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.execution import Executor, InProcessExecutor, make_executor
 from sb3_neppo.model import Callback, MultiAgentModel, iterations_first_deprecated
 from sb3_neppo.objective import log_sum_exp
+from sb3_neppo.policy import Memory
 from sb3_neppo.potentials import POTENTIALS, Potential, potential_name
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers
 from sb3_neppo.version import __version__
@@ -552,9 +553,9 @@ class NePPO(MultiAgentModel):
         """Exact per-agent regret of the returned π^Φ in a normal-form game (None where it needs the regret evaluator)."""
         return self.result.regret
 
-    def _act(self, observation: dict, deterministic: bool) -> dict[str, Any]:
+    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None) -> dict[str, Any]:
         if not self.solvers.exact:
-            return self.result.policy.act(observation, deterministic, self.predict_rng)
+            return self.result.policy.act(observation, deterministic, self.predict_rng, memory)
         actions = {}
         for agent, x in zip(self.agents, self.strategies()):
             if self.env.unwrapped.mixed:
@@ -612,8 +613,9 @@ class NePPO(MultiAgentModel):
                 budget = out.get("best_response_budget", {})
                 out["warnings"].append(
                     f"the best responses of {', '.join(still)} gained nothing measurable over pi^Phi (gain <= 2 SE) with "
-                    f"{budget.get('ppo_updates', '?')} PPO update(s) of {budget.get('env_steps', '?')} env steps: their F "
-                    "near 0 is no evidence of a small regret; measure it with python -m sb3_neppo.evaluate RUN"
+                    f"{budget.get('ppo_updates', '?')} {budget.get('algo', 'PPO')} update(s) of "
+                    f"{budget.get('env_steps', '?')} env steps: their F near 0 is no evidence of a small regret; measure it "
+                    "with python -m sb3_neppo.evaluate RUN"
                 )
         return out
 

@@ -3,6 +3,10 @@
 A :class:`PolicyProfile` maps each agent to an SB3 policy (by default the same shared policy for every agent) and acts
 for a dict of observations. Sampling uses a caller's ``numpy`` generator rather than torch's global one, so frozen
 agents and evaluation rollouts are reproducible and can share random numbers across profiles.
+
+A recurrent policy (sb3-contrib's ``MlpLstmPolicy``, ...) acts on its hidden state too: whoever steps episodes keeps a
+:class:`Memory` of the hidden states, one per (row, agent) (a row is an env copy, a world or an episode), and forgets a
+row when its episode ends. Without a memory a recurrent policy acts from the zero state, as at an episode's start.
 """
 
 from __future__ import annotations
@@ -15,7 +19,72 @@ from gymnasium import spaces
 from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 
+from sb3_neppo.algorithms import is_recurrent
 from sb3_neppo.envs.view import AgentView
+
+Key = tuple[int, str]  # (row, agent)
+
+
+class Memory:
+    """The hidden states of recurrent policies, one per (row, agent), kept by whoever steps the episodes.
+
+    A row with no state (never acted, or forgotten at an episode's end) starts from zeros, as SB3 starts an episode.
+    """
+
+    def __init__(self) -> None:
+        self._states: dict[Key, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def forget(self, rows=None) -> None:
+        """Drop the states of ``rows`` (an iterable of row indices; None: every row), e.g. when their episodes end."""
+        if rows is None:
+            self._states.clear()
+            return
+        gone = set(int(r) for r in rows)
+        for key in [k for k in self._states if k[0] in gone]:
+            del self._states[key]
+
+    def gather(self, policy: ActorCriticPolicy, keys: Sequence[Key]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The actor LSTM states ``(h, c)`` ``[layers, len(keys), hidden]`` of ``keys`` (zeros where none is kept)."""
+        lstm = policy.lstm_actor
+        zero = torch.zeros(lstm.num_layers, 1, lstm.hidden_size, device=policy.device)
+        pairs = [self._states.get(key, (zero, zero)) for key in keys]
+        return torch.cat([h for h, _ in pairs], dim=1), torch.cat([c for _, c in pairs], dim=1)
+
+    def keep(self, keys: Sequence[Key], states: tuple[torch.Tensor, torch.Tensor]) -> None:
+        h, c = states
+        for k, key in enumerate(keys):
+            self._states[key] = (h[:, k : k + 1], c[:, k : k + 1])
+
+
+def distribution(policy: ActorCriticPolicy, obs: np.ndarray, memory: Memory | None = None, keys: Sequence[Key] = ()):
+    """``policy``'s action distribution at a batch of observations; a recurrent policy's from the states ``memory``
+    keeps for ``keys`` (one per row of ``obs``), which it then updates (no memory: the zero state)."""
+    obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device)
+    with torch.no_grad():
+        if not is_recurrent(policy):
+            return policy.get_distribution(obs_t)
+        keys = list(keys) if memory is not None else [(k, "") for k in range(len(obs))]
+        states = (memory or Memory()).gather(policy, keys)
+        starts = torch.zeros(len(obs), device=policy.device)
+        dist, states = policy.get_distribution(obs_t, states, starts)
+    if memory is not None:
+        memory.keep(keys, states)
+    return dist
+
+
+def constructor_parameters(policy: ActorCriticPolicy) -> dict:
+    """What rebuilds ``policy``'s network: SB3's ``_get_constructor_parameters``, with a recurrent policy's LSTM
+    sizes, which sb3-contrib's policies leave out (a copy would get the default 256 units)."""
+    params = policy._get_constructor_parameters()
+    if is_recurrent(policy):
+        params.update(
+            lstm_hidden_size=policy.lstm_actor.hidden_size,
+            n_lstm_layers=policy.lstm_actor.num_layers,
+            shared_lstm=policy.shared_lstm,
+            enable_critic_lstm=policy.enable_critic_lstm,
+            lstm_kwargs=policy.lstm_kwargs,
+        )
+    return params
 
 
 def frozen_copy(policy: ActorCriticPolicy) -> ActorCriticPolicy:
@@ -23,7 +92,7 @@ def frozen_copy(policy: ActorCriticPolicy) -> ActorCriticPolicy:
 
     Rebuilt from the constructor parameters (``copy.deepcopy`` fails on a policy that holds its last distribution).
     """
-    out = type(policy)(**policy._get_constructor_parameters()).to(policy.device)
+    out = type(policy)(**constructor_parameters(policy)).to(policy.device)
     out.load_state_dict(policy.state_dict())
     out.set_training_mode(False)
     for p in out.parameters():
@@ -38,14 +107,17 @@ def draw_noise(rng: np.random.Generator, n: int, space: spaces.Space) -> tuple[n
 
 
 def policy_actions(
-    policy: ActorCriticPolicy, obs: np.ndarray, noise: tuple[np.ndarray, np.ndarray] | None = None
+    policy: ActorCriticPolicy,
+    obs: np.ndarray,
+    noise: tuple[np.ndarray, np.ndarray] | None = None,
+    memory: Memory | None = None,
+    keys: Sequence[Key] = (),
 ) -> np.ndarray:
     """Actions of ``policy`` for a batch of observations: the most likely ones without ``noise``, else sampled from it
     (see :func:`draw_noise`), never from torch's global generator. Categorical: inverse CDF of a uniform; Gaussian:
-    mean + std · normal, clipped to the Box.
+    mean + std · normal, clipped to the Box. A recurrent policy acts on (and updates) ``memory``'s states of ``keys``.
     """
-    with torch.no_grad():
-        dist = policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32, device=policy.device))
+    dist = distribution(policy, obs, memory, keys)
     space = policy.action_space
     deterministic = noise is None
     if isinstance(dist, CategoricalDistribution):
@@ -89,19 +161,22 @@ class PolicyProfile:
     def action_probabilities(self, agent: str, observation) -> np.ndarray:
         """``agent``'s action probabilities (Discrete action spaces) at one observation."""
         policy = self.policies[agent]
-        obs = torch.as_tensor(self.view.observe(agent, observation)[None], device=policy.device)
-        with torch.no_grad():
-            dist = policy.get_distribution(obs)
+        dist = distribution(policy, self.view.observe(agent, observation)[None])
         if not isinstance(dist, CategoricalDistribution):
             raise TypeError("action probabilities exist for Discrete action spaces only")
         return dist.distribution.probs[0].cpu().numpy().astype(np.float64)
 
     def policy_actions(
-        self, obs: np.ndarray, agents: Sequence[str], noise: tuple[np.ndarray, np.ndarray] | None = None
+        self,
+        obs: np.ndarray,
+        agents: Sequence[str],
+        noise: tuple[np.ndarray, np.ndarray] | None = None,
+        memory: Memory | None = None,
     ) -> np.ndarray:
         """The policies' own actions (before :meth:`AgentView.env_action`) for a batch ``[B, K, W]`` of view
         observations of ``agents`` (K names), one forward pass per distinct policy; ``noise`` ``([B, K], [B, K, D])``
-        (see :func:`draw_noise`) or None for the most likely actions. Returns ``[B, K, ...]``."""
+        (see :func:`draw_noise`) or None for the most likely actions; recurrent policies keep their states in
+        ``memory`` under (b, agent). Returns ``[B, K, ...]``."""
         groups: dict[int, list[int]] = {}
         for k, agent in enumerate(agents):
             groups.setdefault(id(self.policies[agent]), []).append(k)
@@ -112,28 +187,42 @@ class PolicyProfile:
             batch_noise = (
                 None if noise is None else (noise[0][:, members].reshape(rows), noise[1][:, members].reshape(rows, -1))
             )
-            chosen = policy_actions(self.policies[agents[members[0]]], obs[:, members].reshape(rows, -1), batch_noise)
+            keys = [(b, agents[k]) for b in range(n) for k in members]
+            policy = self.policies[agents[members[0]]]
+            chosen = policy_actions(policy, obs[:, members].reshape(rows, -1), batch_noise, memory, keys)
             if out is None:
                 out = np.zeros((n, len(agents), *chosen.shape[1:]), dtype=chosen.dtype)
             out[:, members] = chosen.reshape(n, len(members), *chosen.shape[1:])
         return out
 
-    def act(self, observations: Mapping[str, np.ndarray], deterministic: bool, rng: np.random.Generator | None = None):
-        """Env actions for the agents in ``observations``; one forward pass per distinct policy."""
-        return self.act_batch([observations], deterministic, rng)[0]
+    def act(
+        self,
+        observations: Mapping[str, np.ndarray],
+        deterministic: bool,
+        rng: np.random.Generator | None = None,
+        memory: Memory | None = None,
+        row: int = 0,
+    ):
+        """Env actions for the agents in ``observations``; one forward pass per distinct policy (recurrent policies:
+        their states in ``memory`` under ``row``)."""
+        return self.act_batch([observations], deterministic, rng, memory, [row])[0]
 
     def act_batch(
         self,
         batch: list[Mapping[str, np.ndarray]],
         deterministic: bool,
         rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
+        memory: Memory | None = None,
+        rows: Sequence[int] | None = None,
     ) -> list[dict]:
         """:meth:`act` for several envs at once (one forward pass per distinct policy over all of them).
 
         The random numbers are drawn per (env, agent) in order before grouping, so swapping one agent's policy (a
         deviation) leaves every other agent's random numbers unchanged: common random numbers across profiles. With one
-        generator per env, each env's numbers also stay the same whatever the other envs do.
+        generator per env, each env's numbers also stay the same whatever the other envs do. Recurrent policies keep
+        their states in ``memory`` under (``rows[e]``, agent) (default rows: 0, 1, ...).
         """
+        rows = list(range(len(batch))) if rows is None else list(rows)
         slots = [(e, agent) for e, observations in enumerate(batch) for agent in observations]
         sample = not deterministic and rng is not None
         u = z = None
@@ -150,7 +239,8 @@ class PolicyProfile:
             policy = self.policies[slots[members[0]][1]]
             obs = np.stack([self.view.observe(slots[k][1], batch[slots[k][0]][slots[k][1]]) for k in members])
             noise = (u[members], z[members]) if sample else None
-            for k, action in zip(members, policy_actions(policy, obs, noise)):
+            keys = [(rows[slots[k][0]], slots[k][1]) for k in members]
+            for k, action in zip(members, policy_actions(policy, obs, noise, memory, keys)):
                 e, agent = slots[k]
                 out[e][agent] = self.view.env_action(agent, action)
         return out

@@ -4,8 +4,9 @@ For each agent i, every other agent is frozen at π (most likely actions by defa
 ``deterministic=False``) and:
 
 1. J_i(π) is measured on ``eval_episodes`` episodes (env seeds ``REGRET_EVAL_SEED + e``, discounted by γ);
-2. a best response is trained with SB3 PPO on agent i's own true reward (never a potential) against the frozen
-   others, for ``br_timesteps`` env steps from each start in ``starts``: from scratch, and warm-started from π_i;
+2. a best response is trained with SB3 PPO (or the settings' ``br_algo``) on agent i's own true reward (never a
+   potential) against the frozen others, for ``br_timesteps`` env steps from each start in ``starts``: from scratch,
+   and warm-started from π_i;
 3. the best checkpoint of either run (its ``curve_points`` points and its start, so π_i itself is a candidate) is
    chosen on separate *selection* episodes (so the choice does not bias the reported number) and measured on the
    evaluation episodes: regret_i = mean_e [J_i(BR_i, π_-i) − J_i(π)]_e over the paired episodes (same env seeds, and
@@ -237,12 +238,15 @@ class RegretEvaluator:
         per_agent, of_max = bootstrap_ci(np.stack(gains, axis=1), config.confidence, config.bootstrap, config.seed)
         for row, ci in zip(rows, per_agent):
             row.ci = (float(ci[0]), float(ci[1]))
-        ppo = self.solver_config.ppo_kwargs(best_response=True)
+        solver = self.solver_config
+        ppo = solver.algo_kwargs(best_response=True)
         settings = {
             **asdict(self.config),
             "starts": list(self.config.starts),
-            "gamma": self.solver_config.gamma,
-            "n_envs": self.solver_config.n_envs,
+            "gamma": solver.gamma,
+            "n_envs": solver.n_envs,
+            "algo": solver.br_algo or solver.algo,
+            "policy": solver.policy_name(best_response=True),
             "ppo": {k: repr(v) if callable(v) else v for k, v in ppo.items()},  # a schedule by its repr: JSON stays JSON
         }
         top = max(r.regret for r in rows)

@@ -32,7 +32,7 @@ from sb3_neppo.envs.wrapping import check_wrappers_importable
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.hyperparams_files import merge_hyperparams
 from sb3_neppo.model import Callback, MultiAgentModel
-from sb3_neppo.policy import PolicyProfile, frozen_copy
+from sb3_neppo.policy import Memory, PolicyProfile, frozen_copy
 from sb3_neppo.version import __version__
 
 
@@ -246,9 +246,9 @@ class MultiAgentAlgorithm(MultiAgentModel):
                 copies[id(policy)] = frozen_copy(policy)
         return PolicyProfile(self.view, {a: copies[id(p)] for a, p in self.actors().items()})
 
-    def _act(self, observation: dict, deterministic: bool) -> dict[str, Any]:
+    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None) -> dict[str, Any]:
         rng = None if deterministic else np.random.default_rng(self.seed)
-        return PolicyProfile(self.view, self.actors()).act(observation, deterministic, rng)
+        return PolicyProfile(self.view, self.actors()).act(observation, deterministic, rng, memory)
 
     def strategies(self) -> list[np.ndarray] | None:
         """In a normal-form game, each agent's mixed strategy (its action probabilities, or in mixed mode the strategy

@@ -20,6 +20,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from sb3_neppo.envs.checks import StepChecker, where
 from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.policy import Memory
 
 
 class JointActor(Protocol):
@@ -29,9 +30,13 @@ class JointActor(Protocol):
     lets :class:`FrozenOthersVecEnv` move the frozen agents of all copies in one forward pass.
     """
 
-    def act(self, observations: dict, deterministic: bool, rng: np.random.Generator | None = None) -> dict: ...
+    def act(
+        self, observations: dict, deterministic: bool, rng: np.random.Generator | None = None, memory=None, row: int = 0
+    ) -> dict: ...
 
-    def act_batch(self, batch: list[dict], deterministic: bool, rng: list[np.random.Generator]) -> list[dict]: ...
+    def act_batch(
+        self, batch: list[dict], deterministic: bool, rng: list[np.random.Generator], memory=None, rows=None
+    ) -> list[dict]: ...
 
 
 class FrozenOthersEnv(gym.Env):
@@ -47,6 +52,9 @@ class FrozenOthersEnv(gym.Env):
         so a best response can start from the shared policy's weights. None: the agent's own spaces, except that an
         observation space other than a Box (Discrete, Dict, ...) is flattened as SB3's preprocessing would
         (:class:`~sb3_neppo.envs.observations.FlatObservation`), so any SB3 ``MlpPolicy`` reads it.
+
+    Recurrent frozen policies keep their hidden states in :attr:`memory` under :attr:`row` (forgotten at each reset);
+    :class:`FrozenOthersVecEnv` gives its copies one memory, a row each.
     """
 
     metadata = {"render_modes": []}
@@ -79,6 +87,7 @@ class FrozenOthersEnv(gym.Env):
         self._obs: dict[str, Any] = {}
         self._others_actions: dict | None = None  # set by FrozenOthersVecEnv: this step's actions, computed in a batch
         self._t = 0  # steps since the last reset
+        self.memory, self.row = Memory(), 0
 
     def _observe(self, obs) -> np.ndarray:
         if self.view is not None:
@@ -91,6 +100,7 @@ class FrozenOthersEnv(gym.Env):
         super().reset(seed=seed)
         self._obs, infos = self.env.reset(seed=seed, options=options)
         self._t = 0
+        self.memory.forget([self.row])
         if self.agent not in self._obs:
             raise ConfigError(f"the env returned no observation for {self.agent} {where(0)}, so {self.agent} cannot act")
         self.checker.observations(self._obs, 0)
@@ -105,7 +115,7 @@ class FrozenOthersEnv(gym.Env):
             joint, self._others_actions = self._others_actions, None
         else:
             others = self.others_observations()
-            joint = self.others.act(others, self.deterministic, self.np_random) if others else {}
+            joint = self.others.act(others, self.deterministic, self.np_random, self.memory, self.row) if others else {}
         joint[self.agent] = self.view.env_action(self.agent, action) if self.view is not None else action
         acting = [a for a in joint if a in self.env.agents]
         obs, rewards, terminations, truncations, infos = self.env.step(joint)
@@ -133,6 +143,9 @@ class FrozenOthersVecEnv(DummyVecEnv):
         super().__init__(env_fns)
         if not all(isinstance(env, FrozenOthersEnv) for env in self.envs):
             raise TypeError("FrozenOthersVecEnv needs FrozenOthersEnv copies (unwrapped)")
+        self.memory = Memory()  # the frozen agents' recurrent states, a row per copy
+        for row, env in enumerate(self.envs):
+            env.memory, env.row = self.memory, row
 
     @property
     def others(self) -> JointActor:
@@ -147,7 +160,8 @@ class FrozenOthersVecEnv(DummyVecEnv):
     def step_wait(self):
         envs: list[FrozenOthersEnv] = self.envs  # type: ignore[assignment]
         batch = [env.others_observations() for env in envs]
-        actions = envs[0].others.act_batch(batch, envs[0].deterministic, [env.np_random for env in envs])
+        rngs = [env.np_random for env in envs]
+        actions = envs[0].others.act_batch(batch, envs[0].deterministic, rngs, self.memory, range(len(envs)))
         for env, joint in zip(envs, actions):
             env._others_actions = joint
         return super().step_wait()

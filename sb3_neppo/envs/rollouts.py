@@ -20,6 +20,7 @@ from pettingzoo import ParallelEnv
 
 from sb3_neppo.envs.encoding import StepEncoder, potential_values
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.policy import Memory
 from sb3_neppo.potentials import Potential
 
 
@@ -165,9 +166,10 @@ class EnvCopyEpisodes(EvaluationEpisodes):
         for o in obs:
             self.encoder.observations(o, 0)
         active = [e for e in range(n_ep) if self.envs[e].agents]
+        memory = Memory()  # recurrent policies' states, a row per episode
         while active:
             present = [{a: o for a, o in obs[e].items() if a in self.envs[e].agents} for e in active]
-            joint = profile.act_batch(present, self.deterministic, [rngs[e] for e in active])
+            joint = profile.act_batch(present, self.deterministic, [rngs[e] for e in active], memory, active)
             rows = []
             for k, (e, actions) in enumerate(zip(active, joint)):
                 env = self.envs[e]

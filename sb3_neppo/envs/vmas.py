@@ -29,7 +29,7 @@ from sb3_neppo.envs.rollouts import EvaluationEpisodes, StepLogs, encode_states,
 from sb3_neppo.envs.vec import MultiAgentVecEnv
 from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.policy import draw_noise
+from sb3_neppo.policy import Memory, draw_noise
 from sb3_neppo.potentials import Potential
 
 MPE_SCENARIOS = (
@@ -287,6 +287,7 @@ class VmasFrozenOthersVecEnv(VecEnv):
         self._others = [(i, a) for i, a in enumerate(env.possible_agents) if a != agent]
         self._obs: np.ndarray | None = None  # the joint VecEnv's last observations, every slot
         self._rng = np.random.default_rng(0)
+        self._memory = Memory()  # the frozen agents' recurrent states, a row per world
         super().__init__(n_worlds, self.view.observation_space, self.view.action_space)
 
     @property
@@ -300,6 +301,7 @@ class VmasFrozenOthersVecEnv(VecEnv):
 
     def reset(self) -> np.ndarray:
         self._obs = self.joint.reset()
+        self._memory.forget()
         self._reset_seeds()
         self._reset_options()
         return self._obs[self._slots]
@@ -312,7 +314,7 @@ class VmasFrozenOthersVecEnv(VecEnv):
             u, z = draw_noise(self._rng, n_worlds * len(others), self.view.action_space)
             noise = u.reshape(n_worlds, len(others)), z.reshape(n_worlds, len(others), -1)
         obs = self._obs.reshape(n_worlds, self.n_agents, -1)[:, [i for i, _ in self._others]]
-        chosen = self.others.policy_actions(obs, others, noise)
+        chosen = self.others.policy_actions(obs, others, noise, self._memory)
         joint = np.zeros((n_worlds, self.n_agents, *actions.shape[1:]), dtype=actions.dtype)
         joint[:, self._i] = actions
         joint[:, [i for i, _ in self._others]] = chosen.astype(actions.dtype)
@@ -320,6 +322,7 @@ class VmasFrozenOthersVecEnv(VecEnv):
 
     def step_wait(self):
         self._obs, _, dones, infos = self.joint.step_wait()
+        self._memory.forget(np.flatnonzero(dones[self._slots]))  # those worlds were reset
         rewards = np.array([infos[k]["true_reward"] for k in self._slots], dtype=np.float32)
         return self._obs[self._slots], rewards, dones[self._slots], [infos[k] for k in self._slots]
 
@@ -368,12 +371,13 @@ class VmasEpisodes(EvaluationEpisodes):
         encoding, dtype = log_format(potential)
         logs: StepLogs | None = None  # allocated at the first step, when the state's and actions' widths are known
         running = np.ones(n_ep, dtype=bool)
+        memory = Memory()  # recurrent policies' states, a row per world
         while running.any():
             noise = None
             if not self.deterministic:  # world e's agents, in order, from world e's generator
                 parts = [draw_noise(rng, n, self.venv.view.action_space) for rng in rngs]
                 noise = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])  # [E, N], [E, N, D]
-            actions = profile.policy_actions(obs, self.venv.view.agents, noise)
+            actions = profile.policy_actions(obs, self.venv.view.agents, noise, memory)
             next_obs, _, dones, _ = venv.step(actions.reshape(n_ep * n, *actions.shape[2:]))
             states, encoded, rewards = venv.last_step
             live = np.flatnonzero(running)

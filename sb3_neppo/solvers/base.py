@@ -138,7 +138,7 @@ class Solvers:
         return {"cooperative": 0, "best_responses": 0, "evaluation": 0} if self.exact else None
 
     def best_response_budget(self) -> dict[str, Any] | None:
-        """What each best response is given (``ppo_updates``, ``env_steps``, ``warm_start``), where that is known."""
+        """What each best response is given (``ppo_updates``, ``env_steps``, ``warm_start``, ``algo``), where known."""
         return None
 
     def encode(self, policy: JointPolicy | None, best_responses: Mapping[str, AgentPolicy]) -> Any:

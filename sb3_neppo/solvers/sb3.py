@@ -1,5 +1,9 @@
 """The sampled slots of Algorithm 1: SB3 PPO on the potential-reward VecEnv, PPO best responses, rollout estimates.
 
+PPO is the default; ``solver_kwargs.algo`` / ``br_algo`` / ``policy`` choose any on-policy SB3 or sb3-contrib
+algorithm and policy for either (:mod:`sb3_neppo.algorithms`, :func:`make_model`); a recurrent policy carries its
+hidden state through the frozen-others envs and the evaluation episodes (:class:`~sb3_neppo.policy.Memory`).
+
 * :class:`PPOCooperativeSolver` — one shared PPO policy (agent indicator in its observation) trained for K1 PPO
   updates on the env's multi-agent VecEnv paid φ_w (:class:`~sb3_neppo.envs.vec.ParallelVecEnv`; for VMAS scenarios
   batched worlds); each solve starts from the warm start's weights with a fresh optimiser, so both branches of a
@@ -22,6 +26,7 @@ Memory is planned, not discovered: :func:`sb3_solvers` estimates the peak memory
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import warnings
@@ -34,11 +39,13 @@ import torch
 from gymnasium import spaces
 from gymnasium.spaces.utils import flatdim
 from pettingzoo import ParallelEnv
-from stable_baselines3 import PPO
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_neppo.config import PPO_PARAMS, SB3SolverConfig
+from sb3_neppo.algorithms import default_policy
+from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import PROBE_STEPS, episode_length
 from sb3_neppo.envs.backend import EnvBackend, PettingZooBackend, backend_for, make_vec_env
 from sb3_neppo.envs.encoding import StepEncoder
@@ -52,25 +59,33 @@ from sb3_neppo.potentials import DEFAULT_STATE_FEATURES, LARGE_STATE, Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
 
 EnvFn = Callable[[], ParallelEnv]
-_SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see _make_ppo)
+_SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see make_model)
 
 
-def _make_ppo(env, kwargs: dict[str, Any], seed: int, device: str = "auto") -> PPO:
-    """SB3 PPO on ``env``; a value SB3 refuses while building (an assertion on ``n_steps``/``batch_size``, an invalid
-    learning rate, a bad ``policy_kwargs`` network) is one line naming the arguments.
+def make_model(config: SB3SolverConfig, env, seed: int, best_response: bool = False) -> OnPolicyAlgorithm:
+    """The cooperative solver's or (``best_response``) the best responses' algorithm (``solver_kwargs.algo`` /
+    ``br_algo``, ``policy``, the algorithm's arguments) on ``env``; a value SB3 refuses while building (an assertion
+    on ``n_steps``/``batch_size``, an invalid learning rate, a bad ``policy_kwargs`` network, a policy that does not fit
+    the observation space) is one line naming the arguments.
 
     What SB3 warns while building (a minibatch that does not divide the rollout, ...) is about the settings, the same
-    for every PPO of a run: each message is shown once per process, on one line, however many PPOs are built (the
+    for every model of a run: each message is shown once per process, on one line, however many are built (the
     solvers of every ``NePPO``, the regret evaluator's best responses, workers' rebuilds) and however often other code
     resets Python's warning registry (every ``catch_warnings`` does, so the default filter would repeat it)."""
+    cls, policy, kwargs = config.algorithm(best_response), config.policy_name(best_response), config.algo_kwargs(best_response)
+    check_policy_fits(policy, env.observation_space, default_policy(cls))
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            model = PPO("MlpPolicy", env, seed=seed, **{"device": device, **kwargs})
-    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+            # a copy: A2C writes its optimizer class into the policy_kwargs it is given (the settings, saved as JSON)
+            model = cls(policy, env, seed=seed, **{"device": config.torch_device(), **copy.deepcopy(kwargs)})
+    except (TypeError, ValueError, AssertionError, RuntimeError, KeyError) as exc:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         message = first_line(exc)
-        raise ConfigError(f"bad PPO argument in solver_kwargs ({given}): {type(exc).__name__}: {message}") from None
+        raise ConfigError(
+            f"bad {cls.__name__} argument in solver_kwargs ({given}): {type(exc).__name__}: {message} (policy {policy}, "
+            f"observations {env.observation_space})"
+        ) from None
     for caught_warning in caught:
         text = " ".join(str(caught_warning.message).split())
         if text not in _SHOWN:
@@ -79,7 +94,25 @@ def _make_ppo(env, kwargs: dict[str, Any], seed: int, device: str = "auto") -> P
     return model
 
 
-def start_from(model: PPO, policy: ActorCriticPolicy | dict) -> None:
+def check_policy_fits(policy: str, space: spaces.Space, flat: str = "MlpPolicy") -> None:
+    """One line when ``policy`` cannot read the shared policy's observations: a CNN policy needs images, a
+    multi-input policy a Dict space; the shared policy sees every agent's observation as one flat Box
+    (:class:`~sb3_neppo.envs.view.AgentView`). ``flat``: the policy to suggest instead."""
+    described = (
+        f"a flat Box of {flatdim(space):,} values" if isinstance(space, spaces.Box) and len(space.shape) == 1 else space
+    )
+    if policy.startswith("Cnn") and not is_image_space(space, check_channels=False):
+        raise ConfigError(
+            f"solver_kwargs.policy {policy} needs image observations; the policies here see {described}: use {flat}"
+        )
+    if policy.startswith("MultiInput") and not isinstance(space, spaces.Dict):
+        raise ConfigError(
+            f"solver_kwargs.policy {policy} needs Dict observations; the policies here see {described} (a Dict observation "
+            f"is flattened): use {flat}"
+        )
+
+
+def start_from(model: OnPolicyAlgorithm, policy: ActorCriticPolicy | dict) -> None:
     """Load weights into ``model`` and give it a fresh optimiser, so every solve from one warm start starts alike."""
     state = policy if isinstance(policy, dict) else policy.state_dict()
     try:
@@ -91,8 +124,8 @@ def start_from(model: PPO, policy: ActorCriticPolicy | dict) -> None:
     )
 
 
-def _learn(model: PPO, updates: int, seed: int) -> int:
-    """K PPO updates from ``seed``; returns the SB3 timesteps taken."""
+def _learn(model: OnPolicyAlgorithm, updates: int, seed: int) -> int:
+    """K updates (rollout + optimisation) from ``seed``; returns the SB3 timesteps taken."""
     model.set_random_seed(seed)
     model.learn(total_timesteps=updates * model.n_steps * model.n_envs, reset_num_timesteps=True)
     return model.num_timesteps
@@ -122,7 +155,7 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
         view = AgentView(env, config.agent_indicator, config.squash_actions)
         self.venv: MultiAgentVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env)  # VMAS: batched worlds
         self.view = self.venv.view
-        self.model = _make_ppo(self.venv, config.ppo_kwargs(), seed, config.torch_device())
+        self.model = make_model(config, self.venv, seed)
         self.initial_state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
 
     def solve(self, potential: Potential, warm_start: PolicyProfile | None) -> PolicyProfile:
@@ -156,11 +189,13 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
     def __init__(self, env_fn: EnvFn, view: AgentView, config: SB3SolverConfig, seed: int = 0):
         super().__init__(seed)
         self.env_fn, self.view, self.config = env_fn, view, config
-        self.models: dict[str, PPO] = {}  # agent -> its PPO: the one shared PPO, with that agent's env while it solves
+        self.models: dict[
+            str, OnPolicyAlgorithm
+        ] = {}  # agent -> its PPO: the one shared PPO, with that agent's env while it solves
         self.initial_states: dict[str, dict] = {}
         self._venvs: dict[str, VecEnv] = {}
         self._backend: EnvBackend | None = None  # chosen at the first solve, from the env env_fn builds
-        self._ppo: PPO | None = None
+        self._ppo: OnPolicyAlgorithm | None = None
         self._steps = 0
 
     def _venv(self, agent: str, joint: PolicyProfile) -> VecEnv:
@@ -172,12 +207,12 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
             self._venvs[agent] = self._backend.frozen_others_vec_env(agent, joint, n_envs, deterministic, self.view)
         return self._venvs[agent]
 
-    def model(self, agent: str, joint: PolicyProfile) -> PPO:
+    def model(self, agent: str, joint: PolicyProfile) -> OnPolicyAlgorithm:
         """The PPO that trains ``agent``'s best response: on ``agent``'s frozen-others VecEnv, the others now playing
         ``joint``."""
         venv = self._venv(agent, joint)
         if self._ppo is None:
-            self._ppo = _make_ppo(venv, self.config.ppo_kwargs(best_response=True), 0, self.config.torch_device())
+            self._ppo = make_model(self.config, venv, 0, best_response=True)
             self._initial = {k: v.clone() for k, v in self._ppo.policy.state_dict().items()}
         elif self._ppo.env is not venv:
             self._ppo.set_env(venv)  # the next learn() resets it
@@ -411,9 +446,8 @@ def plan_memory(sizes: MemorySizes, config: SB3SolverConfig) -> MemoryPlan:
     """
     n, width, e = sizes.n_agents, sizes.obs_width, config.eval_episodes
     a_buffer = flatdim(sizes.action_space) if isinstance(sizes.action_space, spaces.Box) else 1
-    coop_ppo, br_ppo = config.ppo_kwargs(), config.ppo_kwargs(best_response=True)
-    coop_steps = int(coop_ppo.get("n_steps", PPO_PARAMS["n_steps"].default))
-    br_steps = int(br_ppo.get("n_steps", PPO_PARAMS["n_steps"].default))
+    coop_ppo, br_ppo = config.algo_kwargs(), config.algo_kwargs(best_response=True)
+    coop_steps, br_steps = config.n_steps(), config.n_steps(best_response=True)
     row = (width + a_buffer + 6) * FLOAT
     coop, br = coop_steps * config.n_envs * n * row, br_steps * config.n_envs * row
     p_coop, p_br = (
@@ -543,24 +577,25 @@ class SB3Solvers(Solvers):
             self._episode_length = episode_length(self.env) or PROBE_STEPS
         return self._episode_length
 
-    def _br_steps(self) -> int:
-        kwargs = self.config
-        return int(kwargs.br_ppo.get("n_steps", kwargs.ppo.get("n_steps", PPO_PARAMS["n_steps"].default)))
-
     def solve_cost(self, n_agents: int) -> dict[str, int]:
         config = self.config
-        n_steps = int(config.ppo.get("n_steps", PPO_PARAMS["n_steps"].default))
         return {
-            "cooperative": config.coop_updates * config.n_envs * n_steps,
-            "best_responses": n_agents * config.br_updates * config.n_envs * self._br_steps(),
+            "cooperative": config.coop_updates * config.n_envs * config.n_steps(),
+            "best_responses": n_agents * config.br_updates * config.n_envs * config.n_steps(best_response=True),
             "evaluation": config.eval_episodes * (n_agents + 1) * self.episode_length,
             "episode_length": self.episode_length,
         }
 
     def best_response_budget(self) -> dict[str, Any]:
         config = self.config
-        steps = config.n_envs * self._br_steps()
-        return {"ppo_updates": config.br_updates, "env_steps": config.br_updates * steps, "warm_start": config.br_warm_start}
+        steps = config.n_envs * config.n_steps(best_response=True)
+        algo = config.algorithm(best_response=True).__name__
+        return {
+            "ppo_updates": config.br_updates,
+            "env_steps": config.br_updates * steps,
+            "warm_start": config.br_warm_start,
+            "algo": algo,
+        }
 
     def encode(self, policy: PolicyProfile | None, best_responses: Mapping[str, ActorCriticPolicy]) -> Any:
         if policy is None:
