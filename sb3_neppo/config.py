@@ -154,6 +154,7 @@ class NePPOConfig:
 
 
 BR_WARM_STARTS = ("previous", "cooperative", "scratch")
+SHARE = ("agent", "role", "all")  # which agents share a network (sb3_neppo.solvers.lockstep.share_groups)
 
 
 @dataclass
@@ -173,6 +174,10 @@ class SB3SolverConfig:
     :param algo: the cooperative solver's on-policy algorithm (:mod:`sb3_neppo.algorithms`: ``PPO``, ``A2C``, ``TRPO``,
         ``RecurrentPPO``, ``MaskablePPO`` or a ``module.Class`` path).
     :param br_algo: the best responses' algorithm (null: ``algo``); the regret evaluator's best responses use it too.
+    :param share: the networks of π^Φ: ``all`` (one, shared by every agent, the agent indicator in its observation),
+        ``role`` (one per role: ``adversary_0..2`` share one) or ``agent`` (one per agent), all paid φ_w and trained in
+        one rollout; each best response warm-starts from its agent's own network. Feed-forward algorithms only for
+        ``role`` and ``agent``.
     :param policy: the SB3 policy of both (null: each algorithm's own, ``MlpLstmPolicy`` for a recurrent one, else
         ``MlpPolicy``; leave it null when ``algo`` and ``br_algo`` are of different kinds).
     :param ppo: keyword arguments of the algorithm (``n_steps`` is per env copy); default: the paper's PPO
@@ -202,6 +207,7 @@ class SB3SolverConfig:
     algo: str = "PPO"
     br_algo: str | None = None
     policy: str | None = None
+    share: str = "all"
 
     def __post_init__(self) -> None:
         check_arguments(inspect.signature(SB3SolverConfig).parameters.values(), vars(self), "solver_kwargs.")
@@ -221,6 +227,13 @@ class SB3SolverConfig:
         for best_response in (False, True):
             check_policy(self.algorithm(best_response), self.policy_name(best_response), "solver_kwargs.policy")
             self.algo_kwargs(best_response)
+        if self.share not in SHARE:
+            raise ConfigError(f"solver_kwargs.share must be one of {', '.join(SHARE)}, got {self.share!r}")
+        if self.share != "all" and "Lstm" in self.policy_name():
+            raise ConfigError(
+                f"solver_kwargs.share {self.share}: networks of their own are trained in lockstep, which recurrent policies "
+                f"({self.policy_name()}) are not; use share: all or a feed-forward algorithm"
+            )
 
     def algorithm(self, best_response: bool = False) -> type:
         """The algorithm class of the cooperative solver or (``best_response``) of the best responses."""

@@ -11,10 +11,10 @@ from stable_baselines3 import PPO
 
 from sb3_neppo import evaluate, train
 from sb3_neppo.baselines.ippo import IPPO
-from sb3_neppo.baselines.lockstep import LockstepPPO
 from sb3_neppo.baselines.mappo import MAPPO, CentralisedVecEnv
 from sb3_neppo.envs import AgentView, ParallelVecEnv, make_env
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.solvers.lockstep import LockstepPPO
 
 torch.set_num_threads(1)
 

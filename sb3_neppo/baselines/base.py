@@ -36,12 +36,6 @@ from sb3_neppo.policy import Memory, PolicyProfile, frozen_copy
 from sb3_neppo.version import __version__
 
 
-def role_of(agent: str) -> str:
-    """An agent's role: its name without the trailing ``_<number>`` (``adversary_2`` -> ``adversary``)."""
-    head, _, tail = agent.rpartition("_")
-    return head if head and tail.isdigit() else agent
-
-
 class MultiAgentAlgorithm(MultiAgentModel):
     """A baseline multi-agent algorithm on a PettingZoo parallel env or VMAS scenario (SB3-style API).
 
@@ -434,18 +428,6 @@ DATA_FIELDS: dict[str, type | tuple[type, ...]] = {
     "wall_time_s": (int, float),
     "returns": dict,
 }
-
-
-def load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """``optimizer.load_state_dict(state)``, and check what it does not: that every per-parameter tensor (Adam's
-    moments) has its parameter's shape, so an altered file fails here and not in the next update."""
-    optimizer.load_state_dict(state)
-    for group in optimizer.param_groups:
-        for param in group["params"]:
-            for key, value in optimizer.state.get(param, {}).items():
-                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != param.shape:
-                    shapes = f"{tuple(value.shape)} for a parameter of {tuple(param.shape)}"
-                    raise ValueError(f"optimiser state {key} of shape {shapes}")
 
 
 def _is_count(value: Any) -> bool:

@@ -13,14 +13,12 @@ from typing import Any
 
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from sb3_neppo.baselines.base import role_of
-from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
-from sb3_neppo.config import BaselineConfig
+from sb3_neppo.baselines.lockstep import LockstepBaseline
+from sb3_neppo.config import SHARE, BaselineConfig
 from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
 from sb3_neppo.errors import ConfigError
-
-SHARE = ("agent", "role", "all")
+from sb3_neppo.solvers.lockstep import LockstepPPO, share_groups
 
 
 @dataclass
@@ -46,13 +44,9 @@ class IPPO(LockstepBaseline):
 
     def _setup(self) -> None:
         venv = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env)
-        n = len(self.agents)
-        keys = {"agent": self.agents, "role": [role_of(a) for a in self.agents], "all": [""] * n}[self.config.share]
-        members: dict[str, list[int]] = {}
-        for i, key in enumerate(keys):
-            members.setdefault(key, []).append(i)
-        self.learner_agents = [[self.agents[i] for i in idx] for idx in members.values()]
-        groups = [[c * n + i for c in range(self.config.n_envs) for i in idx] for idx in members.values()]
+        n, members = len(self.agents), share_groups(self.agents, self.config.share)
+        self.learner_agents = [[self.agents[i] for i in idx] for idx in members]
+        groups = [[c * n + i for c in range(self.config.n_envs) for i in idx] for idx in members]
         ppo = {"gamma": self.config.gamma, "device": resolve_device(self.config.device), **self.config.ppo}
         self.learners = LockstepPPO(venv, groups, ppo, self.seed)
 

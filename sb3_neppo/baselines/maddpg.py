@@ -42,12 +42,13 @@ from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.utils import polyak_update, set_random_seed
 from torch import nn
 
-from sb3_neppo.baselines.base import MultiAgentAlgorithm, load_optimizer
+from sb3_neppo.baselines.base import MultiAgentAlgorithm
 from sb3_neppo.config import BaselineConfig
 from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import frozen_copy
+from sb3_neppo.solvers.lockstep import load_optimizer
 
 
 def _is_int(value: Any) -> bool:

@@ -20,10 +20,11 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from sb3_neppo.baselines.lockstep import LockstepBaseline, LockstepPPO
+from sb3_neppo.baselines.lockstep import LockstepBaseline
 from sb3_neppo.config import BaselineConfig
 from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
+from sb3_neppo.solvers.lockstep import LockstepPPO
 
 
 @dataclass

@@ -36,8 +36,10 @@ ALGOS = ("neppo", "ippo", "mappo", "maddpg")
 PAPER = {"simple_world_comm": {"neppo": 11.14, "ippo": 23.90, "mappo": 51.78, "maddpg": None}}
 
 
-def run_one(env_id: str, algo: str, seed: int, budget: int, br_timesteps: int, eval_episodes: int, log_folder: str) -> dict:
-    """Train one run and evaluate it; returns what the table needs."""
+def run_one(
+    env_id: str, algo: str, seed: int, budget: int, br_timesteps: int, eval_episodes: int, log_folder: str, params=()
+) -> dict:
+    """Train one run (with ``-params`` ``params`` when given) and evaluate it; returns what the table needs."""
     import torch
 
     from sb3_neppo import evaluate, train
@@ -45,7 +47,8 @@ def run_one(env_id: str, algo: str, seed: int, budget: int, br_timesteps: int, e
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     start = time.perf_counter()
-    folder = train.run(["--algo", algo, "--env", env_id, "-n", str(budget), "--seed", str(seed), "-f", log_folder])
+    extra = ["-params", *params] if params else []
+    folder = train.run(["--algo", algo, "--env", env_id, "-n", str(budget), "--seed", str(seed), "-f", log_folder, *extra])
     trained = time.perf_counter()
     report = evaluate.run([str(folder), "--br-timesteps", str(br_timesteps), "--eval-episodes", str(eval_episodes)])
     summary = json.loads((folder / "summary.json").read_text())
@@ -152,9 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-f", "--log-folder", default="logs/table2")
     parser.add_argument("--out", default=None, help="JSON of every run (default: <log folder>/table2-<backend>.json)")
     parser.add_argument("--plot", default=None, help="PNG of max regret per scenario and algorithm")
+    parser.add_argument(
+        "-params", "--params", nargs="+", default=[], help="key:value settings of every run (solver_kwargs:{share: role})"
+    )
     args = parser.parse_args(argv)
     settings = {"backend": args.backend, "budget": args.budget, "br_timesteps": args.br_timesteps}
     settings["eval_episodes"] = args.eval_episodes
+    if args.params:
+        settings["params"] = args.params
     out = Path(args.out or Path(args.log_folder) / f"table2-{args.backend}.json")
     saved = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": []}
     if saved["settings"] != settings:
@@ -172,7 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
         futures = {
-            pool.submit(run_one, env, algo, seed, args.budget, args.br_timesteps, args.eval_episodes, args.log_folder): (
+            pool.submit(
+                run_one, env, algo, seed, args.budget, args.br_timesteps, args.eval_episodes, args.log_folder, args.params
+            ): (
                 env,
                 algo,
                 seed,

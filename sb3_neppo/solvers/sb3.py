@@ -42,6 +42,7 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_neppo.algorithms import default_policy
@@ -57,6 +58,7 @@ from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import DEFAULT_STATE_FEATURES, LARGE_STATE, Potential
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
+from sb3_neppo.solvers.lockstep import LockstepPPO, share_groups
 
 EnvFn = Callable[[], ParallelEnv]
 _SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see make_model)
@@ -146,7 +148,9 @@ class _Seeded:
 
 
 class PPOCooperativeSolver(_Seeded, CooperativeSolver):
-    """π^Φ: one shared SB3 PPO policy trained on the potential-reward VecEnv (see the module docstring)."""
+    """π^Φ: SB3 policies trained on the potential-reward VecEnv (see the module docstring): one network shared by every
+    agent (``solver_kwargs.share: all``, the default), or one per role or per agent, every network paid φ_w and
+    trained in the same rollout (:class:`~sb3_neppo.solvers.lockstep.LockstepPPO`)."""
 
     def __init__(self, env_fn: EnvFn, config: SB3SolverConfig, seed: int = 0):
         super().__init__(seed)
@@ -155,22 +159,61 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
         view = AgentView(env, config.agent_indicator, config.squash_actions)
         self.venv: MultiAgentVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env)  # VMAS: batched worlds
         self.view = self.venv.view
-        self.model = make_model(config, self.venv, seed)
-        self.initial_state = {k: v.clone() for k, v in self.model.policy.state_dict().items()}
+        members = share_groups(self.view.agents, config.share)
+        self.groups = [[self.view.agents[i] for i in idx] for idx in members]  # the agents of each network
+        self.learners: LockstepPPO | None = None
+        if len(members) == 1:
+            self.model = make_model(config, self.venv, seed)
+            self.models = [self.model]
+        else:
+            n, kwargs = len(self.view.agents), {"device": config.torch_device(), **copy.deepcopy(config.algo_kwargs())}
+            slots = [[c * n + i for c in range(config.n_envs) for i in idx] for idx in members]
+            check_policy_fits(config.policy_name(), self.venv.observation_space)
+            self.learners = LockstepPPO(self.venv, slots, kwargs, seed, config.policy_name(), config.algorithm())
+            self.models = self.learners.models
+            self.model = self.models[0]
+        self.initial_states = [{k: v.clone() for k, v in m.policy.state_dict().items()} for m in self.models]
 
     def solve(self, potential: Potential, warm_start: PolicyProfile | None) -> PolicyProfile:
         if self.venv.potential is not potential:
             self.venv.encoder.check_potential(potential)
             self.venv.potential = potential
-        shared = next(iter(warm_start.policies.values())) if warm_start is not None else self.initial_state
-        start_from(self.model, shared)
-        _learn(self.model, self.config.coop_updates, self._next_seed())
-        return PolicyProfile.shared(self.view, frozen_copy(self.model.policy))
+        for model, agents, initial in zip(self.models, self.groups, self.initial_states):
+            start_from(model, warm_start.policies[agents[0]] if warm_start is not None else initial)
+        seed = self._next_seed()
+        if self.learners is None:
+            _learn(self.model, self.config.coop_updates, seed)
+        else:  # what _learn does, for every network in one rollout
+            set_random_seed(seed)
+            self.learners.restart(seed)
+            for k in range(self.config.coop_updates):
+                self.learners.collect()
+                self.learners.train(1.0 - (k + 1) / self.config.coop_updates)
+        return self._profile()
 
-    def profile_from_state(self, state: dict) -> PolicyProfile:
-        """A joint policy with the shared network's weights ``state`` (e.g. loaded from a saved model)."""
+    def _profile(self) -> PolicyProfile:
+        """π^Φ now: a frozen copy of each network, for its agents."""
+        copies = [frozen_copy(m.policy) for m in self.models]
+        return PolicyProfile(self.view, {a: policy for policy, agents in zip(copies, self.groups) for a in agents})
+
+    def state_of(self, profile: PolicyProfile) -> dict | list[dict]:
+        """The weights of ``profile``'s networks: one state dict (one network), else one per network."""
+        states = [profile.policies[agents[0]].state_dict() for agents in self.groups]
+        return states[0] if len(states) == 1 else states
+
+    def profile_from_state(self, state: dict | list[dict]) -> PolicyProfile:
+        """A joint policy with the networks' weights ``state`` (:meth:`state_of`'s, e.g. loaded from a saved model)."""
+        states = state if isinstance(state, list) else [state] * len(self.models)
+        if len(states) != len(self.models):
+            raise ConfigError(f"the saved policy has {len(states)} networks, these settings {len(self.models)} (share)")
+        for model, weights in zip(self.models, states):
+            start_from(model, weights)
+        return self._profile()
+
+    def policy_from_state(self, state: dict) -> ActorCriticPolicy:
+        """One network with the weights ``state`` (a best response's)."""
         start_from(self.model, state)
-        return PolicyProfile.shared(self.view, frozen_copy(self.model.policy))
+        return frozen_copy(self.model.policy)
 
     @property
     def env_steps(self) -> int:
@@ -600,15 +643,15 @@ class SB3Solvers(Solvers):
     def encode(self, policy: PolicyProfile | None, best_responses: Mapping[str, ActorCriticPolicy]) -> Any:
         if policy is None:
             return None, dict(best_responses)
-        shared = next(iter(policy.policies.values())).state_dict()
-        return shared, {a: p.state_dict() for a, p in best_responses.items()}
+        return self.cooperative.state_of(policy), {a: p.state_dict() for a, p in best_responses.items()}
 
     def decode(self, state: Any) -> tuple[PolicyProfile | None, dict[str, ActorCriticPolicy]]:
         policy, best_responses = state
         if policy is None:
             return None, dict(best_responses)
-        profile = self.cooperative.profile_from_state
-        return profile(policy), {a: profile(sd).policies[a] for a, sd in best_responses.items()}
+        cooperative = self.cooperative
+        best = {a: cooperative.policy_from_state(sd) for a, sd in best_responses.items()}
+        return cooperative.profile_from_state(policy), best
 
     def factory(self) -> Callable[[], Solvers]:
         return functools.partial(sb3_solvers, self.env_fn, self.config, self.seed)
