@@ -79,11 +79,14 @@ class RunInUse(ConfigError):
     """The run folder this command would continue is held by a live process."""
 
     def __init__(self, folder: Path, holder: str):
-        self.folder = folder
+        self.folder, self.holder = folder, holder
         super().__init__(
             f"{folder} is in use by {holder}: the same command is running there; wait for it to finish (or stop it), "
             "or give another -f to start a separate run"
         )
+
+    def __reduce__(self):  # raised in a worker process (benchmarks' pools), it must cross back whole
+        return type(self), (self.folder, self.holder)
 
 
 @dataclass
