@@ -227,6 +227,11 @@ class SB3SolverConfig:
         for best_response in (False, True):
             check_policy(self.algorithm(best_response), self.policy_name(best_response), "solver_kwargs.policy")
             self.algo_kwargs(best_response)
+        if any(cls.__name__ == "MaskablePPO" for cls in (self.algorithm(), self.algorithm(True))):
+            raise ConfigError(
+                "MaskablePPO needs action masks, which the solvers do not pass yet (no env here provides them to it); use "
+                "PPO, A2C, TRPO or RecurrentPPO"
+            )
         if self.share not in SHARE:
             raise ConfigError(f"solver_kwargs.share must be one of {', '.join(SHARE)}, got {self.share!r}")
         if self.share != "all" and "Lstm" in self.policy_name():

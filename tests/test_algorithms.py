@@ -55,6 +55,7 @@ def test_the_paper_ppo_defaults_an_algorithm_does_not_take_are_left_out():
         ({"algo": "DQN"}, "solver_kwargs.algo: unknown algorithm 'DQN'; use one of PPO, A2C, TRPO"),
         ({"br_algo": "stable_baselines3.SAC"}, "solver_kwargs.br_algo: 'stable_baselines3.SAC' is not an on-policy"),
         ({"algo": "mypackage.MyPPO"}, "which is not imported; importing it runs its code"),
+        ({"br_algo": "sb3_contrib.MaskablePPO"}, "MaskablePPO needs action masks, which the solvers do not pass yet"),
         ({"algo": "RecurrentPPO", "policy": "MlpPolicy"}, "RecurrentPPO has no policy 'MlpPolicy'; its policies are MlpLstm"),
         ({"algo": "A2C", "ppo": {"clip_range": 0.1}}, "bad A2C argument in solver_kwargs.ppo: clip_range is not an argument"),
         ({"br_algo": "A2C", "br_ppo": {"n_epochs": 3}}, "bad A2C argument in solver_kwargs.br_ppo: n_epochs"),
