@@ -58,12 +58,6 @@ def algorithm_class(name: str, where: str = "solver_kwargs.algo") -> type[OnPoli
     return cls
 
 
-def algorithm_name(cls: type) -> str:
-    """The short name of one of :data:`ALGORITHMS`, else the class's ``module.Class`` path."""
-    path = f"{cls.__module__.split('.')[0]}.{cls.__name__}"
-    return cls.__name__ if ALGORITHMS.get(cls.__name__) == path else f"{cls.__module__}.{cls.__name__}"
-
-
 def algorithm_params(cls: type[OnPolicyAlgorithm]) -> dict[str, inspect.Parameter]:
     """The keyword arguments ``cls`` takes from settings (all of its constructor's but :data:`SET_BY_US`)."""
     return {n: p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self" and n not in SET_BY_US}

@@ -64,6 +64,12 @@ EnvFn = Callable[[], ParallelEnv]
 _SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see make_model)
 
 
+def model_kwargs(config: SB3SolverConfig, best_response: bool = False) -> dict[str, Any]:
+    """The algorithm's keyword arguments with the device, as a copy: A2C writes its optimizer class into the
+    ``policy_kwargs`` it is given (the settings, saved as JSON)."""
+    return {"device": config.torch_device(), **copy.deepcopy(config.algo_kwargs(best_response))}
+
+
 def make_model(config: SB3SolverConfig, env, seed: int, best_response: bool = False) -> OnPolicyAlgorithm:
     """The cooperative solver's or (``best_response``) the best responses' algorithm (``solver_kwargs.algo`` /
     ``br_algo``, ``policy``, the algorithm's arguments) on ``env``; a value SB3 refuses while building (an assertion
@@ -79,8 +85,7 @@ def make_model(config: SB3SolverConfig, env, seed: int, best_response: bool = Fa
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            # a copy: A2C writes its optimizer class into the policy_kwargs it is given (the settings, saved as JSON)
-            model = cls(policy, env, seed=seed, **{"device": config.torch_device(), **copy.deepcopy(kwargs)})
+            model = cls(policy, env, seed=seed, **model_kwargs(config, best_response))
     except (TypeError, ValueError, AssertionError, RuntimeError, KeyError) as exc:
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
         message = first_line(exc)
@@ -166,7 +171,7 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
             self.model = make_model(config, self.venv, seed)
             self.models = [self.model]
         else:
-            n, kwargs = len(self.view.agents), {"device": config.torch_device(), **copy.deepcopy(config.algo_kwargs())}
+            n, kwargs = len(self.view.agents), model_kwargs(config)
             slots = [[c * n + i for c in range(config.n_envs) for i in idx] for idx in members]
             check_policy_fits(config.policy_name(), self.venv.observation_space)
             self.learners = LockstepPPO(self.venv, slots, kwargs, seed, config.policy_name(), config.algorithm())
