@@ -69,6 +69,11 @@ def default_policy(cls: type[OnPolicyAlgorithm]) -> str:
     return "MlpLstmPolicy" if "MlpLstmPolicy" in aliases else "MlpPolicy"
 
 
+def reads_images(policy: str) -> bool:
+    """Whether the SB3 policy named ``policy`` is a CNN policy (``CnnPolicy``, ``CnnLstmPolicy``): it reads images."""
+    return policy.startswith("Cnn")
+
+
 def check_policy(cls: type[OnPolicyAlgorithm], policy: str, where: str = "solver_kwargs.policy") -> None:
     """One line when ``policy`` is not one of ``cls``'s policy names."""
     aliases = list(getattr(cls, "policy_aliases", {}))

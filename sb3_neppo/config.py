@@ -227,11 +227,6 @@ class SB3SolverConfig:
         for best_response in (False, True):
             check_policy(self.algorithm(best_response), self.policy_name(best_response), "solver_kwargs.policy")
             self.algo_kwargs(best_response)
-        if any(cls.__name__ == "MaskablePPO" for cls in (self.algorithm(), self.algorithm(True))):
-            raise ConfigError(
-                "MaskablePPO needs action masks, which the solvers do not pass yet (no env here provides them to it); use "
-                "PPO, A2C, TRPO or RecurrentPPO"
-            )
         if self.share not in SHARE:
             raise ConfigError(f"solver_kwargs.share must be one of {', '.join(SHARE)}, got {self.share!r}")
         if self.share != "all" and "Lstm" in self.policy_name():
@@ -308,8 +303,13 @@ class BaselineConfig:
     :param n_envs: env copies (VMAS: worlds) stepped together.
     :param gamma: discount of the agents' returns J_i in reports and in the regret evaluator.
     :param squash_actions: reach bounded Box actions through a sigmoid (see :class:`~sb3_neppo.envs.vec.AgentView`).
-    :param ppo: keyword arguments of ``stable_baselines3.PPO``: the learners' (PPO baselines) and the regret
+    :param ppo: keyword arguments of the algorithm (``algo``): the learners' (PPO baselines) and the regret
         evaluator's best responses' (all baselines); ``n_steps`` is per env copy.
+    :param algo: the on-policy algorithm of the IPPO learners and of the regret evaluator's best responses
+        (:mod:`sb3_neppo.algorithms`; feed-forward ones: ``PPO``, ``A2C``, ``TRPO``, ``MaskablePPO`` where the env gives
+        action masks); MAPPO and MADDPG train with their own and take ``PPO`` only.
+    :param policy: the SB3 policy of both (null: ``MlpPolicy``; ``CnnPolicy`` keeps image observations as images, for
+        IPPO).
     :param env_wrapper: wrappers applied to the parallel env, in order (:mod:`sb3_neppo.envs.wrapping`).
     :param device: where the networks run: auto (a CUDA GPU if torch sees one), cpu, cuda (:mod:`sb3_neppo.devices`).
     :param checkpoint_freq: env steps between checkpoint boundaries (the first round that ends at or past each
@@ -326,6 +326,8 @@ class BaselineConfig:
     checkpoint_freq: int | None = 50_000
     env_wrapper: list = field(default_factory=list)
     device: str = "auto"
+    algo: str = "PPO"
+    policy: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.n_envs, bool) or not isinstance(self.n_envs, int) or self.n_envs < 1:
@@ -341,6 +343,38 @@ class BaselineConfig:
             raise ConfigError(f"checkpoint_freq must be an integer >= 0 (env steps; 0 or null: no checkpoints), got {freq!r}")
         parse_wrappers(self.env_wrapper)
         check_device_name(self.device)
+        check_policy(self.algorithm(), self.policy_name(), "policy")
+        if "Lstm" in self.policy_name():
+            raise ConfigError(
+                f"algo {self.algo}: the baselines' learners are trained in lockstep, by feed-forward algorithms; use PPO, "
+                "A2C, TRPO or MaskablePPO"
+            )
+        self.algo_kwargs()
+
+    def require_ppo_mlp(self, name: str) -> None:
+        """One line unless ``algo`` is PPO and ``policy`` MlpPolicy: what ``name`` (MAPPO, MADDPG) builds its own
+        networks from."""
+        if self.algorithm().__name__ != "PPO" or self.policy_name() != "MlpPolicy":
+            raise ConfigError(
+                f"{name} trains its own networks on flat observations: algo PPO and policy MlpPolicy only (got {self.algo}, "
+                f"{self.policy_name()}); use IPPO for other algorithms and CNN policies"
+            )
+
+    def algorithm(self) -> type:
+        """The algorithm class of the PPO-style learners and the evaluator's best responses."""
+        return algorithm_class(self.algo, "algo")
+
+    def policy_name(self) -> str:
+        """The SB3 policy (``policy``, or the algorithm's default)."""
+        return self.policy if self.policy is not None else default_policy(self.algorithm())
+
+    def algo_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :meth:`algorithm` from ``ppo`` and ``gamma`` (a paper default it does not take left
+        out), checked: one line for an argument it does not take."""
+        cls = self.algorithm()
+        kwargs = fit_kwargs({"gamma": self.gamma, **self.ppo}, cls, PAPER_PPO, "ppo")
+        check_algo_kwargs(cls, kwargs, "ppo")
+        return kwargs
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None):

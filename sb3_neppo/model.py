@@ -26,6 +26,7 @@ from pettingzoo import ParallelEnv
 from sb3_neppo.assembly import env_factory, game_of, resolve_env
 from sb3_neppo.config import check_seed
 from sb3_neppo.envs.games import NormalFormGame
+from sb3_neppo.envs.masks import masks_of
 from sb3_neppo.envs.wrapping import apply_wrappers
 from sb3_neppo.errors import NePPODeprecationWarning
 from sb3_neppo.policy import Memory
@@ -113,8 +114,9 @@ class MultiAgentModel(ABC):
     # --- the joint policy -----------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None) -> dict[str, Any]:
-        """Each agent's action under the trained joint policy (recurrent policies: from and into ``memory``)."""
+    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None, masks=None) -> dict[str, Any]:
+        """Each agent's action under the trained joint policy (recurrent policies: from and into ``memory``; maskable
+        ones within ``masks``, agent -> its own action mask)."""
 
     @abstractmethod
     def strategies(self) -> list[np.ndarray] | None:
@@ -126,11 +128,13 @@ class MultiAgentModel(ABC):
         state: Memory | None = None,
         episode_start: bool | None = None,
         deterministic: bool = True,
+        action_masks: dict[str, np.ndarray] | None = None,
     ) -> tuple[dict[str, Any], Memory]:
         """SB3-style: each agent's action for a dict of observations, one per agent (optional in a normal-form game,
         whose observation is fixed), and the recurrent state to pass at the next step of the episode (a
         :class:`~sb3_neppo.policy.Memory`; feed-forward policies ignore it). ``state=None`` or ``episode_start``
-        starts from the zero state, as at an episode's start."""
+        starts from the zero state, as at an episode's start. A maskable policy (MaskablePPO) acts within each agent's
+        ``action_masks`` (agent -> 0/1 per action; default: the ``action_mask`` of an observation dict that has one)."""
         if observation is None:
             if self.game is None:
                 raise ValueError("predict() needs a dict of observations, one per agent")
@@ -138,7 +142,8 @@ class MultiAgentModel(ABC):
         memory = state if state is not None else Memory()
         if episode_start:
             memory.forget()
-        return self._act(observation, deterministic, memory), memory
+        masks = {**masks_of(observation, None), **{a: np.asarray(m, bool) for a, m in (action_masks or {}).items()}}
+        return self._act(observation, deterministic, memory, masks), memory
 
     # --- reports --------------------------------------------------------------------------------------------------------
 

@@ -553,9 +553,9 @@ class NePPO(MultiAgentModel):
         """Exact per-agent regret of the returned π^Φ in a normal-form game (None where it needs the regret evaluator)."""
         return self.result.regret
 
-    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None) -> dict[str, Any]:
+    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None, masks=None) -> dict[str, Any]:
         if not self.solvers.exact:
-            return self.result.policy.act(observation, deterministic, self.predict_rng, memory)
+            return self.result.policy.act(observation, deterministic, self.predict_rng, memory, masks=masks)
         actions = {}
         for agent, x in zip(self.agents, self.strategies()):
             if self.env.unwrapped.mixed:

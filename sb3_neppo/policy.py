@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.distributions import CategoricalDistribution, DiagGaussianDistribution
+from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from sb3_neppo.algorithms import is_recurrent
@@ -56,11 +56,25 @@ class Memory:
             self._states[key] = (h[:, k : k + 1], c[:, k : k + 1])
 
 
-def distribution(policy: ActorCriticPolicy, obs: np.ndarray, memory: Memory | None = None, keys: Sequence[Key] = ()):
+def is_maskable(policy: ActorCriticPolicy) -> bool:
+    """Whether ``policy`` takes action masks (sb3-contrib's ``MaskableActorCriticPolicy``)."""
+    return type(policy).__name__.startswith("Maskable")
+
+
+def distribution(
+    policy: ActorCriticPolicy,
+    obs: np.ndarray,
+    memory: Memory | None = None,
+    keys: Sequence[Key] = (),
+    masks: np.ndarray | None = None,
+):
     """``policy``'s action distribution at a batch of observations; a recurrent policy's from the states ``memory``
-    keeps for ``keys`` (one per row of ``obs``), which it then updates (no memory: the zero state)."""
+    keeps for ``keys`` (one per row of ``obs``), which it then updates (no memory: the zero state); a maskable
+    policy's with the action ``masks`` ``[B, n]`` (None: every action allowed)."""
     obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device)
     with torch.no_grad():
+        if is_maskable(policy):
+            return policy.get_distribution(obs_t, action_masks=masks)
         if not is_recurrent(policy):
             return policy.get_distribution(obs_t)
         keys = list(keys) if memory is not None else [(k, "") for k in range(len(obs))]
@@ -112,21 +126,23 @@ def policy_actions(
     noise: tuple[np.ndarray, np.ndarray] | None = None,
     memory: Memory | None = None,
     keys: Sequence[Key] = (),
+    masks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Actions of ``policy`` for a batch of observations: the most likely ones without ``noise``, else sampled from it
     (see :func:`draw_noise`), never from torch's global generator. Categorical: inverse CDF of a uniform; Gaussian:
-    mean + std · normal, clipped to the Box. A recurrent policy acts on (and updates) ``memory``'s states of ``keys``.
+    mean + std · normal, clipped to the Box. A recurrent policy acts on (and updates) ``memory``'s states of ``keys``;
+    a maskable one never picks an action ``masks`` ``[B, n]`` forbids.
     """
-    dist = distribution(policy, obs, memory, keys)
+    dist = distribution(policy, obs, memory, keys, masks)
     space = policy.action_space
     deterministic = noise is None
-    if isinstance(dist, CategoricalDistribution):
+    if isinstance(getattr(dist, "distribution", None), torch.distributions.Categorical):  # masked ones too
         probs = dist.distribution.probs.cpu().numpy().astype(np.float64)
         if deterministic:
             return probs.argmax(axis=1)
         cdf = np.cumsum(probs, axis=1)
         u = noise[0][:, None] * cdf[:, -1:]
-        return np.minimum((u > cdf).sum(axis=1), probs.shape[1] - 1)
+        return np.minimum((u >= cdf).sum(axis=1), probs.shape[1] - 1)  # u in [0, 1): never an action of probability 0
     if isinstance(dist, DiagGaussianDistribution):
         mean = dist.distribution.mean.cpu().numpy()
         if deterministic:
@@ -162,7 +178,7 @@ class PolicyProfile:
         """``agent``'s action probabilities (Discrete action spaces) at one observation."""
         policy = self.policies[agent]
         dist = distribution(policy, self.view.observe(agent, observation)[None])
-        if not isinstance(dist, CategoricalDistribution):
+        if not isinstance(getattr(dist, "distribution", None), torch.distributions.Categorical):
             raise TypeError("action probabilities exist for Discrete action spaces only")
         return dist.distribution.probs[0].cpu().numpy().astype(np.float64)
 
@@ -173,7 +189,7 @@ class PolicyProfile:
         noise: tuple[np.ndarray, np.ndarray] | None = None,
         memory: Memory | None = None,
     ) -> np.ndarray:
-        """The policies' own actions (before :meth:`AgentView.env_action`) for a batch ``[B, K, W]`` of view
+        """The policies' own actions (before :meth:`AgentView.env_action`) for a batch ``[B, K, *shape]`` of view
         observations of ``agents`` (K names), one forward pass per distinct policy; ``noise`` ``([B, K], [B, K, D])``
         (see :func:`draw_noise`) or None for the most likely actions; recurrent policies keep their states in
         ``memory`` under (b, agent). Returns ``[B, K, ...]``."""
@@ -189,7 +205,7 @@ class PolicyProfile:
             )
             keys = [(b, agents[k]) for b in range(n) for k in members]
             policy = self.policies[agents[members[0]]]
-            chosen = policy_actions(policy, obs[:, members].reshape(rows, -1), batch_noise, memory, keys)
+            chosen = policy_actions(policy, obs[:, members].reshape(rows, *obs.shape[2:]), batch_noise, memory, keys)
             if out is None:
                 out = np.zeros((n, len(agents), *chosen.shape[1:]), dtype=chosen.dtype)
             out[:, members] = chosen.reshape(n, len(members), *chosen.shape[1:])
@@ -202,10 +218,11 @@ class PolicyProfile:
         rng: np.random.Generator | None = None,
         memory: Memory | None = None,
         row: int = 0,
+        masks: Mapping[str, np.ndarray] | None = None,
     ):
         """Env actions for the agents in ``observations``; one forward pass per distinct policy (recurrent policies:
-        their states in ``memory`` under ``row``)."""
-        return self.act_batch([observations], deterministic, rng, memory, [row])[0]
+        their states in ``memory`` under ``row``; maskable ones: the agents' own action ``masks``, where given)."""
+        return self.act_batch([observations], deterministic, rng, memory, [row], None if masks is None else [masks])[0]
 
     def act_batch(
         self,
@@ -214,13 +231,15 @@ class PolicyProfile:
         rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
         memory: Memory | None = None,
         rows: Sequence[int] | None = None,
+        masks: Sequence[Mapping[str, np.ndarray]] | None = None,
     ) -> list[dict]:
         """:meth:`act` for several envs at once (one forward pass per distinct policy over all of them).
 
         The random numbers are drawn per (env, agent) in order before grouping, so swapping one agent's policy (a
         deviation) leaves every other agent's random numbers unchanged: common random numbers across profiles. With one
         generator per env, each env's numbers also stay the same whatever the other envs do. Recurrent policies keep
-        their states in ``memory`` under (``rows[e]``, agent) (default rows: 0, 1, ...).
+        their states in ``memory`` under (``rows[e]``, agent) (default rows: 0, 1, ...). ``masks[e]``: env e's
+        agents' own action masks (:mod:`sb3_neppo.envs.masks`), which maskable policies respect.
         """
         rows = list(range(len(batch))) if rows is None else list(rows)
         slots = [(e, agent) for e, observations in enumerate(batch) for agent in observations]
@@ -240,7 +259,10 @@ class PolicyProfile:
             obs = np.stack([self.view.observe(slots[k][1], batch[slots[k][0]][slots[k][1]]) for k in members])
             noise = (u[members], z[members]) if sample else None
             keys = [(rows[slots[k][0]], slots[k][1]) for k in members]
-            for k, action in zip(members, policy_actions(policy, obs, noise, memory, keys)):
+            allowed = None
+            if masks is not None and is_maskable(policy):
+                allowed = np.stack([self.view.joint_mask(a, masks[e].get(a)) for e, a in (slots[k] for k in members)])
+            for k, action in zip(members, policy_actions(policy, obs, noise, memory, keys, allowed)):
                 e, agent = slots[k]
                 out[e][agent] = self.view.env_action(agent, action)
         return out

@@ -55,7 +55,6 @@ def test_the_paper_ppo_defaults_an_algorithm_does_not_take_are_left_out():
         ({"algo": "DQN"}, "solver_kwargs.algo: unknown algorithm 'DQN'; use one of PPO, A2C, TRPO"),
         ({"br_algo": "stable_baselines3.SAC"}, "solver_kwargs.br_algo: 'stable_baselines3.SAC' is not an on-policy"),
         ({"algo": "mypackage.MyPPO"}, "which is not imported; importing it runs its code"),
-        ({"br_algo": "sb3_contrib.MaskablePPO"}, "MaskablePPO needs action masks, which the solvers do not pass yet"),
         ({"algo": "RecurrentPPO", "policy": "MlpPolicy"}, "RecurrentPPO has no policy 'MlpPolicy'; its policies are MlpLstm"),
         ({"algo": "A2C", "ppo": {"clip_range": 0.1}}, "bad A2C argument in solver_kwargs.ppo: clip_range is not an argument"),
         ({"br_algo": "A2C", "br_ppo": {"n_epochs": 3}}, "bad A2C argument in solver_kwargs.br_ppo: n_epochs"),
@@ -71,7 +70,7 @@ def test_bad_algorithm_settings_are_one_line(settings, message):
 @pytest.mark.parametrize(
     "policy, message",
     [
-        ("CnnPolicy", "solver_kwargs.policy CnnPolicy needs image observations; the policies here see a flat Box of 21"),
+        ("CnnPolicy", "a CNN policy needs image observations (a uint8 Box with values 0..255"),
         ("MultiInputPolicy", "solver_kwargs.policy MultiInputPolicy needs Dict observations"),
     ],
 )
@@ -98,7 +97,7 @@ def test_a_recurrent_cooperative_solver_and_the_evaluator_remember_what_feed_for
     recurrent.save(tmp_path / "cue.zip")
     loaded = NePPO.load(tmp_path / "cue.zip", env=CueGame())
     remembering, forgetting = _match_rate(recurrent, True), _match_rate(recurrent, False)
-    assert remembering > 0.7 and forgetting < 0.5, (remembering, forgetting)
+    assert remembering > 0.7 and forgetting <= 0.6, (remembering, forgetting)  # forgetting: chance, 0.5
     assert _match_rate(loaded, True) == remembering
 
 

@@ -45,3 +45,27 @@ def test_a_device_that_is_no_device_is_one_line(tmp_path, capsys):
     assert "solver_kwargs.device must be auto, cpu, cuda or cuda:N, got 'gpu'" in err and err.count("\n") == 1
     assert main(["--env", "mpe2.simple_spread_v3", "--device", "tpu", "-f", str(tmp_path)]) == 2
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+def test_vmas_worlds_run_on_the_networks_device():
+    pytest.importorskip("vmas")
+    small = {**SMALL, "coop_updates": 1}
+    model = NePPO("vmas:simple_spread", env_kwargs={"max_steps": 8}, device="cpu", solver_kwargs=small, seed=0, n_directions=1)
+    model.learn(n_iterations=1)
+    solvers = model.solvers
+    worlds = [solvers.cooperative.venv.world, *(v.joint.world for v in solvers.best_response._venvs.values())]
+    worlds.append(solvers.evaluator.episodes.venv.world)
+    assert {str(w.device) for w in worlds} == {"cpu"} and np.isfinite(model.result.F.mean).all()
+    ippo = IPPO("vmas:simple_spread", {"max_steps": 8}, {"n_envs": 2, "device": "cpu"}, seed=0)
+    assert str(ippo.learners.venv.world.device) == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_vmas_worlds_and_networks_on_cuda_train_and_give_finite_numbers():
+    pytest.importorskip("vmas")
+    model = NePPO(
+        "vmas:simple_spread", env_kwargs={"max_steps": 8}, device="cuda", solver_kwargs=SMALL, seed=0, n_directions=1
+    )
+    model.learn(n_iterations=1)
+    assert model.solvers.cooperative.venv.world.device.type == "cuda" and np.isfinite(model.result.F.mean).all()
+    assert next(iter(model.result.policy.policies.values())).device.type == "cuda"

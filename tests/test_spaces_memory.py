@@ -700,7 +700,8 @@ def test_pistonball_on_default_settings_in_4_gb_is_refused_in_one_line_before_an
     assert "cooperative 320 slots × 125 steps × 164,540 values" in line  # 16 copies × 20 pistons, 125-step rollouts
     # one env copy's 20 × 125-step rollouts alone are 1.6 GB, twice while PPO flattens them: nothing fits in 4 GB
     assert line.endswith(
-        "make the observations smaller (e.g. SuperSuit's resize_v1 or color_reduction_v0) or use a machine with more memory"
+        "make the observations smaller (e.g. SuperSuit's resize_v1 or color_reduction_v0 in env_wrapper) or use a machine "
+        "with more memory; or read the images as images: solver_kwargs.policy CnnPolicy"
     )
     assert not (tmp_path / "neppo").exists()
 

@@ -21,6 +21,7 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 from tqdm.auto import tqdm
 
+from sb3_neppo.algorithms import reads_images
 from sb3_neppo.archive import describe, read_archive, write_archive
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import baseline_settings
@@ -83,7 +84,7 @@ class MultiAgentAlgorithm(MultiAgentModel):
         else:
             self._wrap_env(config.env_wrapper)
         self.config = config
-        self.view = AgentView(self.env, squash=self.config.squash_actions)
+        self.view = AgentView(self.env, squash=self.config.squash_actions, images=reads_images(self.config.policy_name()))
         self.num_timesteps = 0
         self.num_rounds = 0
         self.wall_time_s = 0.0
@@ -240,9 +241,9 @@ class MultiAgentAlgorithm(MultiAgentModel):
                 copies[id(policy)] = frozen_copy(policy)
         return PolicyProfile(self.view, {a: copies[id(p)] for a, p in self.actors().items()})
 
-    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None) -> dict[str, Any]:
+    def _act(self, observation: dict, deterministic: bool, memory: Memory | None = None, masks=None) -> dict[str, Any]:
         rng = None if deterministic else np.random.default_rng(self.seed)
-        return PolicyProfile(self.view, self.actors()).act(observation, deterministic, rng, memory)
+        return PolicyProfile(self.view, self.actors()).act(observation, deterministic, rng, memory, masks=masks)
 
     def strategies(self) -> list[np.ndarray] | None:
         """In a normal-form game, each agent's mixed strategy (its action probabilities, or in mixed mode the strategy
@@ -258,10 +259,10 @@ class MultiAgentAlgorithm(MultiAgentModel):
         return [strategy_from_action(actions[a], k) for a, k in zip(self.agents, game.n_actions)]
 
     def regret_solver_config(self) -> SB3SolverConfig:
-        """The best responses' PPO for the regret evaluator: this baseline's PPO settings and network, so a best
-        response can start from an agent's actor."""
-        config = self.config
-        return SB3SolverConfig(n_envs=config.n_envs, gamma=config.gamma, ppo=dict(config.ppo), device=config.device)
+        """The best responses' algorithm for the regret evaluator: this baseline's (``algo``, ``policy``, ``ppo``), so a
+        best response can start from an agent's actor."""
+        c = self.config
+        return SB3SolverConfig(n_envs=c.n_envs, gamma=c.gamma, ppo=dict(c.ppo), device=c.device, algo=c.algo, policy=c.policy)
 
     def summary(self) -> dict[str, Any]:
         """The run summary (the schema of NePPO's ``summary.json`` where the fields mean the same)."""

@@ -17,6 +17,7 @@ from sb3_neppo.baselines.lockstep import LockstepBaseline
 from sb3_neppo.config import SHARE, BaselineConfig
 from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
+from sb3_neppo.envs.masks import check_masks_given
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.solvers.lockstep import LockstepPPO, share_groups
 
@@ -43,12 +44,14 @@ class IPPO(LockstepBaseline):
     config_class = IPPOConfig
 
     def _setup(self) -> None:
-        venv = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env)
+        device = resolve_device(self.config.device)
+        venv = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env, device=device)
+        check_masks_given(self.config.algorithm(), venv.masked, "algo")
         n, members = len(self.agents), share_groups(self.agents, self.config.share)
         self.learner_agents = [[self.agents[i] for i in idx] for idx in members]
         groups = [[c * n + i for c in range(self.config.n_envs) for i in idx] for idx in members]
-        ppo = {"gamma": self.config.gamma, "device": resolve_device(self.config.device), **self.config.ppo}
-        self.learners = LockstepPPO(venv, groups, ppo, self.seed)
+        kwargs = {"device": device, **self.config.algo_kwargs()}
+        self.learners = LockstepPPO(venv, groups, kwargs, self.seed, self.config.policy_name(), self.config.algorithm())
 
     def actors(self) -> dict[str, ActorCriticPolicy]:
         return {a: m.policy for m, agents in zip(self.learners.models, self.learner_agents) for a in agents}

@@ -29,7 +29,11 @@ from sb3_neppo.solvers.lockstep import LockstepPPO
 
 @dataclass
 class MAPPOConfig(BaselineConfig):
-    """MAPPO settings (``hyperparams/mappo.yml``); see :class:`~sb3_neppo.config.BaselineConfig`."""
+    """MAPPO settings (``hyperparams/mappo.yml``); see :class:`~sb3_neppo.config.BaselineConfig` (PPO, MlpPolicy)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require_ppo_mlp("MAPPO")
 
 
 class CentralisedVecEnv(VecEnvWrapper):
@@ -117,9 +121,10 @@ class MAPPO(LockstepBaseline):
 
     def _setup(self) -> None:
         n = len(self.agents)
-        inner = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env)
+        device = resolve_device(self.config.device)
+        inner = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env, device=device)
         venv = CentralisedVecEnv(inner, n, self.view.obs_dim)
-        ppo = {"gamma": self.config.gamma, "device": resolve_device(self.config.device), **self.config.ppo}
+        ppo = {"gamma": self.config.gamma, "device": device, **self.config.ppo}
         local_dim = int(self.view.observation_space.shape[0])
         ppo["policy_kwargs"] = {**ppo.get("policy_kwargs", {}), "local_dim": local_dim}
         self.learners = LockstepPPO(venv, [range(venv.num_envs)], ppo, self.seed, policy=CentralCriticPolicy)

@@ -43,9 +43,10 @@ class EnvBackend(ABC):
     batched: ClassVar[bool] = False
     """Whether each VecEnv is one batched env (its memory one env's) rather than env copies."""
 
-    def __init__(self, env_fn: EnvFn, env: ParallelEnv | None = None):
+    def __init__(self, env_fn: EnvFn, env: ParallelEnv | None = None, device: str = "cpu"):
         self.env_fn = env_fn
         self._env = env
+        self.device = device  # where batched worlds run (VMAS: the networks' device); env copies ignore it
 
     @property
     def env(self) -> ParallelEnv:
@@ -79,8 +80,8 @@ class PettingZooBackend(EnvBackend):
     built at the first call), each agent through frozen-others envs of its own.
     """
 
-    def __init__(self, env_fn: EnvFn, env: ParallelEnv | None = None):
-        super().__init__(env_fn, env)
+    def __init__(self, env_fn: EnvFn, env: ParallelEnv | None = None, device: str = "cpu"):
+        super().__init__(env_fn, env, device)
         self._copies: list[ParallelEnv] = []
 
     def vec_env(self, n_envs: int, view: AgentView | None = None, potential: Potential | None = None) -> MultiAgentVecEnv:
@@ -97,11 +98,12 @@ class PettingZooBackend(EnvBackend):
         return EnvCopyEpisodes(self.env_fn, n_episodes, deterministic)
 
 
-def backend_for(env: ParallelEnv, env_fn: EnvFn) -> EnvBackend:
+def backend_for(env: ParallelEnv, env_fn: EnvFn, device: str = "cpu") -> EnvBackend:
     """The backend of ``env`` (built by ``env_fn``): the env's own where its ``unwrapped`` brings one
-    (``sb3_neppo_backend(env_fn, env)``: VMAS scenarios), else :class:`PettingZooBackend`."""
+    (``sb3_neppo_backend(env_fn, env, device)``: VMAS scenarios, whose worlds run on ``device``, a torch device), else
+    :class:`PettingZooBackend`."""
     own = getattr(env.unwrapped, "sb3_neppo_backend", None)
-    return own(env_fn, env) if callable(own) else PettingZooBackend(env_fn, env)
+    return own(env_fn, env, device) if callable(own) else PettingZooBackend(env_fn, env, device)
 
 
 def make_vec_env(
@@ -110,10 +112,11 @@ def make_vec_env(
     view: AgentView | None = None,
     potential: Potential | None = None,
     env: ParallelEnv | None = None,
+    device: str = "cpu",
 ) -> MultiAgentVecEnv:
     """The multi-agent SB3 VecEnv (a slot per copy and agent) of ``env_fn``'s env on its backend
     (:meth:`EnvBackend.vec_env`): ``n_envs`` batched worlds for a VMAS scenario, else ``n_envs`` copies. Slots pay
     ``potential`` when given, else each agent's own reward. ``env``: an env ``env_fn`` already built (saves building
-    one)."""
+    one). ``device``: where batched worlds run (a torch device: the networks')."""
     env = env if env is not None else env_fn()
-    return backend_for(env, env_fn).vec_env(n_envs, view, potential)
+    return backend_for(env, env_fn, device).vec_env(n_envs, view, potential)

@@ -22,6 +22,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from sb3_neppo.envs.checks import StepChecker, where
+from sb3_neppo.envs.masks import has_masks
 from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.potentials import Potential, warn_if_large
 
@@ -53,8 +54,9 @@ class StepEncoder(StepChecker):
         else:
             self.action_dim = max(_action_width(s) for s in self.action_spaces.values())
         self._obs_offsets = np.cumsum([0, *(self.flat[a].size for a in self.possible_agents)])
-        observations, _ = env.reset()
+        observations, infos = env.reset()
         self.observations(observations, 0)
+        self.masked = has_masks(observations, infos)  # every agent gives action masks (sb3_neppo.envs.masks)
         probe = _env_state(env)
         self.has_state = probe is not None
         self.state_dim = int(probe.size) if probe is not None else int(self._obs_offsets[-1])

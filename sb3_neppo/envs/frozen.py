@@ -18,6 +18,7 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_neppo.envs.checks import StepChecker, where
+from sb3_neppo.envs.masks import masks_of
 from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import Memory
@@ -31,11 +32,17 @@ class JointActor(Protocol):
     """
 
     def act(
-        self, observations: dict, deterministic: bool, rng: np.random.Generator | None = None, memory=None, row: int = 0
+        self,
+        observations: dict,
+        deterministic: bool,
+        rng: np.random.Generator | None = None,
+        memory=None,
+        row: int = 0,
+        masks: dict | None = None,
     ) -> dict: ...
 
     def act_batch(
-        self, batch: list[dict], deterministic: bool, rng: list[np.random.Generator], memory=None, rows=None
+        self, batch: list[dict], deterministic: bool, rng: list[np.random.Generator], memory=None, rows=None, masks=None
     ) -> list[dict]: ...
 
 
@@ -54,7 +61,9 @@ class FrozenOthersEnv(gym.Env):
         (:class:`~sb3_neppo.envs.observations.FlatObservation`), so any SB3 ``MlpPolicy`` reads it.
 
     Recurrent frozen policies keep their hidden states in :attr:`memory` under :attr:`row` (forgotten at each reset);
-    :class:`FrozenOthersVecEnv` gives its copies one memory, a row each.
+    :class:`FrozenOthersVecEnv` gives its copies one memory, a row each. Where the env gives action masks
+    (:mod:`sb3_neppo.envs.masks`), the frozen agents act within theirs and :meth:`action_masks` is the learning
+    agent's, for sb3-contrib's MaskablePPO.
     """
 
     metadata = {"render_modes": []}
@@ -85,6 +94,7 @@ class FrozenOthersEnv(gym.Env):
             self.observation_space = own
         self.action_space = view.action_space if view is not None else env.action_space(agent)
         self._obs: dict[str, Any] = {}
+        self._masks: dict[str, np.ndarray] = {}  # this step's action masks of the agents that have one
         self._others_actions: dict | None = None  # set by FrozenOthersVecEnv: this step's actions, computed in a batch
         self._t = 0  # steps since the last reset
         self.memory, self.row = Memory(), 0
@@ -99,12 +109,24 @@ class FrozenOthersEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._obs, infos = self.env.reset(seed=seed, options=options)
+        self._masks = masks_of(self._obs, infos)
         self._t = 0
         self.memory.forget([self.row])
         if self.agent not in self._obs:
             raise ConfigError(f"the env returned no observation for {self.agent} {where(0)}, so {self.agent} cannot act")
         self.checker.observations(self._obs, 0)
         return self._observe(self._obs[self.agent]), dict(infos.get(self.agent, {}))
+
+    def action_masks(self) -> np.ndarray:
+        """The learning agent's action mask (bool, over its actions as the view gives them; all allowed: no mask)."""
+        mask = self._masks.get(self.agent)
+        if self.view is not None:
+            return self.view.joint_mask(self.agent, mask)
+        return np.ones(self.action_space.n, bool) if mask is None else mask
+
+    def others_masks(self) -> dict:
+        """The frozen agents' action masks (their own actions), where the env gives them."""
+        return {a: m for a, m in self._masks.items() if a != self.agent}
 
     def others_observations(self) -> dict:
         """The current observations of the frozen agents still in the episode."""
@@ -115,10 +137,15 @@ class FrozenOthersEnv(gym.Env):
             joint, self._others_actions = self._others_actions, None
         else:
             others = self.others_observations()
-            joint = self.others.act(others, self.deterministic, self.np_random, self.memory, self.row) if others else {}
+            joint = (
+                self.others.act(others, self.deterministic, self.np_random, self.memory, self.row, self.others_masks())
+                if others
+                else {}
+            )
         joint[self.agent] = self.view.env_action(self.agent, action) if self.view is not None else action
         acting = [a for a in joint if a in self.env.agents]
         obs, rewards, terminations, truncations, infos = self.env.step(joint)
+        self._masks = masks_of(obs, infos)
         self._t += 1
         self.checker.observations(obs, self._t)
         reward = float(self.checker.rewards(rewards, acting, self._t)[self.checker.index[self.agent]])
@@ -161,7 +188,8 @@ class FrozenOthersVecEnv(DummyVecEnv):
         envs: list[FrozenOthersEnv] = self.envs  # type: ignore[assignment]
         batch = [env.others_observations() for env in envs]
         rngs = [env.np_random for env in envs]
-        actions = envs[0].others.act_batch(batch, envs[0].deterministic, rngs, self.memory, range(len(envs)))
+        masks = [env.others_masks() for env in envs]
+        actions = envs[0].others.act_batch(batch, envs[0].deterministic, rngs, self.memory, range(len(envs)), masks)
         for env, joint in zip(envs, actions):
             env._others_actions = joint
         return super().step_wait()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from gymnasium import spaces
 from gymnasium.spaces.utils import flatdim, flatten, flatten_space
-from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.preprocessing import is_image_space, is_image_space_channels_first
 
 from sb3_neppo.errors import ConfigError
 
@@ -114,3 +114,41 @@ class FlatObservation:
             return np.stack([self(obs) for obs in observations]).reshape(len(observations), self.size)
         flat = np.asarray(observations, np.float32).reshape(len(observations), self.size)
         return flat if self.scale is None else flat * self.scale
+
+
+def is_image(space: spaces.Space) -> bool:
+    """Whether ``space`` holds images a CNN policy reads: a uint8 Box with values 0..255, of shape ``(H, W)`` (one
+    channel, e.g. after SuperSuit's ``color_reduction_v0``), ``(H, W, C)`` or ``(C, H, W)``."""
+    if not isinstance(space, spaces.Box) or space.dtype != np.uint8 or len(space.shape) not in (2, 3):
+        return False
+    return bool(np.all(space.low == 0) and np.all(space.high == 255))
+
+
+class ImageObservation:
+    """One agent's image observations, channel-first as SB3's CNN policies read them: ``(H, W)`` gains a channel axis,
+    ``(H, W, C)`` is transposed (the smallest axis is the channels, SB3's rule), ``(C, H, W)`` stays. Values stay uint8
+    0..255: SB3's policies divide them by 255.
+
+    :param agent: the agent (for the error message).
+    :param space: its observation space (one line if it is not an image: :func:`is_image`).
+    """
+
+    def __init__(self, agent: str, space: spaces.Space):
+        if not is_image(space):
+            raise ConfigError(
+                f"a CNN policy needs image observations (a uint8 Box with values 0..255 of shape (H, W), (H, W, C) or "
+                f"(C, H, W)), and {agent}'s are {space}; use MlpPolicy, or make them images with a wrapper"
+            )
+        shape = space.shape
+        self.channel_last = len(shape) == 3 and not is_image_space_channels_first(space)
+        if len(shape) == 2:
+            self.shape = (1, *shape)
+        else:
+            self.shape = (shape[2], shape[0], shape[1]) if self.channel_last else tuple(shape)
+
+    def batch(self, observations: np.ndarray) -> np.ndarray:
+        """A batch ``[B, *space.shape]`` as ``[B, C, H, W]`` uint8 (a view where no copy is needed)."""
+        observations = np.asarray(observations)
+        if observations.ndim == 3:
+            return observations[:, None]
+        return observations.transpose(0, 3, 1, 2) if self.channel_last else observations

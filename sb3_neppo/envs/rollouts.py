@@ -19,6 +19,7 @@ import torch
 from pettingzoo import ParallelEnv
 
 from sb3_neppo.envs.encoding import StepEncoder, potential_values
+from sb3_neppo.envs.masks import masks_of
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import Memory
 from sb3_neppo.potentials import Potential
@@ -162,14 +163,18 @@ class EnvCopyEpisodes(EvaluationEpisodes):
             width = encode_states(potential, self._raw[:1]).shape[-1]
         logs = StepLogs(n_ep, width, n, self.encoder.action_dim, dtype, capacity, encoding)
         rngs = [np.random.default_rng([seed, e]) for e in range(n_ep)]
-        obs = [env.reset(seed=seed + e)[0] for e, env in enumerate(self.envs)]
+        resets = [env.reset(seed=seed + e) for e, env in enumerate(self.envs)]
+        obs = [o for o, _ in resets]
+        masks = [masks_of(o, infos) for o, infos in resets]  # action masks, where the env gives them
         for o in obs:
             self.encoder.observations(o, 0)
         active = [e for e in range(n_ep) if self.envs[e].agents]
         memory = Memory()  # recurrent policies' states, a row per episode
         while active:
             present = [{a: o for a, o in obs[e].items() if a in self.envs[e].agents} for e in active]
-            joint = profile.act_batch(present, self.deterministic, [rngs[e] for e in active], memory, active)
+            joint = profile.act_batch(
+                present, self.deterministic, [rngs[e] for e in active], memory, active, [masks[e] for e in active]
+            )
             rows = []
             for k, (e, actions) in enumerate(zip(active, joint)):
                 env = self.envs[e]
@@ -177,7 +182,8 @@ class EnvCopyEpisodes(EvaluationEpisodes):
                 rows.append(t)
                 if log_states:
                     self.encoder.state(env, obs[e], out=logs.states[e, t] if encoding is None else self._raw[k], step=t)
-                obs[e], rewards, _, _, _ = env.step(actions)
+                obs[e], rewards, _, _, infos = env.step(actions)
+                masks[e] = masks_of(obs[e], infos)
                 self.encoder.observations(obs[e], t + 1)
                 logs.actions[e, t] = self.encoder.actions(actions)
                 logs.rewards[e, t] = self.encoder.rewards(rewards, actions, t + 1)

@@ -31,11 +31,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from pettingzoo import ParallelEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 from sb3_neppo.envs.checks import where
 from sb3_neppo.envs.encoding import StepEncoder, potential_values
+from sb3_neppo.envs.masks import masks_of
 from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import Potential
@@ -68,6 +70,26 @@ class MultiAgentVecEnv(VecEnv):
         self.env_steps = 0
         self._actions: np.ndarray | None = None
         super().__init__(self.n_copies * self.n_agents, self.view.observation_space, self.view.action_space)
+        # the env gives action masks over Discrete actions: MaskablePPO reads them (action_masks)
+        self.masked = self.encoder.masked and isinstance(self.action_space, spaces.Discrete)
+        n_actions = int(self.action_space.n) if self.masked else 1
+        self._masks = np.ones((self.n_copies, self.n_agents, n_actions), bool)
+
+    def action_masks(self) -> np.ndarray:
+        """Every slot's action mask ``[C·N, n]`` over the shared policy's actions (all allowed for a gone agent)."""
+        return self._masks.reshape(self.num_envs, -1).copy()
+
+    def _keep_masks(self, c: int, observations: dict, infos: dict | None) -> None:
+        """Copy ``c``'s masks from a reset's or step's observations and infos (agents without one: all allowed)."""
+        if self.masked:
+            self._masks[c] = True
+            for agent, mask in masks_of(observations, infos).items():
+                self._masks[c, self.encoder.index[agent]] = self.view.joint_mask(agent, mask)
+
+    def has_attr(self, attr_name: str) -> bool:
+        if attr_name == "action_masks":  # sb3-contrib's MaskablePPO asks, then calls env_method("action_masks")
+            return self.masked
+        return super().has_attr(attr_name)
 
     @property
     @abstractmethod
@@ -127,16 +149,17 @@ class ParallelVecEnv(MultiAgentVecEnv):
     # --- helpers ----------------------------------------------------------------------------------------------------------
 
     def _observe(self) -> np.ndarray:
-        """Every slot's observation ``[C·N, W]``, agent by agent over the copies (a gone agent's: all zero)."""
-        out = np.zeros((self.n_copies, self.n_agents, self.view.width), np.float32)
+        """Every slot's observation ``[C·N, *shape]``, agent by agent over the copies (a gone agent's: all zero)."""
+        out = self.view.empty(self.n_copies, self.n_agents)
         for i, agent in enumerate(self.agents):
             self.view.observe_batch(agent, [obs.get(agent) for obs in self._obs], out=out[:, i])
-        return out.reshape(self.num_envs, -1)
+        return out.reshape(self.num_envs, *self.view.shape)
 
     def _reset_copy(self, c: int, seed: int | None = None, options: dict | None = None) -> None:
         env = self.envs[c]
-        obs, _ = env.reset(seed=seed, options=options or None)
+        obs, infos = env.reset(seed=seed, options=options or None)
         self.encoder.observations(obs, 0)
+        self._keep_masks(c, obs, infos)
         self._obs[c] = obs
         self.encoder.state(env, obs, out=self._state[c])
         self._alive[c] = [a in obs for a in self.agents]
@@ -174,7 +197,8 @@ class ParallelVecEnv(MultiAgentVecEnv):
         self._t += 1
         for c, env in enumerate(self.envs):
             joint = {a: self.view.env_action(a, actions[c, i]) for i, a in enumerate(self.agents) if a in env.agents}
-            obs, rewards, terminations, truncations, _ = env.step(joint)
+            obs, rewards, terminations, truncations, step_infos = env.step(joint)
+            self._keep_masks(c, obs, step_infos)
             t = int(self._t[c])
             self.encoder.observations(obs, t, finite=False)  # finiteness: once for the whole batch, below
             step_obs.append(obs)
@@ -220,7 +244,7 @@ class ParallelVecEnv(MultiAgentVecEnv):
                     if not self._alive[c, i]:
                         self._obs[c].pop(agent, None)
         batch = self._observe()
-        if not np.isfinite(batch).all():
+        if batch.dtype.kind == "f" and not np.isfinite(batch).all():
             self._non_finite(step_obs, batch)
         self.env_steps += self.n_copies
         return batch, paid.reshape(-1).astype(np.float32), dones.reshape(-1), infos
@@ -256,4 +280,7 @@ class ParallelVecEnv(MultiAgentVecEnv):
             setattr(env, attr_name, value)
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        if method_name == "action_masks" and self.masked:  # per slot, not per copy
+            masks = self.action_masks()
+            return [masks[k] for k in self._get_indices(indices)]
         return [getattr(env, method_name)(*method_args, **method_kwargs) for env in self._copies(indices)]

@@ -13,7 +13,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from sb3_neppo.envs.checks import check_parallel_env
-from sb3_neppo.envs.observations import FlatObservation
+from sb3_neppo.envs.observations import FlatObservation, ImageObservation
 from sb3_neppo.errors import ConfigError
 
 SQUASH_BOUND = 10.0
@@ -30,6 +30,11 @@ class AgentView:
     clipped to the agent's bounds). When every agent has the same 1-D Box observation space and there is no indicator,
     observations pass through unchanged.
 
+    With ``images`` (a CNN policy: ``CnnPolicy``, ``CnnLstmPolicy``), observations stay images, channel-first uint8
+    ``[C, H, W]`` as SB3's CNN policies read them (:class:`~sb3_neppo.envs.observations.ImageObservation`; SB3 divides
+    them by 255), followed by one channel per agent, 255 in the agent's own and 0 in the others', the way SuperSuit's
+    ``agent_indicator_v0`` marks images. Every agent must see images of one size: images are not padded.
+
     With ``squash`` (the default), bounded Box dimensions are reached through a sigmoid: the policy acts on
     u ∈ [-10, 10] (SB3 needs finite bounds; sigmoid(10) = 1 - 5e-5) and ``low + (high - low) · sigmoid(u)`` goes to
     the env. SB3 PPO otherwise clips a Gaussian sample to the bounds, and a mean that has drifted past a bound gets no
@@ -39,9 +44,10 @@ class AgentView:
     :param env: the parallel env (only its spaces are read).
     :param agent_indicator: append the one-hot agent id (None: when there is more than one agent).
     :param squash: map bounded Box actions through a sigmoid (see above).
+    :param images: keep image observations as images (see above; one line for an agent whose are not images).
     """
 
-    def __init__(self, env: ParallelEnv, agent_indicator: bool | None = None, squash: bool = True):
+    def __init__(self, env: ParallelEnv, agent_indicator: bool | None = None, squash: bool = True, images: bool = False):
         check_parallel_env(env)
         self.agents = list(env.possible_agents)
         self.index = {a: i for i, a in enumerate(self.agents)}
@@ -50,13 +56,37 @@ class AgentView:
         self.obs_spaces = {a: env.observation_space(a) for a in self.agents}
         self.act_spaces = {a: env.action_space(a) for a in self.agents}
         self.flat = {a: FlatObservation(a, space) for a, space in self.obs_spaces.items()}  # one line for a bad space
+        self.images = {a: ImageObservation(a, space) for a, space in self.obs_spaces.items()} if images else None
+        self.observation_space = self._image_space() if self.images else self._flat_space()
+        self.action_space = self._joint_action_space()
+
+    def _flat_space(self) -> spaces.Box:
         self.obs_dim = max(f.size for f in self.flat.values())
         width = self.obs_dim + (len(self.agents) if self.agent_indicator else 0)
         low, high = np.zeros(width, np.float32), np.ones(width, np.float32)
         low[: self.obs_dim] = np.min([np.pad(f.low, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
         high[: self.obs_dim] = np.max([np.pad(f.high, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.action_space = self._joint_action_space()
+        return spaces.Box(low, high, dtype=np.float32)
+
+    def _image_space(self) -> spaces.Box:
+        shapes = {a: image.shape for a, image in self.images.items()}
+        first = self.agents[0]
+        differing = next((a for a in self.agents if shapes[a] != shapes[first]), None)
+        if differing is not None:
+            raise ConfigError(
+                f"the agents' images differ in size ({first}: {'×'.join(map(str, shapes[first]))}, {differing}: "
+                f"{'×'.join(map(str, shapes[differing]))} channel-first), and images are not padded; give every agent images "
+                "of one size, e.g. env_wrapper: [supersuit.resize_v1: {x_size: 84, y_size: 84}]"
+            )
+        channels, height, width = shapes[first]
+        self.obs_dim = channels  # the image's own channels; the agent indicator's follow
+        total = channels + (len(self.agents) if self.agent_indicator else 0)
+        if total >= min(height, width):
+            raise ConfigError(
+                f"images of {height}×{width} pixels with {total} channels ({channels} and {total - channels} of the agent "
+                f"indicator) would be read as channel-last by SB3; use larger images (supersuit.resize_v1) or fewer channels"
+            )
+        return spaces.Box(0, 255, (total, height, width), dtype=np.uint8)
 
     def _joint_action_space(self) -> spaces.Space:
         acts = list(self.act_spaces.values())
@@ -76,28 +106,48 @@ class AgentView:
         )
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one observation as the shared policy sees it: ``(W,)``, or ``(C, H, W)`` for images."""
+        return tuple(self.observation_space.shape)
+
+    @property
     def width(self) -> int:
         """Values in the shared policy's observation: the widest agent's, then the agent indicator's."""
-        return int(self.observation_space.shape[0])
+        return int(np.prod(self.observation_space.shape))
+
+    def empty(self, *batch: int) -> np.ndarray:
+        """Zeroed observations ``[*batch, *shape]`` in the view's dtype (float32; uint8 for images)."""
+        return np.zeros((*batch, *self.shape), self.observation_space.dtype)
 
     # --- the rules, on batches [B, ...] ----------------------------------------------------------------------------------
 
-    def pad(self, agent: str, flat: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """A batch ``[B, d]`` of ``agent``'s flat observations (:class:`~sb3_neppo.envs.observations.FlatObservation`'s;
-        zeros for a gone agent) as the shared policy sees them, ``[B, W]`` float32: zero-padded to the widest agent,
-        then (with ``agent_indicator``) the agent's one-hot. Written into ``out`` when given."""
+    def pad(self, agent: str, own: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """A batch of ``agent``'s observations as the shared policy sees them: flat ones ``[B, d]``
+        (:class:`~sb3_neppo.envs.observations.FlatObservation`'s; zeros for a gone agent), ``[B, W]`` float32,
+        zero-padded to the widest agent, then (with ``agent_indicator``) the agent's one-hot; images ``[B, C, H, W]``
+        (:class:`~sb3_neppo.envs.observations.ImageObservation`'s), followed by the indicator's channels. Written into
+        ``out`` when given."""
         if out is None:
-            out = np.zeros((len(flat), self.width), np.float32)
+            out = self.empty(len(own))
         else:
-            out[:] = 0.0
-        out[:, : flat.shape[1]] = flat
+            out[:] = 0
+        out[:, : own.shape[1]] = own
         if self.agent_indicator:
-            out[:, self.obs_dim + self.index[agent]] = 1.0
+            out[:, self.obs_dim + self.index[agent]] = 255 if self.images else 1.0
         return out
 
     def observe_batch(self, agent: str, observations, out: np.ndarray | None = None) -> np.ndarray:
-        """The shared policy's view ``[B, W]`` of a batch of ``agent``'s observations: an array ``[B, *shape]`` of a Box
-        space, or a sequence in which None is the all-zero observation of a gone agent."""
+        """The shared policy's view ``[B, *shape]`` of a batch of ``agent``'s observations: an array ``[B, *shape]`` of a
+        Box space, or a sequence in which None is the all-zero observation of a gone agent."""
+        if self.images:
+            image = self.images[agent]
+            if isinstance(observations, np.ndarray):
+                return self.pad(agent, image.batch(observations), out)
+            rows = np.zeros((len(observations), *image.shape), np.uint8)
+            for b, obs in enumerate(observations):
+                if obs is not None:
+                    rows[b] = image.batch(np.asarray(obs)[None])[0]
+            return self.pad(agent, rows, out)
         flat = self.flat[agent]
         if isinstance(observations, np.ndarray):
             return self.pad(agent, flat.batch(observations), out)
@@ -115,6 +165,21 @@ class AgentView:
         if isinstance(space, spaces.Discrete):
             return self.wrap(space, actions.reshape(len(actions), -1)[:, 0].astype(np.int64))
         return self.box_actions(agent, actions.reshape(len(actions), -1).astype(np.float64))
+
+    def joint_mask(self, agent: str, mask: np.ndarray | None) -> np.ndarray:
+        """``agent``'s action mask (bool ``[n_i]``; None: every action allowed) over the shared policy's Discrete
+        actions ``[n]``: an action beyond the agent's own is masked, so a masked policy never wraps round."""
+        n = int(self.action_space.n)
+        if mask is None:
+            return np.ones(n, bool)
+        own = int(self.act_spaces[agent].n)
+        if mask.shape != (own,):
+            raise ConfigError(f"the action mask of {agent} has {mask.size} entries, but {agent} has {own} actions")
+        if not mask.any():
+            raise ConfigError(f"the action mask of {agent} allows no action; a mask must allow at least one")
+        out = np.zeros(n, bool)
+        out[:own] = mask
+        return out
 
     @staticmethod
     def wrap(space: spaces.Discrete, index):
@@ -138,6 +203,8 @@ class AgentView:
 
     def observe(self, agent: str, obs) -> np.ndarray:
         """The shared policy's view of ``agent``'s observation (``obs=None``: the all-zero observation of a gone agent)."""
+        if self.images:
+            return self.observe_batch(agent, [obs])[0]
         flat = self.flat[agent]
         row = np.zeros((1, flat.size), np.float32) if obs is None else flat(obs)[None]
         return self.pad(agent, row)[0]

@@ -52,8 +52,11 @@ def _space(space: Any) -> spaces.Space:
     return spaces.Box(np.asarray(space.low, np.float32), np.asarray(space.high, np.float32), dtype=np.float32)
 
 
-def make_vmas(scenario: str, num_envs: int, continuous_actions: bool, max_steps: int, seed: int | None, **kwargs):
-    """``vmas.make_env`` on the CPU with separate terminated/truncated flags; one clear line for a bad scenario."""
+def make_vmas(
+    scenario: str, num_envs: int, continuous_actions: bool, max_steps: int, seed: int | None, device: str = "cpu", **kwargs
+):
+    """``vmas.make_env`` on ``device`` (a torch device) with separate terminated/truncated flags; one clear line for a
+    bad scenario."""
     try:
         import vmas
     except ImportError:
@@ -64,7 +67,7 @@ def make_vmas(scenario: str, num_envs: int, continuous_actions: bool, max_steps:
         return vmas.make_env(
             scenario,
             num_envs=num_envs,
-            device="cpu",
+            device=device,
             continuous_actions=continuous_actions,
             max_steps=max_steps,
             seed=seed,
@@ -130,9 +133,9 @@ class VmasParallelEnv(ParallelEnv):
             self.agents = []
         return obs, rew, term, trunc, infos
 
-    def sb3_neppo_backend(self, env_fn: Callable[[], ParallelEnv], env: ParallelEnv) -> VmasBackend:
-        """This scenario's env backend: batched worlds (see :func:`~sb3_neppo.envs.backend.backend_for`)."""
-        return VmasBackend(env_fn, self)
+    def sb3_neppo_backend(self, env_fn: Callable[[], ParallelEnv], env: ParallelEnv, device: str = "cpu") -> VmasBackend:
+        """This scenario's env backend: batched worlds on ``device`` (see :func:`~sb3_neppo.envs.backend.backend_for`)."""
+        return VmasBackend(env_fn, self, device)
 
 
 class VmasVecEnv(MultiAgentVecEnv):
@@ -149,14 +152,24 @@ class VmasVecEnv(MultiAgentVecEnv):
     :param n_worlds: worlds stepped together (B).
     :param view: the shared policy's view (default: one built from ``env``).
     :param potential: pay every slot φ_w of its world (else each agent its own reward).
+    :param device: where the worlds run (a torch device; what SB3 reads comes back to the CPU as numpy arrays).
     """
 
-    def __init__(self, env: VmasParallelEnv, n_worlds: int, view: AgentView | None = None, potential: Potential | None = None):
+    def __init__(
+        self,
+        env: VmasParallelEnv,
+        n_worlds: int,
+        view: AgentView | None = None,
+        potential: Potential | None = None,
+        device: str = "cpu",
+    ):
         if int(n_worlds) < 1:
             raise ConfigError(f"n_worlds must be >= 1 (got {n_worlds})")
         self._env = env
-        self.n_worlds = int(n_worlds)
-        self.world = make_vmas(env.scenario, self.n_worlds, env.continuous_actions, env.max_steps, 0, **env.scenario_kwargs)
+        self.n_worlds, self.device = int(n_worlds), device
+        self.world = make_vmas(
+            env.scenario, self.n_worlds, env.continuous_actions, env.max_steps, 0, device, **env.scenario_kwargs
+        )
         super().__init__(env, self.n_worlds, view, potential)
         self._obs: list[torch.Tensor] = []
         self._returns = np.zeros((self.n_worlds, self.n_agents, 2))  # episode return (paid, true) per slot
@@ -172,7 +185,7 @@ class VmasVecEnv(MultiAgentVecEnv):
     def _observe(self, observations: list[torch.Tensor]) -> np.ndarray:
         out = np.zeros((self.n_worlds, self.n_agents, self.view.width), np.float32)
         for i, (agent, obs) in enumerate(zip(self.agents, observations)):
-            self.view.observe_batch(agent, obs.numpy(), out=out[:, i])
+            self.view.observe_batch(agent, obs.cpu().numpy(), out=out[:, i])
         return out.reshape(self.num_envs, -1)
 
     def _env_actions(self, actions: np.ndarray) -> tuple[list[torch.Tensor], np.ndarray]:
@@ -183,11 +196,12 @@ class VmasVecEnv(MultiAgentVecEnv):
         for i, agent in enumerate(self.agents):
             chosen = self.view.env_actions(agent, per_agent[:, i])  # [B] indices or [B, d] float64 Box actions
             self.encoder.agent_actions(agent, chosen, out=encoded[:, i])
-            out.append(torch.as_tensor(chosen) if chosen.ndim == 1 else torch.as_tensor(chosen, dtype=torch.float32))
+            dtype = None if chosen.ndim == 1 else torch.float32
+            out.append(torch.as_tensor(chosen, dtype=dtype, device=self.device))
         return out, encoded
 
     def _state(self) -> np.ndarray:
-        return torch.cat([o.reshape(self.n_worlds, -1) for o in self._obs], dim=1).double().numpy()
+        return torch.cat([o.reshape(self.n_worlds, -1) for o in self._obs], dim=1).double().cpu().numpy()
 
     # --- VecEnv API ----------------------------------------------------------------------------------------------------
 
@@ -204,7 +218,7 @@ class VmasVecEnv(MultiAgentVecEnv):
         joint, encoded = self._env_actions(self._actions)
         states = self._state()
         observations, rewards, terminated, truncated, _ = self.world.step(joint)
-        true_rewards = torch.stack([r.reshape(-1) for r in rewards], dim=1).double().numpy()
+        true_rewards = torch.stack([r.reshape(-1) for r in rewards], dim=1).double().cpu().numpy()
         if not np.isfinite(true_rewards).all():
             raise ConfigError("the VMAS scenario returned a non-finite reward; fix the scenario or clip its rewards")
         self.last_step = (states, encoded, true_rewards)  # s_t, a_t (as the potential reads it), r_t: for logging
@@ -214,6 +228,7 @@ class VmasVecEnv(MultiAgentVecEnv):
         self._lengths += 1
         self.env_steps += self.n_worlds
         self._obs = observations
+        terminated, truncated = terminated.cpu(), truncated.cpu()
         done = (terminated | truncated).numpy()
         obs = self._observe(observations)
         infos: list[dict] = [{"true_reward": float(r)} for r in true_rewards.reshape(-1)]
@@ -275,10 +290,11 @@ class VmasFrozenOthersVecEnv(VecEnv):
         n_worlds: int,
         deterministic: bool = False,
         view: AgentView | None = None,
+        device: str = "cpu",
     ):
         if agent not in env.possible_agents:
             raise ConfigError(f"agent '{agent}' is not in this env; its agents are: {', '.join(env.possible_agents)}")
-        self.joint = VmasVecEnv(env, n_worlds, view)
+        self.joint = VmasVecEnv(env, n_worlds, view, device=device)
         self.view, self.agent, self.others = self.joint.view, agent, others
         self.deterministic = bool(deterministic)
         self.n_agents = self.joint.n_agents
@@ -355,8 +371,10 @@ class VmasEpisodes(EvaluationEpisodes):
     the very episode of the PettingZoo path).
     """
 
-    def __init__(self, env: VmasParallelEnv, n_episodes: int, deterministic: bool, view: AgentView | None = None):
-        self.venv = VmasVecEnv(env, n_episodes, view)
+    def __init__(
+        self, env: VmasParallelEnv, n_episodes: int, deterministic: bool, view: AgentView | None = None, device: str = "cpu"
+    ):
+        self.venv = VmasVecEnv(env, n_episodes, view, device=device)
         self.env, self.n_episodes, self.deterministic = env, self.venv.n_worlds, bool(deterministic)
 
     @property
@@ -409,18 +427,18 @@ class VmasBackend(EnvBackend):
     vmas_random_state = True
     batched = True
 
-    def __init__(self, env_fn: Callable[[], ParallelEnv], env: VmasParallelEnv):
-        super().__init__(env_fn, env)
+    def __init__(self, env_fn: Callable[[], ParallelEnv], env: VmasParallelEnv, device: str = "cpu"):
+        super().__init__(env_fn, env, device)
         self._spare: VmasParallelEnv | None = env  # the env the next frozen-others worlds are built from
 
     def vec_env(self, n_envs: int, view: AgentView | None = None, potential: Potential | None = None) -> VmasVecEnv:
-        return VmasVecEnv(self.env, n_envs, view, potential)
+        return VmasVecEnv(self.env, n_envs, view, potential, self.device)
 
     def frozen_others_vec_env(
         self, agent: str, others: JointActor, n_envs: int, deterministic: bool = False, view: AgentView | None = None
     ) -> VmasFrozenOthersVecEnv:
         env, self._spare = self._spare if self._spare is not None else self.env_fn().unwrapped, None
-        return VmasFrozenOthersVecEnv(env, agent, others, n_envs, deterministic, view)
+        return VmasFrozenOthersVecEnv(env, agent, others, n_envs, deterministic, view, self.device)
 
     def evaluation_episodes(self, n_episodes: int, deterministic: bool, view: AgentView | None = None) -> VmasEpisodes:
-        return VmasEpisodes(self.env, n_episodes, deterministic, view)
+        return VmasEpisodes(self.env, n_episodes, deterministic, view, self.device)

@@ -5,7 +5,8 @@ slot per (copy, agent). Independent learners must step it together, so ``learn``
 them; :class:`LockstepPPO` does SB3's ``collect_rollouts`` for every learner in the same env step (each learner's
 policy acts in its slots, its rollout buffer gets its slots' transitions, time-limit endings bootstrapped as SB3 does)
 and then calls each learner's own ``train()``. One learner on every slot is plain parameter-shared PPO. The learners
-are PPO by default, or any feed-forward on-policy algorithm (A2C, TRPO: they share PPO's rollout buffer).
+are PPO by default, or any feed-forward on-policy algorithm (A2C, TRPO: they share PPO's rollout buffer; MaskablePPO,
+which acts within the env's action masks and stores them in its buffer).
 
 Used by the IPPO and MAPPO baselines (:mod:`sb3_neppo.baselines.lockstep`) and by the cooperative solver when each role
 or agent has a network of its own (``solver_kwargs.share``, :func:`share_groups`).
@@ -27,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.policy import is_maskable
 
 
 def role_of(agent: str) -> str:
@@ -121,6 +123,7 @@ class LockstepPPO:
             model._last_episode_starts = np.ones(len(group), dtype=bool)
             self.models.append(model)
         self.n_steps = self.models[0].n_steps
+        self.masked = bool(getattr(venv, "masked", False))  # the env gives action masks (MaskablePPO learners use them)
         venv.seed(seed)
         self._obs = venv.reset()
 
@@ -133,9 +136,11 @@ class LockstepPPO:
         actions = None
         for _ in range(self.n_steps):
             steps = []
+            masks = self.venv.action_masks() if self.masked else None
             for model, group in zip(self.models, self.groups):
+                masked = {"action_masks": masks[group]} if masks is not None and is_maskable(model.policy) else {}
                 with torch.no_grad():
-                    action, value, log_prob = model.policy(obs_as_tensor(self._obs[group], model.device))
+                    action, value, log_prob = model.policy(obs_as_tensor(self._obs[group], model.device), **masked)
                 action = action.cpu().numpy()
                 env_action = action
                 if isinstance(model.action_space, spaces.Box):
@@ -143,9 +148,9 @@ class LockstepPPO:
                 if actions is None:
                     actions = np.zeros((self.venv.num_envs, *env_action.shape[1:]), dtype=env_action.dtype)
                 actions[group] = env_action
-                steps.append((action, value, log_prob))
+                steps.append((action, value, log_prob, masked))
             new_obs, rewards, dones, infos = self.venv.step(actions)
-            for model, group, (action, value, log_prob) in zip(self.models, self.groups, steps):
+            for model, group, (action, value, log_prob, masked) in zip(self.models, self.groups, steps):
                 reward = rewards[group].astype(np.float32)
                 for j, k in enumerate(group):
                     info = infos[k]
@@ -157,7 +162,9 @@ class LockstepPPO:
                             reward[j] += model.gamma * model.policy.predict_values(terminal)[0].cpu().numpy()[0]
                 if isinstance(model.action_space, spaces.Discrete):
                     action = action.reshape(-1, 1)
-                model.rollout_buffer.add(self._obs[group], action, reward, model._last_episode_starts, value, log_prob)
+                model.rollout_buffer.add(
+                    self._obs[group], action, reward, model._last_episode_starts, value, log_prob, **masked
+                )
                 model._last_episode_starts = dones[group]
             self._obs = new_obs
         for model, group in zip(self.models, self.groups):

@@ -45,12 +45,14 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_neppo.algorithms import default_policy
+from sb3_neppo.algorithms import default_policy, reads_images
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import PROBE_STEPS, episode_length
 from sb3_neppo.envs.backend import EnvBackend, PettingZooBackend, backend_for, make_vec_env
 from sb3_neppo.envs.encoding import StepEncoder
+from sb3_neppo.envs.masks import check_masks_given
 from sb3_neppo.envs.matrix import MatrixGameEnv, strategy_from_action
+from sb3_neppo.envs.observations import is_image
 from sb3_neppo.envs.rollouts import Rollouts
 from sb3_neppo.envs.vec import MultiAgentVecEnv
 from sb3_neppo.envs.view import AgentView
@@ -101,10 +103,16 @@ def make_model(config: SB3SolverConfig, env, seed: int, best_response: bool = Fa
     return model
 
 
+def solver_view(env: ParallelEnv, config: SB3SolverConfig) -> AgentView:
+    """How the solvers' policies see ``env``'s agents (:class:`~sb3_neppo.envs.view.AgentView`): as images for a CNN
+    policy, else flat."""
+    return AgentView(env, config.agent_indicator, config.squash_actions, images=reads_images(config.policy_name()))
+
+
 def check_policy_fits(policy: str, space: spaces.Space, flat: str = "MlpPolicy") -> None:
     """One line when ``policy`` cannot read the shared policy's observations: a CNN policy needs images, a
-    multi-input policy a Dict space; the shared policy sees every agent's observation as one flat Box
-    (:class:`~sb3_neppo.envs.view.AgentView`). ``flat``: the policy to suggest instead."""
+    multi-input policy a Dict space; the shared policy sees every agent's observation as one flat Box, or as an image
+    for a CNN policy (:class:`~sb3_neppo.envs.view.AgentView`). ``flat``: the policy to suggest instead."""
     described = (
         f"a flat Box of {flatdim(space):,} values" if isinstance(space, spaces.Box) and len(space.shape) == 1 else space
     )
@@ -161,9 +169,12 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
         super().__init__(seed)
         self.config = config
         env = env_fn()
-        view = AgentView(env, config.agent_indicator, config.squash_actions)
-        self.venv: MultiAgentVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env)  # VMAS: batched worlds
+        view = solver_view(env, config)
+        # VMAS: batched worlds, on the networks' device
+        self.venv: MultiAgentVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env, device=config.torch_device())
         self.view = self.venv.view
+        check_masks_given(config.algorithm(), self.venv.masked)
+        check_masks_given(config.algorithm(best_response=True), self.venv.masked, "solver_kwargs.br_algo")
         members = share_groups(self.view.agents, config.share)
         self.groups = [[self.view.agents[i] for i in idx] for idx in members]  # the agents of each network
         self.learners: LockstepPPO | None = None
@@ -250,7 +261,7 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         """``agent``'s frozen-others VecEnv (built once per agent)."""
         if agent not in self._venvs:
             if self._backend is None:
-                self._backend = backend_for(self.env_fn(), self.env_fn)
+                self._backend = backend_for(self.env_fn(), self.env_fn, self.config.torch_device())
             n_envs, deterministic = self.config.n_envs, self.config.deterministic
             self._venvs[agent] = self._backend.frozen_others_vec_env(agent, joint, n_envs, deterministic, self.view)
         return self._venvs[agent]
@@ -339,7 +350,7 @@ class RolloutEvaluator(_Seeded, PolicyEvaluator):
 def rollout_evaluator(env_fn: EnvFn, config: SB3SolverConfig, view: AgentView, seed: int = 0) -> RolloutEvaluator:
     """The rollout evaluator for ``env_fn``'s env, on the env's backend (:func:`~sb3_neppo.envs.backend.backend_for`)."""
     env = env_fn()
-    return RolloutEvaluator(env_fn, config, seed, view, backend_for(env, env_fn))
+    return RolloutEvaluator(env_fn, config, seed, view, backend_for(env, env_fn, config.torch_device()))
 
 
 # --- memory planning ------------------------------------------------------------------------------------------------
@@ -393,30 +404,18 @@ def _gb(n: float) -> str:
     return f"{n / 2**30:.1f} GB" if n >= 2**30 / 10 else f"{n / 2**20:.0f} MB"
 
 
-def _policy_parameters(obs_width: int, action_space: spaces.Space, ppo_kwargs: Mapping[str, Any]) -> int:
-    """Parameters of SB3's ``MlpPolicy`` for a flat observation of ``obs_width`` values (``policy_kwargs.net_arch``:
-    SB3's default [64, 64], a list for both the policy and the value network, or ``{pi: [...], vf: [...]}``)."""
-    net_arch = (ppo_kwargs.get("policy_kwargs") or {}).get("net_arch")
+def _policy_parameters(config: SB3SolverConfig, sizes: MemorySizes, best_response: bool, kwargs: Mapping[str, Any]) -> int:
+    """Parameters of the cooperative solver's or the best responses' policy (its ``policy_kwargs``: network, CNN,
+    LSTM), counted on one built on the CPU, torch's random state kept (a network SB3 cannot build counts as none:
+    building the model says why)."""
+    cls, name = config.algorithm(best_response), config.policy_name(best_response)
+    policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
     try:
-        if net_arch is None:
-            pi = vf = [64, 64]
-        elif isinstance(net_arch, Mapping):
-            pi, vf = [int(h) for h in net_arch.get("pi", [])], [int(h) for h in net_arch.get("vf", [])]
-        else:
-            pi = vf = [int(h) for h in net_arch]
-    except (TypeError, ValueError):
-        pi = vf = [64, 64]
-
-    def mlp(widths: list[int]) -> tuple[int, int]:
-        count, width = 0, obs_width
-        for h in widths:
-            count, width = count + width * h + h, h
-        return count, width
-
-    (n_pi, last_pi), (n_vf, last_vf) = mlp(pi), mlp(vf)
-    box = isinstance(action_space, spaces.Box)
-    out = flatdim(action_space) if box else int(action_space.n)
-    return n_pi + n_vf + last_pi * out + out + last_vf + 1 + (out if box else 0)
+        with torch.random.fork_rng(devices=[]), torch.device("cpu"):
+            policy = cls.policy_aliases[name](sizes.observation_space, sizes.action_space, lambda _: 0.0, **policy_kwargs)
+    except Exception:  # noqa: BLE001 - make_model reports a bad network in one line
+        return 0
+    return sum(p.numel() for p in policy.parameters())
 
 
 @dataclass
@@ -424,7 +423,8 @@ class MemorySizes:
     """What a solve's memory depends on, read from the env once (:func:`memory_sizes`)."""
 
     n_agents: int
-    obs_width: int  # values in the shared policy's observation (padded, with the agent indicator)
+    obs_width: int  # values in the shared policy's observation (padded, with the agent indicator; an image's pixels)
+    observation_space: spaces.Space  # the shared policy's
     action_space: spaces.Space  # the shared policy's
     state_dim: int
     logged_state: int  # values the evaluator logs per step for the state (the potential's encoding of it)
@@ -432,6 +432,7 @@ class MemorySizes:
     episode_length: int
     env_bytes: int  # one env copy
     batched: bool  # the env's backend runs each VecEnv as one batched env (VMAS), not as env copies
+    images: bool = False  # every agent observes images (a CNN policy could read them as images)
 
 
 def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logged_state: int | None = None) -> MemorySizes:
@@ -440,7 +441,7 @@ def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logge
     :param logged_state: values the evaluator logs per step for the state; None: the default state mixer's, the
         state itself or, above 1,024 values, its 32 features (:func:`~sb3_neppo.potentials.build_potential`).
     """
-    view = AgentView(env, config.agent_indicator, config.squash_actions)
+    view = solver_view(env, config)
     encoder = StepEncoder(env)
     if logged_state is None:
         logged_state = DEFAULT_STATE_FEATURES if encoder.state_dim > LARGE_STATE else encoder.state_dim
@@ -451,7 +452,8 @@ def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logge
     del extra
     return MemorySizes(
         n_agents=len(view.agents),
-        obs_width=int(view.observation_space.shape[0]),
+        obs_width=view.width,
+        observation_space=view.observation_space,
         action_space=view.action_space,
         state_dim=encoder.state_dim,
         logged_state=int(logged_state),
@@ -459,6 +461,7 @@ def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logge
         episode_length=episode_length(env) or PROBE_STEPS,
         env_bytes=env_bytes,
         batched=backend_for(env, env_fn).batched,
+        images=all(is_image(env.observation_space(a)) for a in view.agents),
     )
 
 
@@ -498,10 +501,7 @@ def plan_memory(sizes: MemorySizes, config: SB3SolverConfig) -> MemoryPlan:
     coop_steps, br_steps = config.n_steps(), config.n_steps(best_response=True)
     row = (width + a_buffer + 6) * FLOAT
     coop, br = coop_steps * config.n_envs * n * row, br_steps * config.n_envs * row
-    p_coop, p_br = (
-        _policy_parameters(width, sizes.action_space, coop_ppo),
-        _policy_parameters(width, sizes.action_space, br_ppo),
-    )
+    p_coop, p_br = _policy_parameters(config, sizes, False, coop_ppo), _policy_parameters(config, sizes, True, br_ppo)
     length = sizes.episode_length
     log_row = sizes.logged_state * FLOAT + n * sizes.action_dim * FLOAT + n * 8
     copies = 2 + n if sizes.batched else 2 * config.n_envs + e
@@ -593,10 +593,12 @@ def check_memory(sizes: MemorySizes, config: SB3SolverConfig, available: int | N
         advice = f"settings that would fit: solver_kwargs {_flow(fitting)}"
     else:
         advice = (
-            f"no smaller n_envs, eval_episodes or network fits: each agent's observation is {sizes.obs_width:,} values for "
-            "an MLP; make the observations smaller (e.g. SuperSuit's resize_v1 or color_reduction_v0) or use a machine "
-            "with more memory"
+            f"no smaller n_envs, eval_episodes or network fits: each agent's observation is {sizes.obs_width:,} values; "
+            "make the observations smaller (e.g. SuperSuit's resize_v1 or color_reduction_v0 in env_wrapper) or use a "
+            "machine with more memory"
         )
+        if sizes.images and len(sizes.observation_space.shape) == 1:
+            advice += "; or read the images as images: solver_kwargs.policy CnnPolicy"
     raise ConfigError(
         f"a solve needs about {_gb(plan.total)} of memory, more than the {_gb(budget)} it may use "
         f"({MEMORY_MARGIN:.0%} of the {_gb(available)} available, {bound}): {plan.describe()}; {advice}"
