@@ -74,6 +74,11 @@ def reads_images(policy: str) -> bool:
     return policy.startswith("Cnn")
 
 
+def reads_dicts(policy: str) -> bool:
+    """Whether the SB3 policy named ``policy`` is a multi-input policy (``MultiInputPolicy``, ...): it reads Dicts."""
+    return policy.startswith("MultiInput")
+
+
 def check_policy(cls: type[OnPolicyAlgorithm], policy: str, where: str = "solver_kwargs.policy") -> None:
     """One line when ``policy`` is not one of ``cls``'s policy names."""
     aliases = list(getattr(cls, "policy_aliases", {}))

@@ -307,7 +307,8 @@ class BaselineConfig:
         evaluator's best responses' (all baselines); ``n_steps`` is per env copy.
     :param algo: the on-policy algorithm of the IPPO learners and of the regret evaluator's best responses
         (:mod:`sb3_neppo.algorithms`; feed-forward ones: ``PPO``, ``A2C``, ``TRPO``, ``MaskablePPO`` where the env gives
-        action masks); MAPPO and MADDPG train with their own and take ``PPO`` only.
+        action masks); MAPPO's learner too (``PPO``, ``A2C`` or ``TRPO``: its centralised critic is theirs); MADDPG
+        trains with its own and takes ``PPO`` only (for the evaluator).
     :param policy: the SB3 policy of both (null: ``MlpPolicy``; ``CnnPolicy`` keeps image observations as images, for
         IPPO).
     :param env_wrapper: wrappers applied to the parallel env, in order (:mod:`sb3_neppo.envs.wrapping`).
@@ -351,13 +352,13 @@ class BaselineConfig:
             )
         self.algo_kwargs()
 
-    def require_ppo_mlp(self, name: str) -> None:
-        """One line unless ``algo`` is PPO and ``policy`` MlpPolicy: what ``name`` (MAPPO, MADDPG) builds its own
-        networks from."""
-        if self.algorithm().__name__ != "PPO" or self.policy_name() != "MlpPolicy":
+    def require_mlp(self, name: str, algorithms: tuple[str, ...]) -> None:
+        """One line unless ``policy`` is MlpPolicy and ``algo`` one of ``algorithms``: what ``name`` (MAPPO, MADDPG)
+        builds its own networks from."""
+        if self.algorithm().__name__ not in algorithms or self.policy_name() != "MlpPolicy":
             raise ConfigError(
-                f"{name} trains its own networks on flat observations: algo PPO and policy MlpPolicy only (got {self.algo}, "
-                f"{self.policy_name()}); use IPPO for other algorithms and CNN policies"
+                f"{name} trains its own networks on flat observations: algo {' or '.join(algorithms)} and policy MlpPolicy "
+                f"only (got {self.algo}, {self.policy_name()}); use IPPO for other algorithms and for CNN policies"
             )
 
     def algorithm(self) -> type:
@@ -370,11 +371,12 @@ class BaselineConfig:
 
     def algo_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :meth:`algorithm` from ``ppo`` and ``gamma`` (a paper default it does not take left
-        out), checked: one line for an argument it does not take."""
+        out), checked: one line for an argument it does not take. A copy: A2C writes its optimizer class into the
+        ``policy_kwargs`` it is given (the settings, saved as JSON)."""
         cls = self.algorithm()
         kwargs = fit_kwargs({"gamma": self.gamma, **self.ppo}, cls, PAPER_PPO, "ppo")
         check_algo_kwargs(cls, kwargs, "ppo")
-        return kwargs
+        return copy.deepcopy(kwargs)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any] | None):

@@ -18,9 +18,10 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.distributions import DiagGaussianDistribution
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.utils import obs_as_tensor
 
 from sb3_neppo.algorithms import is_recurrent
-from sb3_neppo.envs.view import AgentView
+from sb3_neppo.envs.view import AgentView, stack
 
 Key = tuple[int, str]  # (row, agent)
 
@@ -71,15 +72,19 @@ def distribution(
     """``policy``'s action distribution at a batch of observations; a recurrent policy's from the states ``memory``
     keeps for ``keys`` (one per row of ``obs``), which it then updates (no memory: the zero state); a maskable
     policy's with the action ``masks`` ``[B, n]`` (None: every action allowed)."""
-    obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device)
+    if isinstance(obs, dict):  # a Dict view's parts, each in its dtype (SB3's preprocessing scales the images)
+        obs_t = obs_as_tensor(obs, policy.device)
+    else:
+        obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device)
     with torch.no_grad():
         if is_maskable(policy):
             return policy.get_distribution(obs_t, action_masks=masks)
         if not is_recurrent(policy):
             return policy.get_distribution(obs_t)
-        keys = list(keys) if memory is not None else [(k, "") for k in range(len(obs))]
+        rows = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+        keys = list(keys) if memory is not None else [(k, "") for k in range(rows)]
         states = (memory or Memory()).gather(policy, keys)
-        starts = torch.zeros(len(obs), device=policy.device)
+        starts = torch.zeros(rows, device=policy.device)
         dist, states = policy.get_distribution(obs_t, states, starts)
     if memory is not None:
         memory.keep(keys, states)
@@ -177,7 +182,7 @@ class PolicyProfile:
     def action_probabilities(self, agent: str, observation) -> np.ndarray:
         """``agent``'s action probabilities (Discrete action spaces) at one observation."""
         policy = self.policies[agent]
-        dist = distribution(policy, self.view.observe(agent, observation)[None])
+        dist = distribution(policy, stack([self.view.observe(agent, observation)]))
         if not isinstance(getattr(dist, "distribution", None), torch.distributions.Categorical):
             raise TypeError("action probabilities exist for Discrete action spaces only")
         return dist.distribution.probs[0].cpu().numpy().astype(np.float64)
@@ -256,7 +261,7 @@ class PolicyProfile:
         out: list[dict] = [{} for _ in batch]
         for members in groups.values():
             policy = self.policies[slots[members[0]][1]]
-            obs = np.stack([self.view.observe(slots[k][1], batch[slots[k][0]][slots[k][1]]) for k in members])
+            obs = stack([self.view.observe(slots[k][1], batch[slots[k][0]][slots[k][1]]) for k in members])
             noise = (u[members], z[members]) if sample else None
             keys = [(rows[slots[k][0]], slots[k][1]) for k in members]
             allowed = None

@@ -71,7 +71,7 @@ def test_bad_algorithm_settings_are_one_line(settings, message):
     "policy, message",
     [
         ("CnnPolicy", "a CNN policy needs image observations (a uint8 Box with values 0..255"),
-        ("MultiInputPolicy", "solver_kwargs.policy MultiInputPolicy needs Dict observations"),
+        ("MultiInputPolicy", "a multi-input policy needs Dict observations, and agent_0's are Box"),
     ],
 )
 def test_a_policy_that_does_not_fit_the_observations_is_one_line(policy, message):
@@ -161,3 +161,16 @@ def test_the_command_line_trains_with_another_algorithm_on_simple_spread(tmp_pat
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     regret = json.loads((folder / "regret.json").read_text())
     assert np.isfinite(regret["max_regret"]) and regret["settings"]["algo"] == (recorded["br_algo"] or recorded["algo"])
+
+
+@pytest.mark.parametrize("baseline", ["ippo", "mappo"])
+def test_the_ppo_baselines_train_with_another_algorithm_and_save_their_settings(tmp_path, baseline):
+    from sb3_neppo.models import load_model, model_class
+
+    cls = model_class(baseline)
+    for algo in ("A2C", "TRPO"):
+        model = cls("mpe2.simple_spread_v3", {"max_cycles": 8}, {"algo": algo, "n_envs": 2}, seed=0).learn(64)
+        assert {type(m).__name__ for m in model.learners.models} == {algo}
+        assert model.regret_solver_config().algorithm().__name__ == algo  # the evaluator's best responses too
+        model.save(tmp_path / f"{algo}.zip")  # A2C writes its optimizer into policy_kwargs: never into the settings
+        assert load_model(tmp_path / f"{algo}.zip").config.algo == algo

@@ -94,7 +94,7 @@ class MADDPGConfig(BaselineConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require_ppo_mlp("MADDPG")
+        self.require_mlp("MADDPG", ("PPO",))
         for key, minimum in (("buffer_size", 1), ("batch_size", 1), ("train_freq", 1), ("gradient_steps", 1)):
             value = getattr(self, key)
             if not _is_int(value) or value < minimum:

@@ -29,11 +29,12 @@ from sb3_neppo.solvers.lockstep import LockstepPPO
 
 @dataclass
 class MAPPOConfig(BaselineConfig):
-    """MAPPO settings (``hyperparams/mappo.yml``); see :class:`~sb3_neppo.config.BaselineConfig` (PPO, MlpPolicy)."""
+    """MAPPO settings (``hyperparams/mappo.yml``); see :class:`~sb3_neppo.config.BaselineConfig` (``algo``: PPO, A2C or
+    TRPO on the centralised critic; ``policy``: MlpPolicy)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.require_ppo_mlp("MAPPO")
+        self.require_mlp("MAPPO", ("PPO", "A2C", "TRPO"))
 
 
 class CentralisedVecEnv(VecEnvWrapper):
@@ -124,10 +125,11 @@ class MAPPO(LockstepBaseline):
         device = resolve_device(self.config.device)
         inner = make_vec_env(self.env_fn, self.config.n_envs, self.view, env=self.env, device=device)
         venv = CentralisedVecEnv(inner, n, self.view.obs_dim)
-        ppo = {"gamma": self.config.gamma, "device": device, **self.config.ppo}
+        kwargs = {"device": device, **self.config.algo_kwargs()}
         local_dim = int(self.view.observation_space.shape[0])
-        ppo["policy_kwargs"] = {**ppo.get("policy_kwargs", {}), "local_dim": local_dim}
-        self.learners = LockstepPPO(venv, [range(venv.num_envs)], ppo, self.seed, policy=CentralCriticPolicy)
+        kwargs["policy_kwargs"] = {**kwargs.get("policy_kwargs", {}), "local_dim": local_dim}
+        algo = self.config.algorithm()
+        self.learners = LockstepPPO(venv, [range(venv.num_envs)], kwargs, self.seed, CentralCriticPolicy, algo)
         self.model = self.learners.models[0]
         kwargs = dict(self.config.ppo.get("policy_kwargs", {}))
         self.actor = ActorCriticPolicy(self.view.observation_space, self.view.action_space, lambda _: 0.0, **kwargs)

@@ -38,7 +38,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 from sb3_neppo.envs.checks import where
 from sb3_neppo.envs.encoding import StepEncoder, potential_values
 from sb3_neppo.envs.masks import masks_of
-from sb3_neppo.envs.view import AgentView
+from sb3_neppo.envs.view import AgentView, merge_rows, take
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.potentials import Potential
 
@@ -152,8 +152,8 @@ class ParallelVecEnv(MultiAgentVecEnv):
         """Every slot's observation ``[C·N, *shape]``, agent by agent over the copies (a gone agent's: all zero)."""
         out = self.view.empty(self.n_copies, self.n_agents)
         for i, agent in enumerate(self.agents):
-            self.view.observe_batch(agent, [obs.get(agent) for obs in self._obs], out=out[:, i])
-        return out.reshape(self.num_envs, *self.view.shape)
+            self.view.observe_batch(agent, [obs.get(agent) for obs in self._obs], out=take(out, (slice(None), i)))
+        return merge_rows(out, self.num_envs)
 
     def _reset_copy(self, c: int, seed: int | None = None, options: dict | None = None) -> None:
         env = self.envs[c]
@@ -244,7 +244,7 @@ class ParallelVecEnv(MultiAgentVecEnv):
                     if not self._alive[c, i]:
                         self._obs[c].pop(agent, None)
         batch = self._observe()
-        if batch.dtype.kind == "f" and not np.isfinite(batch).all():
+        if isinstance(batch, np.ndarray) and batch.dtype.kind == "f" and not np.isfinite(batch).all():
             self._non_finite(step_obs, batch)
         self.env_steps += self.n_copies
         return batch, paid.reshape(-1).astype(np.float32), dones.reshape(-1), infos

@@ -13,10 +13,30 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from sb3_neppo.envs.checks import check_parallel_env
-from sb3_neppo.envs.observations import FlatObservation, ImageObservation
+from sb3_neppo.envs.observations import FlatObservation, ImageObservation, is_image
 from sb3_neppo.errors import ConfigError
 
 SQUASH_BOUND = 10.0
+INDICATOR_KEY = "agent_indicator"  # the agent indicator's part of a Dict view
+
+
+def take(batch: np.ndarray | dict[str, np.ndarray], index) -> np.ndarray | dict[str, np.ndarray]:
+    """``batch[index]`` of a batch of observations: an array, or a dict of arrays (a Dict view's), part by part."""
+    return {k: v[index] for k, v in batch.items()} if isinstance(batch, dict) else batch[index]
+
+
+def stack(rows: list) -> np.ndarray | dict[str, np.ndarray]:
+    """One batch of observations from single ones (arrays, or dicts of arrays)."""
+    if rows and isinstance(rows[0], dict):
+        return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    return np.stack(rows)
+
+
+def merge_rows(batch: np.ndarray | dict[str, np.ndarray], rows: int) -> np.ndarray | dict[str, np.ndarray]:
+    """A batch ``[A, B, ...]`` as ``[rows = A·B, ...]`` (a dict of such batches, part by part)."""
+    if isinstance(batch, dict):
+        return {k: v.reshape(rows, *v.shape[2:]) for k, v in batch.items()}
+    return batch.reshape(rows, *batch.shape[2:])
 
 
 class AgentView:
@@ -35,6 +55,11 @@ class AgentView:
     them by 255), followed by one channel per agent, 255 in the agent's own and 0 in the others', the way SuperSuit's
     ``agent_indicator_v0`` marks images. Every agent must see images of one size: images are not padded.
 
+    With ``dicts`` (a multi-input policy: ``MultiInputPolicy``, ``MultiInputLstmPolicy``), Dict observations stay
+    Dicts with the agents' keys (the same for every agent): an image part stays an image (channel-first uint8, one size
+    for every agent), any other part is flattened and zero-padded to the widest agent, and the agent indicator is one
+    more part, ``agent_indicator`` (a one-hot). SB3's ``CombinedExtractor`` reads them: a CNN per image, the rest flat.
+
     With ``squash`` (the default), bounded Box dimensions are reached through a sigmoid: the policy acts on
     u ∈ [-10, 10] (SB3 needs finite bounds; sigmoid(10) = 1 - 5e-5) and ``low + (high - low) · sigmoid(u)`` goes to
     the env. SB3 PPO otherwise clips a Gaussian sample to the bounds, and a mean that has drifted past a bound gets no
@@ -45,9 +70,17 @@ class AgentView:
     :param agent_indicator: append the one-hot agent id (None: when there is more than one agent).
     :param squash: map bounded Box actions through a sigmoid (see above).
     :param images: keep image observations as images (see above; one line for an agent whose are not images).
+    :param dicts: keep Dict observations as Dicts (see above; one line for an agent whose are not Dicts).
     """
 
-    def __init__(self, env: ParallelEnv, agent_indicator: bool | None = None, squash: bool = True, images: bool = False):
+    def __init__(
+        self,
+        env: ParallelEnv,
+        agent_indicator: bool | None = None,
+        squash: bool = True,
+        images: bool = False,
+        dicts: bool = False,
+    ):
         check_parallel_env(env)
         self.agents = list(env.possible_agents)
         self.index = {a: i for i, a in enumerate(self.agents)}
@@ -57,7 +90,11 @@ class AgentView:
         self.act_spaces = {a: env.action_space(a) for a in self.agents}
         self.flat = {a: FlatObservation(a, space) for a, space in self.obs_spaces.items()}  # one line for a bad space
         self.images = {a: ImageObservation(a, space) for a, space in self.obs_spaces.items()} if images else None
-        self.observation_space = self._image_space() if self.images else self._flat_space()
+        self.parts: dict[str, dict[str, FlatObservation | ImageObservation]] | None = None  # key -> agent -> reader
+        if dicts:
+            self.observation_space: spaces.Space = self._dict_space()
+        else:
+            self.observation_space = self._image_space() if self.images else self._flat_space()
         self.action_space = self._joint_action_space()
 
     def _flat_space(self) -> spaces.Box:
@@ -68,17 +105,20 @@ class AgentView:
         high[: self.obs_dim] = np.max([np.pad(f.high, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
         return spaces.Box(low, high, dtype=np.float32)
 
-    def _image_space(self) -> spaces.Box:
-        shapes = {a: image.shape for a, image in self.images.items()}
+    def _one_image_shape(self, images: dict[str, ImageObservation], part: str = "") -> tuple[int, int, int]:
+        shapes = {a: image.shape for a, image in images.items()}
         first = self.agents[0]
         differing = next((a for a in self.agents if shapes[a] != shapes[first]), None)
         if differing is not None:
             raise ConfigError(
-                f"the agents' images differ in size ({first}: {'×'.join(map(str, shapes[first]))}, {differing}: "
+                f"the agents' images{part} differ in size ({first}: {'×'.join(map(str, shapes[first]))}, {differing}: "
                 f"{'×'.join(map(str, shapes[differing]))} channel-first), and images are not padded; give every agent images "
                 "of one size, e.g. env_wrapper: [supersuit.resize_v1: {x_size: 84, y_size: 84}]"
             )
-        channels, height, width = shapes[first]
+        return shapes[first]
+
+    def _image_space(self) -> spaces.Box:
+        channels, height, width = self._one_image_shape(self.images)
         self.obs_dim = channels  # the image's own channels; the agent indicator's follow
         total = channels + (len(self.agents) if self.agent_indicator else 0)
         if total >= min(height, width):
@@ -87,6 +127,42 @@ class AgentView:
                 f"indicator) would be read as channel-last by SB3; use larger images (supersuit.resize_v1) or fewer channels"
             )
         return spaces.Box(0, 255, (total, height, width), dtype=np.uint8)
+
+    def _dict_space(self) -> spaces.Dict:
+        first = self.agents[0]
+        for agent, space in self.obs_spaces.items():
+            if not isinstance(space, spaces.Dict):
+                raise ConfigError(
+                    f"a multi-input policy needs Dict observations, and {agent}'s are {space}; use MlpPolicy (or CnnPolicy "
+                    "for images)"
+                )
+        keys = list(self.obs_spaces[first].spaces)
+        other = next((a for a in self.agents if list(self.obs_spaces[a].spaces) != keys), None)
+        if other is not None:
+            raise ConfigError(
+                f"a multi-input policy needs the same Dict keys for every agent; {first} has {keys}, {other} "
+                f"{list(self.obs_spaces[other].spaces)}: use MlpPolicy, which flattens them"
+            )
+        if self.agent_indicator and INDICATOR_KEY in keys:
+            raise ConfigError(f"the observations have a key {INDICATOR_KEY!r}, which the agent indicator adds; rename it")
+        self.parts, out = {}, {}
+        for key in keys:
+            subs = {a: self.obs_spaces[a][key] for a in self.agents}
+            if all(is_image(s) for s in subs.values()):
+                images = {a: ImageObservation(f"{a}[{key!r}]", s) for a, s in subs.items()}
+                self.parts[key] = images
+                out[key] = spaces.Box(0, 255, self._one_image_shape(images, f" at {key!r}"), dtype=np.uint8)
+            else:
+                flats = {a: FlatObservation(a, s) for a, s in subs.items()}
+                self.parts[key] = flats
+                size = max(f.size for f in flats.values())
+                low = np.min([np.pad(f.low, (0, size - f.size)) for f in flats.values()], axis=0)
+                high = np.max([np.pad(f.high, (0, size - f.size)) for f in flats.values()], axis=0)
+                out[key] = spaces.Box(low, high, dtype=np.float32)
+        if self.agent_indicator:
+            out[INDICATOR_KEY] = spaces.Box(0.0, 1.0, (len(self.agents),), dtype=np.float32)
+        self.obs_dim = 0
+        return spaces.Dict(out)
 
     def _joint_action_space(self) -> spaces.Space:
         acts = list(self.act_spaces.values())
@@ -107,16 +183,23 @@ class AgentView:
 
     @property
     def shape(self) -> tuple[int, ...]:
-        """The shape of one observation as the shared policy sees it: ``(W,)``, or ``(C, H, W)`` for images."""
-        return tuple(self.observation_space.shape)
+        """The shape of one observation as the shared policy sees it: ``(W,)``, or ``(C, H, W)`` for images (a Dict
+        has none: its parts have theirs)."""
+        return tuple(self.observation_space.shape or ())
 
     @property
     def width(self) -> int:
-        """Values in the shared policy's observation: the widest agent's, then the agent indicator's."""
+        """Values in the shared policy's observation: the widest agent's, then the agent indicator's (a Dict: all its
+        parts')."""
+        if self.parts is not None:
+            return sum(int(np.prod(s.shape)) for s in self.observation_space.spaces.values())
         return int(np.prod(self.observation_space.shape))
 
-    def empty(self, *batch: int) -> np.ndarray:
-        """Zeroed observations ``[*batch, *shape]`` in the view's dtype (float32; uint8 for images)."""
+    def empty(self, *batch: int) -> np.ndarray | dict[str, np.ndarray]:
+        """Zeroed observations ``[*batch, *shape]`` in the view's dtype (float32; uint8 for images; a Dict: a dict of
+        them)."""
+        if self.parts is not None:
+            return {k: np.zeros((*batch, *s.shape), s.dtype) for k, s in self.observation_space.spaces.items()}
         return np.zeros((*batch, *self.shape), self.observation_space.dtype)
 
     # --- the rules, on batches [B, ...] ----------------------------------------------------------------------------------
@@ -138,7 +221,10 @@ class AgentView:
 
     def observe_batch(self, agent: str, observations, out: np.ndarray | None = None) -> np.ndarray:
         """The shared policy's view ``[B, *shape]`` of a batch of ``agent``'s observations: an array ``[B, *shape]`` of a
-        Box space, or a sequence in which None is the all-zero observation of a gone agent."""
+        Box space, or a sequence in which None is the all-zero observation of a gone agent (a Dict view: a dict of
+        such batches, one per part)."""
+        if self.parts is not None:
+            return self._observe_dicts(agent, observations, out)
         if self.images:
             image = self.images[agent]
             if isinstance(observations, np.ndarray):
@@ -156,6 +242,24 @@ class AgentView:
             if obs is not None:
                 rows[b] = flat(obs)
         return self.pad(agent, rows, out)
+
+    def _observe_dicts(self, agent: str, observations, out: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        if out is None:
+            out = self.empty(len(observations))
+        for key, readers in self.parts.items():
+            part, reader = out[key], readers[agent]
+            part[:] = 0
+            for b, obs in enumerate(observations):
+                if obs is None:
+                    continue
+                if isinstance(reader, ImageObservation):
+                    part[b] = reader.batch(np.asarray(obs[key])[None])[0]
+                else:
+                    part[b, : reader.size] = reader(obs[key])
+        if self.agent_indicator:
+            out[INDICATOR_KEY][:] = 0.0
+            out[INDICATOR_KEY][:, self.index[agent]] = 1.0
+        return out
 
     def env_actions(self, agent: str, actions: np.ndarray) -> np.ndarray:
         """A batch ``[B, ...]`` of the shared policy's actions as ``agent``'s own: Discrete, ``[B]`` int64
@@ -203,8 +307,8 @@ class AgentView:
 
     def observe(self, agent: str, obs) -> np.ndarray:
         """The shared policy's view of ``agent``'s observation (``obs=None``: the all-zero observation of a gone agent)."""
-        if self.images:
-            return self.observe_batch(agent, [obs])[0]
+        if self.images or self.parts is not None:
+            return take(self.observe_batch(agent, [obs]), 0)
         flat = self.flat[agent]
         row = np.zeros((1, flat.size), np.float32) if obs is None else flat(obs)[None]
         return self.pad(agent, row)[0]

@@ -27,6 +27,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
+from sb3_neppo.envs.view import stack, take
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import is_maskable
 
@@ -140,7 +141,7 @@ class LockstepPPO:
             for model, group in zip(self.models, self.groups):
                 masked = {"action_masks": masks[group]} if masks is not None and is_maskable(model.policy) else {}
                 with torch.no_grad():
-                    action, value, log_prob = model.policy(obs_as_tensor(self._obs[group], model.device), **masked)
+                    action, value, log_prob = model.policy(obs_as_tensor(take(self._obs, group), model.device), **masked)
                 action = action.cpu().numpy()
                 env_action = action
                 if isinstance(model.action_space, spaces.Box):
@@ -157,19 +158,19 @@ class LockstepPPO:
                     if "episode" in info:
                         episodes.append((int(k), info["episode"]))
                     if dones[k] and info.get("TimeLimit.truncated", False) and info.get("terminal_observation") is not None:
-                        terminal = obs_as_tensor(info["terminal_observation"][None], model.device)
+                        terminal = obs_as_tensor(stack([info["terminal_observation"]]), model.device)
                         with torch.no_grad():  # as SB3's collect_rollouts: float32 arithmetic, bit for bit
                             reward[j] += model.gamma * model.policy.predict_values(terminal)[0].cpu().numpy()[0]
                 if isinstance(model.action_space, spaces.Discrete):
                     action = action.reshape(-1, 1)
                 model.rollout_buffer.add(
-                    self._obs[group], action, reward, model._last_episode_starts, value, log_prob, **masked
+                    take(self._obs, group), action, reward, model._last_episode_starts, value, log_prob, **masked
                 )
                 model._last_episode_starts = dones[group]
             self._obs = new_obs
         for model, group in zip(self.models, self.groups):
             with torch.no_grad():
-                values = model.policy.predict_values(obs_as_tensor(self._obs[group], model.device))
+                values = model.policy.predict_values(obs_as_tensor(take(self._obs, group), model.device))
             model.rollout_buffer.compute_returns_and_advantage(last_values=values, dones=model._last_episode_starts)
             model.num_timesteps += self.n_steps * len(group)
         return [record | {"slot": k} for k, record in episodes]

@@ -45,7 +45,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_neppo.algorithms import default_policy, reads_images
+from sb3_neppo.algorithms import default_policy, reads_dicts, reads_images
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import PROBE_STEPS, episode_length
 from sb3_neppo.envs.backend import EnvBackend, PettingZooBackend, backend_for, make_vec_env
@@ -105,8 +105,9 @@ def make_model(config: SB3SolverConfig, env, seed: int, best_response: bool = Fa
 
 def solver_view(env: ParallelEnv, config: SB3SolverConfig) -> AgentView:
     """How the solvers' policies see ``env``'s agents (:class:`~sb3_neppo.envs.view.AgentView`): as images for a CNN
-    policy, else flat."""
-    return AgentView(env, config.agent_indicator, config.squash_actions, images=reads_images(config.policy_name()))
+    policy, as Dicts for a multi-input policy, else flat."""
+    policy = config.policy_name()
+    return AgentView(env, config.agent_indicator, config.squash_actions, reads_images(policy), reads_dicts(policy))
 
 
 def check_policy_fits(policy: str, space: spaces.Space, flat: str = "MlpPolicy") -> None:
@@ -122,8 +123,7 @@ def check_policy_fits(policy: str, space: spaces.Space, flat: str = "MlpPolicy")
         )
     if policy.startswith("MultiInput") and not isinstance(space, spaces.Dict):
         raise ConfigError(
-            f"solver_kwargs.policy {policy} needs Dict observations; the policies here see {described} (a Dict observation "
-            f"is flattened): use {flat}"
+            f"solver_kwargs.policy {policy} needs Dict observations; the policies here see {described}: use {flat}"
         )
 
 
@@ -597,7 +597,7 @@ def check_memory(sizes: MemorySizes, config: SB3SolverConfig, available: int | N
             "make the observations smaller (e.g. SuperSuit's resize_v1 or color_reduction_v0 in env_wrapper) or use a "
             "machine with more memory"
         )
-        if sizes.images and len(sizes.observation_space.shape) == 1:
+        if sizes.images and isinstance(sizes.observation_space, spaces.Box) and len(sizes.observation_space.shape) == 1:
             advice += "; or read the images as images: solver_kwargs.policy CnnPolicy"
     raise ConfigError(
         f"a solve needs about {_gb(plan.total)} of memory, more than the {_gb(budget)} it may use "
