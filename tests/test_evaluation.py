@@ -71,7 +71,7 @@ def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path):
     assert train_main(argv) == 0
     run = next((tmp_path / "neppo").iterdir())
     before = json.loads((run / "summary.json").read_text())
-    assert main([str(run), "--br-timesteps", "2400", "--eval-episodes", "24"]) == 0
+    assert main([str(run), "--br-timesteps", "2400", "--eval-episodes", "16"]) == 0
     report = json.loads((run / "regret.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["regret"] == report["regret"] and summary["max_regret"] == report["max_regret"]

@@ -3,13 +3,17 @@
     python -m sb3_neppo.benchmarks.table2 [--backend vmas|mpe2] [--scenarios simple_world_comm simple_tag
         simple_adversary] [--algos neppo ippo mappo maddpg] [--seeds 2] [--budget 200000] [--br-timesteps 20000]
         [--eval-episodes 64] [--jobs 2] [-f logs/table2] [--out table2.json] [--plot table2.png]
+        [--max-runs N] [--time-limit SECONDS]
 
 Every (scenario, algorithm, seed) is one ``python -m sb3_neppo.train --algo A --env E -n BUDGET --seed S`` run with
 the algorithm's ``hyperparams/<algo>.yml`` entry, then ``python -m sb3_neppo.evaluate`` on its folder: per agent, PPO
 best responses from scratch and from the agent's policy against the deterministic frozen others, ``--br-timesteps``
 env steps each, measured on ``--eval-episodes`` paired episodes (γ = 0.99); raw gain, bootstrap 95 % CI, max over
 agents. Runs go ``--jobs`` at a time (one torch thread each); ``--out`` keeps every finished run, so a killed benchmark
-resumes where it stopped and a later call can add algorithms or seeds. Printed per scenario and algorithm: the mean of
+resumes where it stopped and a later call can add algorithms or seeds. One invocation can be bounded, so the table is
+built in slices (each ending before the session that runs it): ``--max-runs N`` starts at most N runs, and
+``--time-limit S`` starts none after S seconds (the runs in flight finish; give a limit that leaves time for one run);
+the same command again goes on with the runs left. Printed per scenario and algorithm: the mean of
 the seeds' max regret with a 95 % t-interval over seeds, each seed's value with its evaluator CI, the env steps
 actually taken (NePPO stops after the iteration that crosses the budget) and wall time; and NePPO's mean over the
 better of IPPO's and MAPPO's (the paper: 0.47 on Simple World Comm).
@@ -22,7 +26,7 @@ import json
 import multiprocessing
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +162,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "-params", "--params", nargs="+", default=[], help="key:value settings of every run (solver_kwargs:{share: role})"
     )
+    parser.add_argument("--max-runs", type=int, default=None, help="start at most N runs in this invocation")
+    parser.add_argument(
+        "--time-limit", type=float, default=None, help="start no run after this many seconds (runs in flight finish)"
+    )
     args = parser.parse_args(argv)
+    deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     settings = {"backend": args.backend, "budget": args.budget, "br_timesteps": args.br_timesteps}
     settings["eval_episodes"] = args.eval_episodes
     if args.params:
@@ -168,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     if saved["settings"] != settings:
         raise SystemExit(f"{out} holds runs with other settings {saved['settings']}; give another --out")
     runs: list[dict] = saved["runs"]
+    saved_runs = list(runs)
     done = {(r["env"], r["algo"], r["seed"]) for r in runs}
     todo = [
         (BACKENDS[args.backend].format(s), a, seed)
@@ -177,27 +187,37 @@ def main(argv: list[str] | None = None) -> None:
         if (BACKENDS[args.backend].format(s), a, seed) not in done
     ]
     print(f"{len(todo)} runs to do ({len(runs)} already in {out}); settings {settings}", flush=True)
+    queue = todo[: args.max_runs] if args.max_runs is not None else list(todo)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
-        futures = {
-            pool.submit(
-                run_one, env, algo, seed, args.budget, args.br_timesteps, args.eval_episodes, args.log_folder, args.params
-            ): (
-                env,
-                algo,
-                seed,
-            )
-            for env, algo, seed in todo
-        }
-        for future in as_completed(futures):
-            result = future.result()
-            runs.append(result)
-            write_json_atomic(out, {"settings": settings, "runs": runs})
-            print(
-                f"{result['env']} {result['algo']} seed {result['seed']}: max regret {result['max_regret']:.3f} "
-                f"(train {result['train_s']:.0f} s, eval {result['eval_s']:.0f} s)",
-                flush=True,
-            )
+        in_flight: dict = {}
+
+        def start_next() -> None:  # one more run, unless none is left or the time limit has passed
+            if queue and (deadline is None or time.monotonic() < deadline):
+                env, algo, seed = queue.pop(0)
+                future = pool.submit(
+                    run_one, env, algo, seed, args.budget, args.br_timesteps, args.eval_episodes, args.log_folder, args.params
+                )
+                in_flight[future] = (env, algo, seed)
+
+        for _ in range(args.jobs):
+            start_next()
+        while in_flight:
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in finished:
+                del in_flight[future]
+                result = future.result()
+                runs.append(result)
+                write_json_atomic(out, {"settings": settings, "runs": runs})
+                print(
+                    f"{result['env']} {result['algo']} seed {result['seed']}: max regret {result['max_regret']:.3f} "
+                    f"(train {result['train_s']:.0f} s, eval {result['eval_s']:.0f} s)",
+                    flush=True,
+                )
+                start_next()
+    left = len(todo) - (len(runs) - len(saved_runs))
+    if left:
+        print(f"{left} runs left (--max-runs / --time-limit): the same command goes on with them", flush=True)
     algos = [a for a in ALGOS if any(r["algo"] == a for r in runs)]
     print(f"\nTable 2 protocol on {args.backend}: {settings}")
     print(table(runs, args.scenarios, algos, args.backend))
