@@ -44,10 +44,11 @@ class CsvLogger:
 
     @classmethod
     def for_neppo(cls, path: Path, agents: list[str], dim: int, keep_until: int | None = None) -> CsvLogger:
-        """NePPO's columns: w, L_β, F_i and their standard errors, exact regrets, the step, env steps."""
+        """NePPO's columns: w, L_β, F_i and their standard errors, exact regrets, the step, env steps, and what the
+        step was made of: ‖g‖ before clipping and the branches' mean loss gap |L_β(w + δu) - L_β(w - δu)|."""
         columns = ["iteration", *[f"w_{j}" for j in range(dim)], "L_beta", *[f"F_{a}" for a in agents]]
         columns += [*[f"F_se_{a}" for a in agents], *[f"regret_{a}" for a in agents], "max_regret"]
-        columns += ["grad_norm", "step_size", "env_steps"]
+        columns += ["grad_norm", "step_size", "env_steps", "grad_norm_raw", "loss_gap"]
 
         def row(log: IterationLog) -> list:
             regret = [""] * len(log.F) + [""] if log.regret is None else [*log.regret.tolist(), float(log.regret.max())]
@@ -55,6 +56,8 @@ class CsvLogger:
                 log.grad_norm,
                 log.step_size,
                 log.env_steps,
+                log.grad_norm_raw,
+                log.loss_gap,
             ]
 
         return cls(path, columns, row, keep_until)
@@ -95,6 +98,8 @@ class TensorBoardLogger:
             for agent, regret in zip(model.agents, log.regret):
                 record(f"regret/{agent}", float(regret))
         record("neppo/grad_norm", log.grad_norm)
+        record("neppo/grad_norm_raw", log.grad_norm_raw)
+        record("neppo/loss_gap", log.loss_gap)
         record("neppo/step_size", log.step_size)
         record("neppo/w_norm", float(np.linalg.norm(log.w)))
         record("time/iterations", log.iteration)

@@ -41,7 +41,7 @@ from sb3_neppo.policy import Memory
 from sb3_neppo.potentials import POTENTIALS, Potential, potential_name
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers
 from sb3_neppo.version import __version__
-from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions
+from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions, two_point_gradient
 
 
 @dataclass
@@ -58,6 +58,8 @@ class IterationLog(Mapping):
     grad_norm: float
     step_size: float
     env_steps: int
+    grad_norm_raw: float = float("nan")  # ‖g‖ before clipping: far above max_grad_norm, the step is the noise's sign
+    loss_gap: float = float("nan")  # mean over directions of |L_β(w + δu) - L_β(w - δu)|, what g is made of
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.__dataclass_fields__:
@@ -368,7 +370,10 @@ class NePPO(MultiAgentModel):
         else:  # the paper's cost: the next iteration starts from the branch with the lowest L_β
             k = int(np.argmin(losses))
             self._adopt(solves[k] if solves[k].policy is not None else self._replay(jobs[k]))
-        return self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
+        log = self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
+        log.grad_norm_raw = float(np.linalg.norm(two_point_gradient(losses[:m], losses[m:], directions, self.optimizer.delta)))
+        log.loss_gap = float(np.mean(np.abs(np.subtract(losses[:m], losses[m:]))))
+        return log
 
     def solve_iterate(self) -> Solve:
         """Solve at the current w (π^Φ there, its best responses and F) unless that is the current solution already.

@@ -97,3 +97,23 @@ def test_clipping_step_sizes_and_projection():
 def test_bad_optimizer_settings(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         ZerothOrderOptimizer(**kwargs)
+
+
+def test_the_log_keeps_the_gradient_before_clipping_and_the_branches_loss_gap(tmp_path):
+    """progress.csv's grad_norm_raw and loss_gap: with one direction, ‖g_raw‖ = dim/(2δ)·|L⁺ - L⁻|, and the clipped
+    norm is min(raw, max_grad_norm); a raw norm far above the clip says the step is set by the noise's sign."""
+    import csv
+
+    from sb3_neppo.train import main
+
+    argv = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "-f", str(tmp_path), "--seed", "0"]
+    argv += ["-params", "n_iterations:5", "n_directions:1", "max_grad_norm:0.05", "n_starts:1"]
+    assert main(argv) == 0
+    (progress,) = tmp_path.rglob("progress.csv")
+    rows = list(csv.DictReader(progress.open()))
+    dim, delta = 2, 0.01  # Table 1's quadratic potential on the 2x2 game, its delta
+    for row in rows:
+        raw, gap = float(row["grad_norm_raw"]), float(row["loss_gap"])
+        assert raw == pytest.approx(dim / (2 * delta) * gap, rel=1e-9)
+        assert float(row["grad_norm"]) == pytest.approx(min(raw, 0.05), rel=1e-9)
+    assert any(float(r["grad_norm_raw"]) > 0.05 for r in rows)  # clipped at least once: the raw norm is what shows it
