@@ -20,7 +20,7 @@ ITERATIONS = 20
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("alpha", [0.0, 0.6])  # the unique pure NE and a mixed one (0.2: the benchmark)
+@pytest.mark.parametrize("alpha", [0.0])  # the unique pure NE (mixed ones: python -m sb3_neppo.benchmarks.alpha_sampled)
 def test_sampled_pipeline_lands_near_the_exact_one_on_the_alpha_family(alpha):
     result = run_pair(alpha, seed=0, iterations=ITERATIONS)  # exact max regrets of both returned profiles
     assert abs(result["sampled"] - result["exact"]) <= 2 * OUTER["delta"] + 0.02, result
