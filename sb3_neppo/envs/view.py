@@ -20,6 +20,15 @@ SQUASH_BOUND = 10.0
 INDICATOR_KEY = "agent_indicator"  # the agent indicator's part of a Dict view
 
 
+def _padded_bounds(flats) -> tuple[np.ndarray, np.ndarray]:
+    """The bounds of flat observations zero-padded to the widest: the lowest low and highest high per value."""
+    flats = list(flats)
+    size = max(f.size for f in flats)
+    low = np.min([np.pad(f.low, (0, size - f.size)) for f in flats], axis=0)
+    high = np.max([np.pad(f.high, (0, size - f.size)) for f in flats], axis=0)
+    return low, high
+
+
 def take(batch: np.ndarray | dict[str, np.ndarray], index) -> np.ndarray | dict[str, np.ndarray]:
     """``batch[index]`` of a batch of observations: an array, or a dict of arrays (a Dict view's), part by part."""
     return {k: v[index] for k, v in batch.items()} if isinstance(batch, dict) else batch[index]
@@ -98,11 +107,11 @@ class AgentView:
         self.action_space = self._joint_action_space()
 
     def _flat_space(self) -> spaces.Box:
-        self.obs_dim = max(f.size for f in self.flat.values())
+        own_low, own_high = _padded_bounds(self.flat.values())
+        self.obs_dim = own_low.size
         width = self.obs_dim + (len(self.agents) if self.agent_indicator else 0)
         low, high = np.zeros(width, np.float32), np.ones(width, np.float32)
-        low[: self.obs_dim] = np.min([np.pad(f.low, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
-        high[: self.obs_dim] = np.max([np.pad(f.high, (0, self.obs_dim - f.size)) for f in self.flat.values()], axis=0)
+        low[: self.obs_dim], high[: self.obs_dim] = own_low, own_high
         return spaces.Box(low, high, dtype=np.float32)
 
     def _one_image_shape(self, images: dict[str, ImageObservation], part: str = "") -> tuple[int, int, int]:
@@ -155,10 +164,7 @@ class AgentView:
             else:
                 flats = {a: FlatObservation(a, s) for a, s in subs.items()}
                 self.parts[key] = flats
-                size = max(f.size for f in flats.values())
-                low = np.min([np.pad(f.low, (0, size - f.size)) for f in flats.values()], axis=0)
-                high = np.max([np.pad(f.high, (0, size - f.size)) for f in flats.values()], axis=0)
-                out[key] = spaces.Box(low, high, dtype=np.float32)
+                out[key] = spaces.Box(*_padded_bounds(flats.values()), dtype=np.float32)
         if self.agent_indicator:
             out[INDICATOR_KEY] = spaces.Box(0.0, 1.0, (len(self.agents),), dtype=np.float32)
         self.obs_dim = 0
