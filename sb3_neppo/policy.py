@@ -62,6 +62,11 @@ def is_maskable(policy: ActorCriticPolicy) -> bool:
     return type(policy).__name__.startswith("Maskable")
 
 
+def _categorical(dist) -> bool:
+    """Whether an SB3 action distribution is categorical (sb3-contrib's masked one too)."""
+    return isinstance(getattr(dist, "distribution", None), torch.distributions.Categorical)
+
+
 def distribution(
     policy: ActorCriticPolicy,
     obs: np.ndarray,
@@ -141,7 +146,7 @@ def policy_actions(
     dist = distribution(policy, obs, memory, keys, masks)
     space = policy.action_space
     deterministic = noise is None
-    if isinstance(getattr(dist, "distribution", None), torch.distributions.Categorical):  # masked ones too
+    if _categorical(dist):
         probs = dist.distribution.probs.cpu().numpy().astype(np.float64)
         if deterministic:
             return probs.argmax(axis=1)
@@ -183,7 +188,7 @@ class PolicyProfile:
         """``agent``'s action probabilities (Discrete action spaces) at one observation."""
         policy = self.policies[agent]
         dist = distribution(policy, stack([self.view.observe(agent, observation)]))
-        if not isinstance(getattr(dist, "distribution", None), torch.distributions.Categorical):
+        if not _categorical(dist):
             raise TypeError("action probabilities exist for Discrete action spaces only")
         return dist.distribution.probs[0].cpu().numpy().astype(np.float64)
 

@@ -21,7 +21,6 @@ from pettingzoo import ParallelEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 from tqdm.auto import tqdm
 
-from sb3_neppo.algorithms import reads_dicts, reads_images
 from sb3_neppo.archive import describe, read_archive, write_archive
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import baseline_settings
@@ -84,10 +83,7 @@ class MultiAgentAlgorithm(MultiAgentModel):
         else:
             self._wrap_env(config.env_wrapper)
         self.config = config
-        policy = self.config.policy_name()
-        self.view = AgentView(
-            self.env, squash=self.config.squash_actions, images=reads_images(policy), dicts=reads_dicts(policy)
-        )
+        self.view = AgentView.for_policy(self.env, self.config.policy_name(), squash=self.config.squash_actions)
         self.num_timesteps = 0
         self.num_rounds = 0
         self.wall_time_s = 0.0

@@ -25,8 +25,7 @@ def agent_mask(observation: Any, info: Any) -> np.ndarray | None:
 
 def has_masks(observations: Mapping, infos: Mapping | None) -> bool:
     """Whether every agent of a reset's ``observations`` comes with a mask (see :func:`agent_mask`)."""
-    infos = infos or {}
-    return bool(observations) and all(agent_mask(obs, infos.get(a)) is not None for a, obs in observations.items())
+    return bool(observations) and len(masks_of(observations, infos)) == len(observations)
 
 
 def masks_of(observations: Mapping, infos: Mapping | None) -> dict[str, np.ndarray]:

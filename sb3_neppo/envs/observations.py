@@ -146,6 +146,10 @@ class ImageObservation:
         else:
             self.shape = (shape[2], shape[0], shape[1]) if self.channel_last else tuple(shape)
 
+    def __call__(self, obs) -> np.ndarray:
+        """One observation as ``[C, H, W]`` uint8."""
+        return self.batch(np.asarray(obs)[None])[0]
+
     def batch(self, observations: np.ndarray) -> np.ndarray:
         """A batch ``[B, *space.shape]`` as ``[B, C, H, W]`` uint8 (a view where no copy is needed)."""
         observations = np.asarray(observations)

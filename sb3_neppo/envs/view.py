@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
+from sb3_neppo.algorithms import reads_dicts, reads_images
 from sb3_neppo.envs.checks import check_parallel_env
 from sb3_neppo.envs.observations import FlatObservation, ImageObservation, is_image
 from sb3_neppo.errors import ConfigError
@@ -105,6 +106,12 @@ class AgentView:
         else:
             self.observation_space = self._image_space() if self.images else self._flat_space()
         self.action_space = self._joint_action_space()
+
+    @classmethod
+    def for_policy(cls, env: ParallelEnv, policy: str, agent_indicator: bool | None = None, squash: bool = True) -> AgentView:
+        """The view an SB3 policy named ``policy`` reads: images for a CNN policy, Dicts for a multi-input one, else
+        flat."""
+        return cls(env, agent_indicator, squash, images=reads_images(policy), dicts=reads_dicts(policy))
 
     def _flat_space(self) -> spaces.Box:
         own_low, own_high = _padded_bounds(self.flat.values())
@@ -238,7 +245,7 @@ class AgentView:
             rows = np.zeros((len(observations), *image.shape), np.uint8)
             for b, obs in enumerate(observations):
                 if obs is not None:
-                    rows[b] = image.batch(np.asarray(obs)[None])[0]
+                    rows[b] = image(obs)
             return self.pad(agent, rows, out)
         flat = self.flat[agent]
         if isinstance(observations, np.ndarray):
@@ -259,7 +266,7 @@ class AgentView:
                 if obs is None:
                     continue
                 if isinstance(reader, ImageObservation):
-                    part[b] = reader.batch(np.asarray(obs[key])[None])[0]
+                    part[b] = reader(obs[key])
                 else:
                     part[b, : reader.size] = reader(obs[key])
         if self.agent_indicator:

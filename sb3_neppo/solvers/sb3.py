@@ -45,7 +45,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import VecEnv
 
-from sb3_neppo.algorithms import default_policy, reads_dicts, reads_images
+from sb3_neppo.algorithms import default_policy
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.defaults import PROBE_STEPS, episode_length
 from sb3_neppo.envs.backend import EnvBackend, PettingZooBackend, backend_for, make_vec_env
@@ -101,13 +101,6 @@ def make_model(config: SB3SolverConfig, env, seed: int, best_response: bool = Fa
             _SHOWN.add(text)
             warnings.warn(text, caught_warning.category, stacklevel=3)
     return model
-
-
-def solver_view(env: ParallelEnv, config: SB3SolverConfig) -> AgentView:
-    """How the solvers' policies see ``env``'s agents (:class:`~sb3_neppo.envs.view.AgentView`): as images for a CNN
-    policy, as Dicts for a multi-input policy, else flat."""
-    policy = config.policy_name()
-    return AgentView(env, config.agent_indicator, config.squash_actions, reads_images(policy), reads_dicts(policy))
 
 
 def check_policy_fits(policy: str, space: spaces.Space, flat: str = "MlpPolicy") -> None:
@@ -169,7 +162,7 @@ class PPOCooperativeSolver(_Seeded, CooperativeSolver):
         super().__init__(seed)
         self.config = config
         env = env_fn()
-        view = solver_view(env, config)
+        view = AgentView.for_policy(env, config.policy_name(), config.agent_indicator, config.squash_actions)
         # VMAS: batched worlds, on the networks' device
         self.venv: MultiAgentVecEnv = make_vec_env(env_fn, config.n_envs, view, env=env, device=config.torch_device())
         self.view = self.venv.view
@@ -441,7 +434,7 @@ def memory_sizes(env_fn: EnvFn, env: ParallelEnv, config: SB3SolverConfig, logge
     :param logged_state: values the evaluator logs per step for the state; None: the default state mixer's, the
         state itself or, above 1,024 values, its 32 features (:func:`~sb3_neppo.potentials.build_potential`).
     """
-    view = solver_view(env, config)
+    view = AgentView.for_policy(env, config.policy_name(), config.agent_indicator, config.squash_actions)
     encoder = StepEncoder(env)
     if logged_state is None:
         logged_state = DEFAULT_STATE_FEATURES if encoder.state_dim > LARGE_STATE else encoder.state_dim
