@@ -30,6 +30,7 @@ setup(
     extras_require={
         "tests": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.5,<4",  # one test process per core: pyproject addopts -n auto
             "hypothesis>=6.100,<7",
             "ruff>=0.6",
             "psycopg[binary]>=3.2,<4",

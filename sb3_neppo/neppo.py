@@ -36,7 +36,7 @@ from sb3_neppo.envs.wrapping import check_wrappers_importable
 from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.execution import Executor, InProcessExecutor, make_executor
 from sb3_neppo.model import Callback, MultiAgentModel, iterations_first_deprecated
-from sb3_neppo.objective import log_sum_exp
+from sb3_neppo.objective import log_sum_exp, log_sum_exp_se
 from sb3_neppo.policy import Memory
 from sb3_neppo.potentials import POTENTIALS, Potential, potential_name
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers
@@ -60,6 +60,9 @@ class IterationLog(Mapping):
     env_steps: int
     grad_norm_raw: float = float("nan")  # ‖g‖ before clipping: far above max_grad_norm, the step is the noise's sign
     loss_gap: float = float("nan")  # mean over directions of |L_β(w + δu) - L_β(w - δu)|, what g is made of
+    # the standard error of one such gap (√(se⁺² + se⁻²), root mean square over directions; se of L_β by the delta
+    # method): a gap of pure noise has E|gap| ≈ 0.8 se, so loss_gap / loss_gap_se near 0.8 says g is noise
+    loss_gap_se: float = float("nan")
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.__dataclass_fields__:
@@ -373,6 +376,8 @@ class NePPO(MultiAgentModel):
         log = self._iteration_log(float(np.linalg.norm(g)), self.optimizer.step_size(t))
         log.grad_norm_raw = float(np.linalg.norm(two_point_gradient(losses[:m], losses[m:], directions, self.optimizer.delta)))
         log.loss_gap = float(np.mean(np.abs(np.subtract(losses[:m], losses[m:]))))
+        se = np.array([log_sum_exp_se(s.F.mean, s.F.se, self.config.beta) for s in solves])
+        log.loss_gap_se = float(np.sqrt(np.mean(se[:m] ** 2 + se[m:] ** 2)))
         return log
 
     def solve_iterate(self) -> Solve:

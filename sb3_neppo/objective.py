@@ -20,3 +20,12 @@ def log_sum_exp(f: np.ndarray, beta: float) -> float:
     f = np.asarray(f, dtype=np.float64)
     m = f.max()
     return float(m + np.log(np.exp(beta * (f - m)).sum()) / beta)
+
+
+def log_sum_exp_se(f: np.ndarray, se: np.ndarray, beta: float) -> float:
+    """Standard error of L_β(F̂) from the F_i's standard errors, by the delta method: ∂L_β/∂F_i = softmax(βF)_i, so
+    se(L_β) ≈ √(Σ_i softmax(βF)_i² se_i²) (the agents' estimates taken as independent)."""
+    f = np.asarray(f, dtype=np.float64)
+    p = np.exp(beta * (f - f.max()))
+    p /= p.sum()
+    return float(np.sqrt(np.sum((p * np.asarray(se, dtype=np.float64)) ** 2)))

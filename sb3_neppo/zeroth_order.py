@@ -46,7 +46,8 @@ class ZerothOrderOptimizer:
     """Projected two-point zeroth-order descent.
 
     :param delta: smoothing radius δ > 0.
-    :param lr: base step size η > 0.
+    :param lr: base step size η ≥ 0 (0: w never moves, the control run that shows how L_β moves without the potential
+        learning: the inner solvers still train from one iteration to the next).
     :param lr_schedule: ``"constant"`` (η_t = η) or ``"inv_sqrt"`` (η_t = η / √(t + 1)).
     :param n_directions: directions averaged per step (m ≥ 1).
     :param max_grad_norm: clip ‖g‖ to this (None: no clipping).
@@ -63,8 +64,8 @@ class ZerothOrderOptimizer:
     def __post_init__(self) -> None:
         if not 0 < self.delta < np.inf:
             raise ConfigError(f"delta must be a finite number > 0 (got {self.delta}); e.g. -params delta:0.01")
-        if not 0 < self.lr < np.inf:
-            raise ConfigError(f"lr must be a finite number > 0 (got {self.lr}); e.g. -params lr:0.05")
+        if not 0 <= self.lr < np.inf:
+            raise ConfigError(f"lr must be a finite number >= 0 (got {self.lr}); e.g. -params lr:0.05")
         if self.lr_schedule not in SCHEDULES:
             raise ConfigError(f"lr_schedule must be one of {', '.join(SCHEDULES)} (got {self.lr_schedule!r})")
         if int(self.n_directions) != self.n_directions or self.n_directions < 1:

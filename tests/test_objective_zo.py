@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.objective import f_values, log_sum_exp
+from sb3_neppo.objective import f_values, log_sum_exp, log_sum_exp_se
 from sb3_neppo.zeroth_order import ZerothOrderOptimizer, clip_norm, sample_directions, two_point_gradient
 
 
@@ -21,6 +21,15 @@ def test_log_sum_exp_bounds_and_stability():
         assert f.max() <= value <= f.max() + np.log(3) / beta + 1e-15
     assert log_sum_exp(np.array([1e3, 1e3 - 1]), 1e4) == pytest.approx(1e3)  # no overflow
     assert log_sum_exp(np.array([0.2, 0.2]), 1.0) == pytest.approx(0.2 + np.log(2))
+
+
+def test_the_standard_error_of_l_beta_is_the_spread_of_l_beta_over_resampled_f():
+    f, se = np.array([0.5, 0.45, 0.1]), np.array([0.02, 0.03, 0.05])
+    samples = f + se * np.random.default_rng(0).standard_normal((20_000, 3))
+    for beta in (1.0, 30.0, 1e4):
+        spread = np.std([log_sum_exp(x, beta) for x in samples])
+        assert log_sum_exp_se(f, se, beta) == pytest.approx(spread, rel=0.1 if beta < 1e3 else 0.25)
+    assert log_sum_exp_se(np.array([1.0, 0.0]), np.array([0.1, 5.0]), 1e4) == pytest.approx(0.1)  # the max's own se
 
 
 def test_directions_are_uniform_on_the_sphere():
@@ -85,9 +94,9 @@ def test_clipping_step_sizes_and_projection():
         ({"delta": -0.1, "lr": 0.05}, "delta must be a finite number > 0"),
         ({"delta": 0.0, "lr": 0.05}, "delta must be a finite number > 0"),
         ({"delta": float("inf"), "lr": 0.05}, "delta must be a finite number > 0"),
-        ({"delta": 0.01, "lr": 0.0}, "lr must be a finite number > 0"),
-        ({"delta": 0.01, "lr": float("inf")}, "lr must be a finite number > 0"),
-        ({"delta": 0.01, "lr": float("nan")}, "lr must be a finite number > 0"),
+        ({"delta": 0.01, "lr": -0.1}, "lr must be a finite number >= 0"),
+        ({"delta": 0.01, "lr": float("inf")}, "lr must be a finite number >= 0"),
+        ({"delta": 0.01, "lr": float("nan")}, "lr must be a finite number >= 0"),
         ({"delta": 0.01, "lr": 0.1, "lr_schedule": "cosine"}, "lr_schedule must be one of"),
         ({"delta": 0.01, "lr": 0.1, "n_directions": 0}, "n_directions must be an integer >= 1"),
         ({"delta": 0.01, "lr": 0.1, "max_grad_norm": -1}, "max_grad_norm must be a finite number > 0"),
@@ -117,3 +126,34 @@ def test_the_log_keeps_the_gradient_before_clipping_and_the_branches_loss_gap(tm
         assert raw == pytest.approx(dim / (2 * delta) * gap, rel=1e-9)
         assert float(row["grad_norm"]) == pytest.approx(min(raw, 0.05), rel=1e-9)
     assert any(float(r["grad_norm_raw"]) > 0.05 for r in rows)  # clipped at least once: the raw norm is what shows it
+
+
+@pytest.mark.slow
+def test_a_sampled_run_logs_the_loss_gaps_standard_error_and_lr_0_holds_w(tmp_path):
+    """On a Markov game nobody listed, default settings but lr 0: w never moves (the control run of
+    benchmarks.potential_moves) while the solvers go on training, so L_β still changes; loss_gap_se is the scale of
+    se(L⁺ - L⁻) that the iterate's own F standard errors give."""
+    import csv
+
+    import yaml
+
+    from sb3_neppo.train import main
+
+    argv = ["--env", "mpe2.simple_crypto_v3", "-n", "19200", "--seed", "0", "-f", str(tmp_path), "-params", "lr:0"]
+    assert main(argv) == 0
+    (progress,) = tmp_path.rglob("progress.csv")
+    rows = list(csv.DictReader(progress.open()))
+    config = yaml.safe_load((progress.parent / "config.yml").read_text())
+    agents = [k[len("F_se_") :] for k in rows[0] if k.startswith("F_se_")]
+    assert len(rows) == 2
+    w = np.array([[float(r[k]) for k in r if k.startswith("w_")] for r in rows])
+    delta, beta = config["delta"], config["beta"]
+    # iterate_solve final: a row is the branch w ± δu that the next iteration starts from; w itself stays at 0
+    assert np.linalg.norm(w, axis=1) == pytest.approx([delta, delta], rel=1e-5) and (w[0] != w[1]).any()
+    assert float(rows[0]["L_beta"]) != float(rows[1]["L_beta"])
+    for row in rows:
+        f = np.array([float(row[f"F_{a}"]) for a in agents])
+        se = np.array([float(row[f"F_se_{a}"]) for a in agents])
+        gap_se, iterate_se = float(row["loss_gap_se"]), log_sum_exp_se(f, se, beta)
+        assert iterate_se > 0 and 0.3 * np.sqrt(2) * iterate_se < gap_se < 3 * np.sqrt(2) * iterate_se
+        assert float(row["grad_norm"]) > 0 and float(row["step_size"]) == 0.0

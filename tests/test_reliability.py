@@ -233,7 +233,7 @@ def test_dash_i_applies_every_override_and_records_only_what_it_applied(tmp_path
     "extra, message",
     [
         (["-params", "beta:.inf"], "beta must be a finite number > 0"),
-        (["-params", "lr:.nan"], "lr must be a finite number > 0"),
+        (["-params", "lr:.nan"], "lr must be a finite number >= 0"),
         (["-params", "lr:1e300"], "the step of iteration 0 took w out of range"),
         (["-n", "100"], "an env-step budget (-n) needs the sampled (sb3) solvers"),
         (["--seed", "-1"], "--seed must be in [0, 2**31)"),

@@ -35,6 +35,7 @@ VARIANTS: dict[str, list[str]] = {
     "convex": ["potential:convex"],  # one logit per agent
     "convex-delta": ["potential:convex", "delta:0.05"],
     "convex-delta-lr": ["potential:convex", "delta:0.05", "lr:0.1"],
+    "convex-delta-control": ["potential:convex", "delta:0.05", "lr:0"],  # w held: how L_beta moves from PPO alone
 }
 
 
@@ -66,6 +67,7 @@ def run_one(env_id: str, variant: str, seed: int, budget: int, log_folder: str) 
         "grad_norm": [float(r["grad_norm"]) for r in rows],
         "grad_norm_raw": [float(r["grad_norm_raw"]) for r in rows],
         "loss_gap": [float(r["loss_gap"]) for r in rows],
+        "loss_gap_se": [float(r.get("loss_gap_se") or "nan") for r in rows],  # pure noise: E|gap| = 0.8 se
         "w_distance": [float(np.linalg.norm(x - w[0])) for x in w],  # from the first logged iterate
         "w_start_norm": float(np.linalg.norm(w[0])),
         "env_steps": int(rows[-1]["env_steps"]),
@@ -82,6 +84,7 @@ def describe(run: dict) -> str:
     return (
         f"{run['variant']:<16} seed {run['seed']}  dim(w) {run['dim']:>5}  {t:>3} it  clipped {clipped:4.0%}  "
         f"raw |g| {np.median(run['grad_norm_raw']):9.3g}  loss gap {np.median(run['loss_gap']):8.3g}  "
+        f"(se {np.median(run.get('loss_gap_se', [np.nan])):.3g})  "
         f"|w_T - w_1| {run['w_distance'][-1]:.3g} (random walk of clipped steps {walk:.3g})  "
         f"L_beta {np.mean(first):.3f} -> {np.mean(last):.3f}"
     )
