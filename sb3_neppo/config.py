@@ -164,6 +164,9 @@ class SB3SolverConfig:
     :param n_envs: env copies stepped together by each PPO (the cooperative VecEnv has ``n_envs × n_agents`` slots).
     :param coop_updates: K1, PPO updates (rollout + optimisation) per cooperative solve.
     :param br_updates: K2, PPO updates per best response.
+    :param br_n_envs: env copies (VMAS: worlds) each best response trains on (null: ``n_envs``). Fewer make a best
+        response, which is 1/N of a solve per agent, cheaper per update than the cooperative solve; its minibatch is
+        capped at its rollout (:mod:`sb3_neppo.defaults`).
     :param br_warm_start: ``previous`` (the agent's last best response; its cooperative policy the first time),
         ``cooperative`` (always the agent's cooperative policy) or ``scratch``.
     :param eval_episodes: episodes per joint policy in the rollout estimates.
@@ -194,6 +197,7 @@ class SB3SolverConfig:
     n_envs: int = 16
     coop_updates: int = 1
     br_updates: int = 1
+    br_n_envs: int | None = None
     br_warm_start: str = "previous"
     eval_episodes: int = 16
     gamma: float = 0.99
@@ -215,6 +219,10 @@ class SB3SolverConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"solver_kwargs.{key} must be an integer >= 1, got {value!r}")
+        if self.br_n_envs is not None and (
+            isinstance(self.br_n_envs, bool) or not isinstance(self.br_n_envs, int) or self.br_n_envs < 1
+        ):
+            raise ConfigError(f"solver_kwargs.br_n_envs must be an integer >= 1 or null (n_envs), got {self.br_n_envs!r}")
         if self.br_warm_start not in BR_WARM_STARTS:
             choices = ", ".join(BR_WARM_STARTS)
             raise ConfigError(f"solver_kwargs.br_warm_start must be one of {choices}, got {self.br_warm_start!r}")
@@ -267,6 +275,10 @@ class SB3SolverConfig:
         """Env steps per env copy and update of the cooperative solver or the best responses."""
         cls = self.algorithm(best_response)
         return int(self.algo_kwargs(best_response).get("n_steps", algorithm_params(cls)["n_steps"].default))
+
+    def envs(self, best_response: bool = False) -> int:
+        """Env copies (VMAS: worlds) of the cooperative solver or of each best response."""
+        return self.br_n_envs if best_response and self.br_n_envs is not None else self.n_envs
 
     def torch_device(self) -> str:
         """The device the networks run on (:func:`~sb3_neppo.devices.resolve_device`: one line for a missing GPU)."""

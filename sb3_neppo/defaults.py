@@ -13,7 +13,7 @@ Layers, each overriding the ones before it (mappings merge key by key at every l
 4. for a Markov game, what depends on the env and neither 2 nor 3 set: PPO's ``n_steps`` is the episode length L
    (clipped to [8, 128]), its minibatch ``n_envs × n_steps``, and ``eval_episodes`` is ``max(2, min(16, 400 // L))``
    so that an evaluation costs about what a rollout does. On mpe2's 25-step games these are the paper's 25 steps,
-   400 and 16.
+   400 and 16. With ``br_n_envs`` below ``n_envs``, the best responses' minibatch is capped at their rollout.
 
 The episode length is the env's ``max_cycles`` (PettingZoo), ``max_steps`` (VMAS) or ``max_episode_steps`` where it has
 one, else the length of one episode of uniformly random actions (seed 0, at most 1,000 steps; those steps are not
@@ -92,6 +92,19 @@ def sized_ppo(ppo: Mapping[str, Any], explicit: Mapping[str, Any], n_envs: int, 
     return out
 
 
+def capped_br_batch(solver_kwargs: Mapping[str, Any], explicit_br: Mapping[str, Any]) -> dict[str, Any]:
+    """The best responses' PPO overrides, with the minibatch capped at their rollout (``br_n_envs × n_steps``) where
+    ``br_n_envs`` makes it smaller than the cooperative minibatch and ``br_ppo`` does not set one."""
+    br_ppo, br_envs = dict(solver_kwargs.get("br_ppo") or {}), solver_kwargs.get("br_n_envs")
+    if br_envs is None or "batch_size" in explicit_br or not isinstance(br_envs, int):
+        return br_ppo
+    ppo = {**solver_kwargs.get("ppo", {}), **br_ppo}
+    rollout = br_envs * ppo.get("n_steps", 2048)
+    if isinstance(rollout, int) and isinstance(ppo.get("batch_size"), int) and ppo["batch_size"] > rollout:
+        br_ppo["batch_size"] = rollout
+    return br_ppo
+
+
 def eval_episodes_for(length: int) -> int:
     return int(max(2, min(16, 400 // length)))
 
@@ -120,6 +133,7 @@ def neppo_settings(
             solver_kwargs["ppo"] = sized_ppo(solver_kwargs["ppo"], own.get("ppo", {}), solver_kwargs["n_envs"], length)
             if "eval_episodes" not in own:
                 solver_kwargs["eval_episodes"] = eval_episodes_for(length)
+        solver_kwargs["br_ppo"] = capped_br_batch(solver_kwargs, own.get("br_ppo", {}))
         settings["solver_kwargs"] = solver_kwargs
         if "keep_best" not in given:
             settings["keep_best"] = False  # picking the minimum of noisy estimates would be biased: exact solvers only

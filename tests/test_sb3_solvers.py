@@ -79,6 +79,8 @@ def test_bad_solver_settings_are_one_clear_line():
         SB3SolverConfig.from_dict({"br_warm_start": "best"})
     with pytest.raises(ConfigError, match="coop_updates must be an integer >= 1"):
         SB3SolverConfig.from_dict({"coop_updates": 0})
+    with pytest.raises(ConfigError, match=r"br_n_envs must be an integer >= 1 or null \(n_envs\), got 0"):
+        SB3SolverConfig.from_dict({"br_n_envs": 0})
     with pytest.raises(ConfigError, match="bad PPO argument"):
         sb3_solvers(tag, {"ppo": {"n_stepz": 8}})
 

@@ -59,6 +59,24 @@ def test_neppo_runs_on_a_vmas_scenario():
     assert summary["potential"]["class"] == "StateMixerPotential"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("env, kwargs", [("vmas:simple_tag", {"max_steps": 8}), ("mpe2.simple_tag_v3", {"max_cycles": 8})])
+def test_best_responses_train_on_br_n_envs_copies_and_the_budget_counts_them(env, kwargs):
+    torch.set_num_threads(1)
+    config = dict(n_envs=4, br_n_envs=1, eval_episodes=2, ppo=dict(n_steps=8, batch_size=32, n_epochs=2))
+    model = NePPO(env, env_kwargs=kwargs, solver_kwargs=config, seed=0, potential="convex", delta=0.05)
+    assert model.config.solver_kwargs["br_ppo"] == {"batch_size": 8}  # capped at the best response's rollout of 1 × 8
+    cost = model.iteration_cost()
+    n = len(model.agents)
+    assert cost["cooperative"] == 4 * 8 and cost["best_responses"] == n * 1 * 8
+    model.learn(n_iterations=1)
+    best_response = model.solvers.best_response
+    assert {m.n_envs for m in best_response.models.values()} == {1} and model.solvers.cooperative.model.n_envs == 4 * n
+    assert best_response.env_steps == 3 * n * 8  # two branch solves and the final one, 8 steps per agent each
+    assert model.summary()["env_steps"] == model.solvers.env_steps <= cost["iteration"] + cost["solve"]
+    assert np.isfinite(list(model.summary()["F"].values())).all()
+
+
 def test_bad_vmas_scenario_is_one_line():
     with pytest.raises(ConfigError, match="no VMAS scenario 'simple_tagg'"):
         make_env("vmas:simple_tagg")

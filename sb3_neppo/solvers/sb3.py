@@ -234,7 +234,7 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
 
     Agents are solved one at a time and every solve starts from given weights with a fresh optimiser and a reset env,
     so all agents share one PPO (one rollout buffer, one network and its Adam moments) and, on PettingZoo envs, the same
-    ``n_envs`` env copies, each agent seeing them through its own frozen-others envs: memory does not grow with the
+    ``br_n_envs`` env copies, each agent seeing them through its own frozen-others envs: memory does not grow with the
     number of agents, and the numbers are those of one PPO and env set per agent.
     """
 
@@ -255,7 +255,7 @@ class PPOBestResponseSolver(_Seeded, BestResponseSolver):
         if agent not in self._venvs:
             if self._backend is None:
                 self._backend = backend_for(self.env_fn(), self.env_fn, self.config.torch_device())
-            n_envs, deterministic = self.config.n_envs, self.config.deterministic
+            n_envs, deterministic = self.config.envs(best_response=True), self.config.deterministic
             self._venvs[agent] = self._backend.frozen_others_vec_env(agent, joint, n_envs, deterministic, self.view)
         return self._venvs[agent]
 
@@ -478,14 +478,14 @@ def plan_memory(sizes: MemorySizes, config: SB3SolverConfig) -> MemoryPlan:
     """The peak memory of a solve with ``config`` (see the parts' descriptions; an estimate, not a bound).
 
     * PPO rollout buffers: the cooperative solver's (``n_envs × N`` slots × ``n_steps`` × the observation, the action
-      and six numbers), the best responses' one shared buffer (``n_envs`` slots), and once more the larger of the two,
+      and six numbers), the best responses' one shared buffer (``br_n_envs`` slots), and once more the larger of the two,
       which SB3 copies while it flattens it for the minibatches;
     * networks: the two trained policies with their gradients and Adam's two moments (4 copies each), and the frozen
       copies NePPO holds (π^Φ and N best responses, for the warm start and two branches: 3 (N + 1));
     * the evaluator's logs: ``eval_episodes × (N + 1)`` joint policies × the episode length × (the logged state, the
       actions, the rewards), alive together while F is estimated;
     * state buffers: the vector env's two rows per copy and the evaluator's batch of raw states, and the env copies
-      (each weighed once): ``n_envs`` for the cooperative solver, ``n_envs`` shared by the best responses,
+      (each weighed once): ``n_envs`` for the cooperative solver, ``br_n_envs`` shared by the best responses,
       ``eval_episodes`` for the evaluator (VMAS: one batched env for each solver and agent).
     """
     n, width, e = sizes.n_agents, sizes.obs_width, config.eval_episodes
@@ -493,20 +493,23 @@ def plan_memory(sizes: MemorySizes, config: SB3SolverConfig) -> MemoryPlan:
     coop_ppo, br_ppo = config.algo_kwargs(), config.algo_kwargs(best_response=True)
     coop_steps, br_steps = config.n_steps(), config.n_steps(best_response=True)
     row = (width + a_buffer + 6) * FLOAT
-    coop, br = coop_steps * config.n_envs * n * row, br_steps * config.n_envs * row
+    br_envs = config.envs(best_response=True)
+    coop, br = coop_steps * config.n_envs * n * row, br_steps * br_envs * row
     p_coop, p_br = _policy_parameters(config, sizes, False, coop_ppo), _policy_parameters(config, sizes, True, br_ppo)
     length = sizes.episode_length
     log_row = sizes.logged_state * FLOAT + n * sizes.action_dim * FLOAT + n * 8
-    copies = 2 + n if sizes.batched else 2 * config.n_envs + e
+    copies = 2 + n if sizes.batched else config.n_envs + br_envs + e
     raw_states = (
-        0 if sizes.batched else (2 * config.n_envs + (e if sizes.logged_state != sizes.state_dim else 0)) * sizes.state_dim
+        0
+        if sizes.batched
+        else (config.n_envs + br_envs + (e if sizes.logged_state != sizes.state_dim else 0)) * sizes.state_dim
     )
     return MemoryPlan(
         {
             "PPO rollout buffers": (
                 coop + br + max(coop, br),
                 f"cooperative {config.n_envs * n} slots × {coop_steps} steps × {width:,} values, twice while PPO "
-                f"flattens it; best responses {config.n_envs} slots",
+                f"flattens it; best responses {br_envs} slots",
             ),
             "networks": (
                 (4 * (p_coop + p_br) + 3 * (n + 1) * max(p_coop, p_br)) * FLOAT,
@@ -624,14 +627,14 @@ class SB3Solvers(Solvers):
         config = self.config
         return {
             "cooperative": config.coop_updates * config.n_envs * config.n_steps(),
-            "best_responses": n_agents * config.br_updates * config.n_envs * config.n_steps(best_response=True),
+            "best_responses": n_agents * config.br_updates * config.envs(True) * config.n_steps(best_response=True),
             "evaluation": config.eval_episodes * (n_agents + 1) * self.episode_length,
             "episode_length": self.episode_length,
         }
 
     def best_response_budget(self) -> dict[str, Any]:
         config = self.config
-        steps = config.n_envs * config.n_steps(best_response=True)
+        steps = config.envs(best_response=True) * config.n_steps(best_response=True)
         algo = config.algorithm(best_response=True).__name__
         return {
             "ppo_updates": config.br_updates,

@@ -1,0 +1,132 @@
+"""What an outer iteration costs and what it buys: settings of the SB3 solvers side by side at one env-step budget.
+
+    python -m sb3_neppo.benchmarks.outer_cost [--env vmas:simple_world_comm] [--budget 200000] [--seeds 2]
+        [--variants paper br16 br16-eval8] [--br-timesteps 20000] [--eval-episodes 64] [--jobs 2]
+        [-f logs/outer_cost] [--out outer_cost.json]
+
+Each (variant, seed) is one NePPO run (``python -m sb3_neppo.train --env E -n BUDGET --seed S -params ...``) scored by
+the regret evaluator (:func:`sb3_neppo.benchmarks.table2.run_one`, the Table 2 protocol). Printed per variant, medians
+over seeds: env steps per outer iteration (from ``progress.csv``), iterations in the budget, the standard error of the
+largest F_i and of the branch gap per iteration, that SE scaled to one env step (``se × √cost``: the SE an iteration
+would have if its cost were one env step; lower buys more per step), the last L_β and max F, and the evaluator's max
+regret; then each variant against the first, paired by seed: the mean difference of max regret with a 95 % t-interval.
+F is an estimate whose best responses are the variant's own: a weaker best response lowers F without lowering regret,
+so the evaluator's regret, with one best-response budget for every variant, is the number that compares. ``--out``
+keeps every finished run, so a killed benchmark resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+
+from sb3_neppo.atomic import write_json_atomic
+from sb3_neppo.benchmarks.table2 import mean_ci
+from sb3_neppo.benchmarks.table2 import run_one as table2_run
+
+VARIANTS: dict[str, list[str]] = {
+    "paper": [],  # hyperparams/neppo.yml: every best response on the cooperative solve's 64 worlds
+    "br16": ["solver_kwargs:{br_n_envs: 16}"],  # a best response on 16 worlds: one minibatch of 400
+    "br16-eval8": ["solver_kwargs:{br_n_envs: 16, eval_episodes: 8}"],  # and half the paired episodes
+    "br16-k2": ["solver_kwargs:{br_n_envs: 16, br_updates: 2}"],  # two updates of 16 worlds: half the paper's steps
+}
+
+
+def trace(folder: str) -> dict:
+    """Per outer iteration, from a run's ``progress.csv``: its env-step cost, max F, the largest F_i's SE, L_β and the
+    branch gap's SE."""
+    with (Path(folder) / "progress.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    steps = [int(r["env_steps"]) for r in rows]
+    f = [[float(r[k]) for k in r if k.startswith("F_") and not k.startswith("F_se_")] for r in rows]
+    se = [[float(r[k]) for k in r if k.startswith("F_se_")] for r in rows]
+    return {
+        "iterations": len(rows),
+        "iteration_cost": int(np.median(np.diff([0, *steps]))),
+        "max_F": [max(x) for x in f],
+        "max_F_se": [max(x) for x in se],
+        "L_beta": [float(r["L_beta"]) for r in rows],
+        "loss_gap_se": [float(r.get("loss_gap_se") or "nan") for r in rows],
+    }
+
+
+def run_one(env_id: str, variant: str, seed: int, budget: int, br_timesteps: int, eval_episodes: int, folder: str) -> dict:
+    """Train and score one run; return the Table 2 record with the variant and its per-iteration trace."""
+    run = table2_run(env_id, "neppo", seed, budget, br_timesteps, eval_episodes, folder, VARIANTS[variant])
+    return {**run, "variant": variant, **trace(run["folder"])}
+
+
+def describe(runs: list[dict], variant: str) -> str:
+    rows = [r for r in runs if r["variant"] == variant]
+    cost = np.median([r["iteration_cost"] for r in rows])
+    se, gap_se = np.median([np.median(r["max_F_se"]) for r in rows]), np.median([np.nanmedian(r["loss_gap_se"]) for r in rows])
+    mean, low, high = mean_ci([r["max_regret"] for r in rows])
+    return (
+        f"{variant:<12} {len(rows)} seeds  {cost:>7,.0f} steps/it  {np.median([r['iterations'] for r in rows]):>4.0f} it  "
+        f"max F se {se:.3g} (x sqrt(cost) {se * np.sqrt(cost):.3g})  gap se {gap_se:.3g}  "
+        f"L_beta {np.median([r['L_beta'][-1] for r in rows]):.3f}  max F {np.median([r['max_F'][-1] for r in rows]):.3f}  "
+        f"max regret {mean:.3f} [{low:.3f}, {high:.3f}]"
+    )
+
+
+def paired(runs: list[dict], variant: str, reference: str) -> str | None:
+    """``variant``'s max regret minus ``reference``'s, paired by seed: mean and 95 % t-interval."""
+    by = {(r["variant"], r["seed"]): r["max_regret"] for r in runs}
+    seeds = sorted(s for v, s in by if v == variant and (reference, s) in by)
+    if variant == reference or not seeds:
+        return None
+    mean, low, high = mean_ci([by[variant, s] - by[reference, s] for s in seeds])
+    return f"{variant} - {reference}: max regret {mean:+.3f} [{low:+.3f}, {high:+.3f}] over {len(seeds)} paired seeds"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sb3_neppo.benchmarks.outer_cost", description=__doc__.split("\n")[0])
+    parser.add_argument("--env", default="vmas:simple_world_comm")
+    parser.add_argument("--budget", type=int, default=200_000)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=["paper", "br16", "br16-eval8"], choices=VARIANTS)
+    parser.add_argument("--br-timesteps", type=int, default=20_000)
+    parser.add_argument("--eval-episodes", type=int, default=64)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("-f", "--log-folder", default=None, help="run folders (default: a temporary folder)")
+    parser.add_argument("--out", default="outer_cost.json")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    settings = {"env": args.env, "budget": args.budget, "br_timesteps": args.br_timesteps, "eval_episodes": args.eval_episodes}
+    saved = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": []}
+    if saved["settings"] != settings:
+        raise SystemExit(f"{out} holds runs with other settings ({saved['settings']}); give another --out")
+    runs = saved["runs"]
+    done = {(r["variant"], r["seed"]) for r in runs}
+    todo = [(v, s) for s in range(args.seeds) for v in args.variants if (v, s) not in done]
+    print(f"{len(todo)} runs to do ({len(runs)} in {out})", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = args.log_folder or scratch
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [
+                pool.submit(run_one, args.env, v, s, args.budget, args.br_timesteps, args.eval_episodes, folder)
+                for v, s in todo
+            ]
+            for future in as_completed(futures):
+                runs.append(future.result())
+                write_json_atomic(out, {"settings": settings, "runs": runs})
+                print(f"{runs[-1]['variant']} seed {runs[-1]['seed']}: max regret {runs[-1]['max_regret']:.3f}", flush=True)
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in runs)]
+    print(f"\n{args.env}, {args.budget:,} env steps per run, best responses of {args.br_timesteps:,} env steps")
+    for variant in variants:
+        print(describe(runs, variant))
+    for variant in variants[1:]:
+        line = paired(runs, variant, variants[0])
+        if line:
+            print(line)
+
+
+if __name__ == "__main__":
+    main()
