@@ -1,10 +1,10 @@
-"""The Table 2 benchmark in slices: --max-runs and --time-limit bound one invocation, the same command goes on."""
+"""The Table 2 and Fig. 3 benchmarks in slices: --max-runs and --time-limit bound one invocation, the same command goes on."""
 
 import json
 
 import pytest
 
-from sb3_neppo.benchmarks import table2
+from sb3_neppo.benchmarks import fig3, table2
 
 
 @pytest.mark.slow
@@ -21,3 +21,21 @@ def test_one_invocation_can_be_bounded_and_the_same_command_goes_on(tmp_path, ca
     runs = json.loads(out.read_text())["runs"]
     assert sorted(r["seed"] for r in runs) == [0, 1] and "runs left" not in capsys.readouterr().out
     assert all(r["env_steps"] >= 100 and r["max_regret"] == max(r["regret"].values()) for r in runs)
+
+
+@pytest.mark.slow
+def test_fig3_scores_the_last_snapshot_before_each_mark_and_resumes(tmp_path, capsys):
+    out = tmp_path / "fig3.json"
+    argv = ["--env", "mpe2.simple_adversary_v3", "--algos", "ippo", "--seeds", "1", "--budget", "1000", "--marks", "2"]
+    argv += ["--br-timesteps", "25", "--eval-episodes", "2", "--jobs", "1", "-f", str(tmp_path / "logs"), "--out", str(out)]
+    fig3.main([*argv, "--time-limit", "0"])  # past its limit at once: trains and scores nothing
+    assert json.loads(out.read_text())["runs"] == [] and "1 jobs left" in capsys.readouterr().out
+    fig3.main([*argv, "--plot", str(tmp_path / "fig3.png")])
+    data = json.loads(out.read_text())
+    (run,) = data["runs"]
+    assert [s["env_steps"] for s in run["snapshots"]] == [400, 800, 1200]  # a 400-step round, one snapshot per round
+    assert [(s["mark"], s["env_steps"]) for s in data["scores"]] == [(500, 400), (1000, 800)]
+    assert all(s["max_regret"] == max(s["regret"].values()) for s in data["scores"])
+    assert (tmp_path / "fig3.png").stat().st_size > 0 and "jobs left" not in capsys.readouterr().out
+    fig3.main(argv)  # everything is in --out: nothing runs again
+    assert json.loads(out.read_text()) == data and "0 runs to train, 0 snapshots to score" in capsys.readouterr().out

@@ -9,8 +9,11 @@ evaluation); its ``progress.csv`` gives per outer iteration w, L_β, the gradien
 (``grad_norm_raw``) and the branches' loss gap |L_β(w + δu) - L_β(w - δu)|. Printed per run: iterations, the share of
 steps clipped (a raw norm far above ``max_grad_norm`` means each step has the clip's length and the noise's
 direction), the median raw norm and loss gap, ‖w_T - w_0‖ against the length a random walk of clipped steps would reach
-(η · clip · √T), and L_β of the first and last iterations. ``--out`` keeps every finished run, so a killed benchmark
-resumes.
+(η · clip · √T), and L_β of the first and last iterations. Then each variant against ``--control`` (default:
+``convex-delta-control``, w held at its start while the solvers train as in the real run), paired by seed: the fall of
+L_β (first iteration minus the mean of the last three) beyond the control's, and the median ratio of the branch gap to
+its standard error (0.8 for a gap of pure noise), each as a mean with a 95 % t-interval over seeds. ``--out`` keeps every
+finished run, so a killed benchmark resumes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import numpy as np
 import yaml
 
 from sb3_neppo.atomic import write_json_atomic
+from sb3_neppo.benchmarks.table2 import mean_ci
 
 VARIANTS: dict[str, list[str]] = {
     "default": [],  # hyperparams/neppo.yml: the state mixer from zero, delta 5e-4, lr 0.01, clip 10
@@ -90,12 +94,37 @@ def describe(run: dict) -> str:
     )
 
 
+def fall(run: dict, last: int = 3) -> float:
+    """How far L_β fell: the first iteration's minus the mean of the last ``last``."""
+    return float(run["L_beta"][0] - np.mean(run["L_beta"][-last:]))
+
+
+def against_control(runs: list[dict], variant: str, control: str) -> str | None:
+    """``variant`` against ``control``, paired by seed: the fall of L_β beyond the control's, ‖w_T - w_1‖ of both, and
+    the variant's median gap / se (each a mean with a 95 % t-interval over seeds)."""
+    by = {(r["env"], r["variant"], r["seed"]): r for r in runs}
+    pairs = [
+        (r, by[r["env"], control, r["seed"]]) for r in runs if r["variant"] == variant and (r["env"], control, r["seed"]) in by
+    ]
+    if variant == control or not pairs:
+        return None
+    extra = mean_ci([fall(r) - fall(c) for r, c in pairs])
+    moved, held = mean_ci([r["w_distance"][-1] for r, _ in pairs]), mean_ci([c["w_distance"][-1] for _, c in pairs])
+    ratio = mean_ci([np.nanmedian(np.divide(r["loss_gap"], r["loss_gap_se"])) for r, _ in pairs])
+    return (
+        f"{variant} against {control}, {len(pairs)} paired seeds: L_beta falls {extra[0]:+.3f} [{extra[1]:+.3f}, "
+        f"{extra[2]:+.3f}] more; |w_T - w_1| {moved[0]:.3g} [{moved[1]:.3g}, {moved[2]:.3g}] against {held[0]:.3g}; "
+        f"gap / se {ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}] (noise: 0.8)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sb3_neppo.benchmarks.potential_moves", description=__doc__.split("\n")[0])
     parser.add_argument("--env", default="vmas:simple_world_comm")
     parser.add_argument("--budget", type=int, default=200_000)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--control", default="convex-delta-control", choices=VARIANTS, help="the paired reference variant")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("-f", "--log-folder", default=None, help="run folders (default: a temporary folder)")
     parser.add_argument("--out", default="potential_moves.json")
@@ -119,6 +148,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{args.env}, {args.budget:,} env steps per run")
     for run in sorted(runs, key=lambda r: (r["env"], list(VARIANTS).index(r["variant"]), r["seed"])):
         print(describe(run))
+    for variant in dict.fromkeys(r["variant"] for r in runs):
+        line = against_control(runs, variant, args.control)
+        if line:
+            print(line)
 
 
 if __name__ == "__main__":
