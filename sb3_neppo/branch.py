@@ -72,6 +72,7 @@ class Solve:
         iteration, direction, sign = self.key
         out = {"iteration": iteration, "direction": direction, "sign": sign, "w": self.w, "F": self.F.mean}
         out.update(F_se=self.F.se, regret=self.regret, env_steps=self.env_steps, gain=self.F.gain, gain_se=self.F.gain_se)
+        out.update(F_samples=self.F.samples)
         return plain(out)
 
     @classmethod
@@ -80,7 +81,7 @@ class Solve:
         attrs = trial.user_attrs
         array = lambda name: None if attrs.get(name) is None else np.asarray(attrs[name], dtype=float)  # noqa: E731
         key = (int(attrs["iteration"]), int(attrs["direction"]), int(attrs["sign"]))
-        F = FEstimate(array("F"), array("F_se"), array("gain"), array("gain_se"))
+        F = FEstimate(array("F"), array("F_se"), array("gain"), array("gain_se"), array("F_samples"))
         steps = int(attrs.get("env_steps", 0))
         return cls(key, array("w"), float(trial.value), F, steps, stored=True, known_regret=array("regret"))
 

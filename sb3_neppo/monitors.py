@@ -46,10 +46,10 @@ class CsvLogger:
     def for_neppo(cls, path: Path, agents: list[str], dim: int, keep_until: int | None = None) -> CsvLogger:
         """NePPO's columns: w, L_β, F_i and their standard errors, exact regrets, the step, env steps, and what the
         step was made of: ‖g‖ before clipping, the branches' mean loss gap |L_β(w + δu) - L_β(w - δu)| and its standard
-        error."""
+        error, unpaired (an upper bound) and from the branches' paired episodes."""
         columns = ["iteration", *[f"w_{j}" for j in range(dim)], "L_beta", *[f"F_{a}" for a in agents]]
         columns += [*[f"F_se_{a}" for a in agents], *[f"regret_{a}" for a in agents], "max_regret"]
-        columns += ["grad_norm", "step_size", "env_steps", "grad_norm_raw", "loss_gap", "loss_gap_se"]
+        columns += ["grad_norm", "step_size", "env_steps", "grad_norm_raw", "loss_gap", "loss_gap_se", "loss_gap_se_paired"]
 
         def row(log: IterationLog) -> list:
             regret = [""] * len(log.F) + [""] if log.regret is None else [*log.regret.tolist(), float(log.regret.max())]
@@ -60,6 +60,7 @@ class CsvLogger:
                 log.grad_norm_raw,
                 log.loss_gap,
                 log.loss_gap_se,
+                log.loss_gap_se_paired,
             ]
 
         return cls(path, columns, row, keep_until)
@@ -103,6 +104,7 @@ class TensorBoardLogger:
         record("neppo/grad_norm_raw", log.grad_norm_raw)
         record("neppo/loss_gap", log.loss_gap)
         record("neppo/loss_gap_se", log.loss_gap_se)
+        record("neppo/loss_gap_se_paired", log.loss_gap_se_paired)
         record("neppo/step_size", log.step_size)
         record("neppo/w_norm", float(np.linalg.norm(log.w)))
         record("time/iterations", log.iteration)

@@ -36,7 +36,7 @@ from sb3_neppo.envs.wrapping import check_wrappers_importable
 from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.execution import Executor, InProcessExecutor, make_executor
 from sb3_neppo.model import Callback, MultiAgentModel, iterations_first_deprecated
-from sb3_neppo.objective import log_sum_exp, log_sum_exp_se
+from sb3_neppo.objective import log_sum_exp, log_sum_exp_se, paired_gap_se
 from sb3_neppo.policy import Memory
 from sb3_neppo.potentials import POTENTIALS, Potential, potential_name
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers
@@ -63,6 +63,9 @@ class IterationLog(Mapping):
     # the standard error of one such gap (√(se⁺² + se⁻²), root mean square over directions; se of L_β by the delta
     # method): a gap of pure noise has E|gap| ≈ 0.8 se, so loss_gap / loss_gap_se near 0.8 says g is noise
     loss_gap_se: float = float("nan")
+    # the same gap's standard error from the branches' paired per-episode F samples (the two branches play the same
+    # episode seeds): what the pairing buys; NaN where the samples are not known (a solve read back from an older study)
+    loss_gap_se_paired: float = float("nan")
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.__dataclass_fields__:
@@ -378,6 +381,8 @@ class NePPO(MultiAgentModel):
         log.loss_gap = float(np.mean(np.abs(np.subtract(losses[:m], losses[m:]))))
         se = np.array([log_sum_exp_se(s.F.mean, s.F.se, self.config.beta) for s in solves])
         log.loss_gap_se = float(np.sqrt(np.mean(se[:m] ** 2 + se[m:] ** 2)))
+        paired = [paired_gap_se(solves[j].F, solves[m + j].F, self.config.beta) for j in range(m)]
+        log.loss_gap_se_paired = float(np.sqrt(np.mean(np.square(paired))))
         return log
 
     def solve_iterate(self) -> Solve:

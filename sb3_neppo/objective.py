@@ -22,10 +22,27 @@ def log_sum_exp(f: np.ndarray, beta: float) -> float:
     return float(m + np.log(np.exp(beta * (f - m)).sum()) / beta)
 
 
+def softmax_weights(f: np.ndarray, beta: float) -> np.ndarray:
+    """∂L_β/∂F_i = softmax(βF)_i."""
+    f = np.asarray(f, dtype=np.float64)
+    p = np.exp(beta * (f - f.max()))
+    return p / p.sum()
+
+
 def log_sum_exp_se(f: np.ndarray, se: np.ndarray, beta: float) -> float:
     """Standard error of L_β(F̂) from the F_i's standard errors, by the delta method: ∂L_β/∂F_i = softmax(βF)_i, so
     se(L_β) ≈ √(Σ_i softmax(βF)_i² se_i²) (the agents' estimates taken as independent)."""
-    f = np.asarray(f, dtype=np.float64)
-    p = np.exp(beta * (f - f.max()))
-    p /= p.sum()
-    return float(np.sqrt(np.sum((p * np.asarray(se, dtype=np.float64)) ** 2)))
+    return float(np.sqrt(np.sum((softmax_weights(f, beta) * np.asarray(se, dtype=np.float64)) ** 2)))
+
+
+def paired_gap_se(plus, minus, beta: float) -> float:
+    """Standard error of L_β(F̂⁺) - L_β(F̂⁻) for two estimates on the same episodes (common random numbers), from their
+    per-episode F samples (episodes × agents): by the delta method the gap is p · (F⁺ - F⁻) with p the mean of the two
+    softmax(βF) weights, so its SE is that of the per-episode p · (f⁺_e - f⁻_e). NaN where either has no samples or
+    they are not of the same episodes."""
+    a, b = plus.samples, minus.samples
+    if a is None or b is None or np.shape(a) != np.shape(b) or len(a) < 2:
+        return float("nan")
+    p = (softmax_weights(plus.mean, beta) + softmax_weights(minus.mean, beta)) / 2
+    d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)) @ p
+    return float(d.std(ddof=1) / np.sqrt(len(d)))

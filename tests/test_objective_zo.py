@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.objective import f_values, log_sum_exp, log_sum_exp_se
+from sb3_neppo.objective import f_values, log_sum_exp, log_sum_exp_se, paired_gap_se, softmax_weights
+from sb3_neppo.solvers.base import FEstimate
 from sb3_neppo.zeroth_order import ZerothOrderOptimizer, clip_norm, sample_directions, two_point_gradient
 
 
@@ -132,7 +133,8 @@ def test_the_log_keeps_the_gradient_before_clipping_and_the_branches_loss_gap(tm
 def test_a_sampled_run_logs_the_loss_gaps_standard_error_and_lr_0_holds_w(tmp_path):
     """On a Markov game nobody listed, default settings but lr 0: w never moves (the control run of
     benchmarks.potential_moves) while the solvers go on training, so L_β still changes; loss_gap_se is the scale of
-    se(L⁺ - L⁻) that the iterate's own F standard errors give."""
+    se(L⁺ - L⁻) that the iterate's own F standard errors give, and loss_gap_se_paired the far smaller one of the paired
+    episodes."""
     import csv
 
     import yaml
@@ -156,4 +158,24 @@ def test_a_sampled_run_logs_the_loss_gaps_standard_error_and_lr_0_holds_w(tmp_pa
         se = np.array([float(row[f"F_se_{a}"]) for a in agents])
         gap_se, iterate_se = float(row["loss_gap_se"]), log_sum_exp_se(f, se, beta)
         assert iterate_se > 0 and 0.3 * np.sqrt(2) * iterate_se < gap_se < 3 * np.sqrt(2) * iterate_se
+        # δ = 5e-4: the two branches are almost one policy on the same episodes, so pairing removes nearly all the noise
+        assert 0 < float(row["loss_gap_se_paired"]) < 0.01 * gap_se
         assert float(row["grad_norm"]) > 0 and float(row["step_size"]) == 0.0
+
+
+def test_paired_gap_se_credits_common_episodes_and_needs_the_same_ones():
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 5, size=(64, 2))  # what both branches' episodes share (the same seeds)
+    plus, minus = noise + [1.0, 0.0], noise
+    estimate = lambda s: FEstimate(s.mean(0), s.std(0, ddof=1) / 8, samples=s)  # noqa: E731
+    a, b = estimate(plus), estimate(minus)
+    # the gap's per-episode terms are the constant p · (1, 0): no noise is left once the episodes are paired
+    assert paired_gap_se(a, b, beta=1.0) == pytest.approx(0.0, abs=1e-12)
+    unpaired = np.hypot(log_sum_exp_se(a.mean, a.se, 1.0), log_sum_exp_se(b.mean, b.se, 1.0))
+    assert unpaired > 0.5  # what the unpaired bound would say
+    other = estimate(rng.normal(0, 5, size=(64, 2)))  # independent episodes: the paired SE is the unpaired one's size
+    p = (softmax_weights(a.mean, 1.0) + softmax_weights(other.mean, 1.0)) / 2
+    assert paired_gap_se(a, other, beta=1.0) == pytest.approx(np.std((plus - other.samples) @ p, ddof=1) / 8)
+    assert 0.5 * unpaired < paired_gap_se(a, other, beta=1.0) < 2 * unpaired
+    assert np.isnan(paired_gap_se(a, FEstimate(b.mean, b.se), beta=1.0))  # no samples (an older study's record)
+    assert np.isnan(paired_gap_se(a, estimate(minus[:32]), beta=1.0))  # not the same episodes

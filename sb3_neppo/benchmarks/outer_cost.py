@@ -53,7 +53,7 @@ def trace(folder: str) -> dict:
         "max_F": [max(x) for x in f],
         "max_F_se": [max(x) for x in se],
         "L_beta": [float(r["L_beta"]) for r in rows],
-        "loss_gap_se": [float(r.get("loss_gap_se") or "nan") for r in rows],
+        "loss_gap_se": [float(r.get("loss_gap_se_paired") or "nan") for r in rows],  # from the paired episodes
     }
 
 

@@ -12,8 +12,8 @@ direction), the median raw norm and loss gap, ‖w_T - w_0‖ against the length
 (η · clip · √T), and L_β of the first and last iterations. Then each variant against ``--control`` (default:
 ``convex-delta-control``, w held at its start while the solvers train as in the real run), paired by seed: the fall of
 L_β (first iteration minus the mean of the last three) beyond the control's, and the median ratio of the branch gap to
-its standard error (0.8 for a gap of pure noise), each as a mean with a 95 % t-interval over seeds. ``--out`` keeps every
-finished run, so a killed benchmark resumes.
+its paired standard error (``loss_gap_se_paired``; 0.8 for a gap of pure noise), each as a mean with a 95 % t-interval
+over seeds. ``--out`` keeps every finished run, so a killed benchmark resumes.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def run_one(env_id: str, variant: str, seed: int, budget: int, log_folder: str) 
         "grad_norm": [float(r["grad_norm"]) for r in rows],
         "grad_norm_raw": [float(r["grad_norm_raw"]) for r in rows],
         "loss_gap": [float(r["loss_gap"]) for r in rows],
-        "loss_gap_se": [float(r.get("loss_gap_se") or "nan") for r in rows],  # pure noise: E|gap| = 0.8 se
+        "loss_gap_se": [float(r.get("loss_gap_se") or "nan") for r in rows],  # unpaired: an upper bound
+        "loss_gap_se_paired": [float(r.get("loss_gap_se_paired") or "nan") for r in rows],  # pure noise: E|gap| = 0.8 se
         "w_distance": [float(np.linalg.norm(x - w[0])) for x in w],  # from the first logged iterate
         "w_start_norm": float(np.linalg.norm(w[0])),
         "env_steps": int(rows[-1]["env_steps"]),
@@ -88,7 +89,8 @@ def describe(run: dict) -> str:
     return (
         f"{run['variant']:<16} seed {run['seed']}  dim(w) {run['dim']:>5}  {t:>3} it  clipped {clipped:4.0%}  "
         f"raw |g| {np.median(run['grad_norm_raw']):9.3g}  loss gap {np.median(run['loss_gap']):8.3g}  "
-        f"(se {np.median(run.get('loss_gap_se', [np.nan])):.3g})  "
+        f"(se {np.median(run.get('loss_gap_se', [np.nan])):.3g}, "
+        f"paired {np.median(run.get('loss_gap_se_paired', [np.nan])):.3g})  "
         f"|w_T - w_1| {run['w_distance'][-1]:.3g} (random walk of clipped steps {walk:.3g})  "
         f"L_beta {np.mean(first):.3f} -> {np.mean(last):.3f}"
     )
@@ -110,11 +112,12 @@ def against_control(runs: list[dict], variant: str, control: str) -> str | None:
         return None
     extra = mean_ci([fall(r) - fall(c) for r, c in pairs])
     moved, held = mean_ci([r["w_distance"][-1] for r, _ in pairs]), mean_ci([c["w_distance"][-1] for _, c in pairs])
-    ratio = mean_ci([np.nanmedian(np.divide(r["loss_gap"], r["loss_gap_se"])) for r, _ in pairs])
+    se = "loss_gap_se_paired" if all("loss_gap_se_paired" in r for r, _ in pairs) else "loss_gap_se"
+    ratio = mean_ci([np.nanmedian(np.divide(r["loss_gap"], r[se])) for r, _ in pairs])
     return (
         f"{variant} against {control}, {len(pairs)} paired seeds: L_beta falls {extra[0]:+.3f} [{extra[1]:+.3f}, "
         f"{extra[2]:+.3f}] more; |w_T - w_1| {moved[0]:.3g} [{moved[1]:.3g}, {moved[2]:.3g}] against {held[0]:.3g}; "
-        f"gap / se {ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}] (noise: 0.8)"
+        f"gap / {'paired ' if se.endswith('paired') else ''}se {ratio[0]:.2f} [{ratio[1]:.2f}, {ratio[2]:.2f}] (noise: 0.8)"
     )
 
 

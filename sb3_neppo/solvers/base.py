@@ -77,12 +77,15 @@ class PolicyEvaluator(_Slot, ABC):
 class FEstimate:
     """F_i per agent with its standard error, from paired per-episode samples; and what each best response gained
     over π^Φ, J_i(π_i^J, π^Φ_-i) − J_i(π^Φ) with its standard error (a lower bound on the regret where the best
-    response is solved only approximately; about 0 when it barely moved from π_i, and then F bounds nothing)."""
+    response is solved only approximately; about 0 when it barely moved from π_i, and then F bounds nothing).
+    ``samples``: the per-episode F samples (episodes × agents) they come from, where known; two solves evaluated on the
+    same episode seeds (the branches w ± δu) are compared episode by episode (:func:`~sb3_neppo.objective.paired_gap_se`)."""
 
     mean: np.ndarray
     se: np.ndarray
     gain: np.ndarray | None = None
     gain_se: np.ndarray | None = None
+    samples: np.ndarray | None = None
 
 
 def _mean_se(samples: np.ndarray) -> tuple[float, float]:
@@ -91,13 +94,14 @@ def _mean_se(samples: np.ndarray) -> tuple[float, float]:
 
 def estimate_f(agents: list[str], coop: Estimate, deviations: Mapping[str, Estimate]) -> FEstimate:
     """F_i from paired samples: episode e of the deviation is compared with episode e at π^Φ (common random numbers)."""
-    f, gains = [], []
+    f, gains, samples = [], [], []
     for i, agent in enumerate(agents):
         dev = deviations[agent]
-        f.append(_mean_se(f_values(coop.potential, dev.potential, coop.returns[:, i], dev.returns[:, i])))
+        samples.append(np.asarray(f_values(coop.potential, dev.potential, coop.returns[:, i], dev.returns[:, i]), float))
+        f.append(_mean_se(samples[-1]))
         gains.append(_mean_se(np.asarray(dev.returns[:, i]) - np.asarray(coop.returns[:, i])))
     (mean, se), (gain, gain_se) = (np.array(x).T for x in (f, gains))
-    return FEstimate(mean, se, gain, gain_se)
+    return FEstimate(mean, se, gain, gain_se, np.stack(samples, axis=1))
 
 
 @dataclass
