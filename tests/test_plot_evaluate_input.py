@@ -78,7 +78,7 @@ def test_plot_drops_a_torn_last_line_of_progress_csv_with_a_warning(run, tmp_pat
     [
         (lambda rows: rows[3].__setitem__(3, "oops"), "line 4: L_beta = 'oops' is not a number"),
         (lambda rows: [row.pop(i) for i in [rows[0].index("env_steps")] for row in rows], "no 'env_steps' column"),
-        (lambda rows: rows[2].pop(), "line 3: 16 cells, but its header has 17"),
+        (lambda rows: rows[2].pop(), "line 3: 17 cells, but its header has 18"),
         (lambda rows: rows[1].__setitem__(0, ""), "line 2: iteration = '' is not a number"),
     ],
     ids=["non-numeric cell", "missing column", "short row", "empty iteration"],
