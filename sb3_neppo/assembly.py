@@ -79,6 +79,7 @@ def make_potential(potential: Potential | str, env: ParallelEnv, kwargs: dict[st
         n_agents=len(env.possible_agents),
         state_dim=StepEncoder(env).state_dim,  # env.state(), or the observations concatenated
         n_actions=game.n_actions if game is not None else None,
+        agents=list(env.possible_agents),
         **kwargs,
     )
 

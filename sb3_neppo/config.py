@@ -18,6 +18,7 @@ from sb3_neppo.arguments import check_arguments
 from sb3_neppo.devices import check_device_name, resolve_device
 from sb3_neppo.envs.wrapping import parse_wrappers
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.roles import GROUPINGS
 
 # The paper's PPO for Simple World Comm (10 epochs, entropy 0.02, gamma 0.9851, GAE 0.95, clip 0.2442, Adam 7e-4, one
 # hidden layer of 64), 25 steps per env copy and update with a minibatch of 400: the default PPO of the SB3 solvers and
@@ -154,7 +155,7 @@ class NePPOConfig:
 
 
 BR_WARM_STARTS = ("previous", "cooperative", "scratch")
-SHARE = ("agent", "role", "all")  # which agents share a network (sb3_neppo.solvers.lockstep.share_groups)
+SHARE = GROUPINGS  # which agents share a network (sb3_neppo.roles.share_groups)
 
 
 @dataclass

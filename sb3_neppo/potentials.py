@@ -31,6 +31,7 @@ from torch.nn import functional
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.roles import GROUPINGS, share_groups
 
 
 class Potential(nn.Module, ABC):
@@ -90,41 +91,101 @@ class Potential(nn.Module, ABC):
 
 
 class RewardMixturePotential(Potential):
-    """φ_w(s, a, r) = Σ_i λ_w(s)_i r_i with λ on the simplex: a state-dependent convex combination of rewards."""
+    """φ_w(s, a, r) = Σ_i λ_w(s)_i r_i with λ on the simplex: a state-dependent convex combination of rewards.
+
+    A subclass computes one logit per group of agents (:meth:`group_logits`); λ is the softmax over agents of their
+    group's logit. With ``tie = "agent"`` every agent is a group of its own; with ``tie = "role"`` the agents of a role
+    (``adversary_0..2``, :func:`sb3_neppo.roles.role_of`) share one logit, so they get equal weights and w is smaller
+    (what the zeroth-order step estimates better: its error grows with dim(w)); ``"all"`` ties every agent (λ stays
+    uniform: nothing to tune, the lr-0 control of a run). Zero logits are the uniform average whatever the tie.
+    """
+
+    def __init__(self, n_agents: int, agents: Sequence[str] | None = None, tie: str = "agent"):
+        super().__init__()
+        self.n_agents = int(n_agents)
+        if tie not in GROUPINGS:
+            raise ConfigError(f"potential_kwargs.tie must be one of {', '.join(GROUPINGS)}, got {tie!r}")
+        if agents is not None and len(agents) != self.n_agents:
+            raise ConfigError(f"the potential was given {len(agents)} agent names for {self.n_agents} agents")
+        if tie == "role" and agents is None:
+            raise ConfigError("potential_kwargs.tie: role needs the agents' names (give agents: [...])")
+        self.agents = None if agents is None else [str(a) for a in agents]
+        self.tie = tie
+        self.groups = share_groups(self.agents or [str(i) for i in range(self.n_agents)], tie)
+        index = torch.empty(self.n_agents, dtype=torch.long)
+        for g, members in enumerate(self.groups):
+            index[members] = g
+        self.register_buffer("group_index", index, persistent=False)  # moves with .to(device); not part of w
 
     @abstractmethod
+    def group_logits(self, state: torch.Tensor) -> torch.Tensor:
+        """One logit per group of agents, ``[B, S] -> [B, G]``."""
+
     def weights(self, state: torch.Tensor) -> torch.Tensor:
         """Mixing weights λ_w(s), ``[B, S] -> [B, N]``, each row on the simplex."""
+        return torch.softmax(self.group_logits(state)[:, self.group_index], -1)
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         return (self.weights(state) * rewards).sum(-1)
 
+    def tie_config(self) -> dict:
+        """The constructor arguments of the tie (none for the default, untied)."""
+        return {} if self.tie == "agent" else {"agents": self.agents, "tie": self.tie}
+
 
 class ConvexCombinationPotential(RewardMixturePotential):
-    """φ = Σ_i softmax(ℓ)_i r_i with logits ℓ ∈ R^N, zero init (uniform weights). For 2 players this is the paper's
-    Φ_w = w J_1 + (1 - w) J_2 with w = softmax(ℓ)_1."""
+    """φ = Σ_i λ_i r_i with λ = softmax(ℓ), logits ℓ ∈ R^N (R^G with ``tie``), zero init (uniform weights). For 2 players
+    this is the paper's Φ_w = w J_1 + (1 - w) J_2 with w = softmax(ℓ)_1.
 
-    def __init__(self, n_agents: int):
-        super().__init__()
-        self.n_agents = int(n_agents)
-        self.logits = nn.Parameter(torch.zeros(self.n_agents))
+    :param n_agents: number of agents N.
+    :param agents: the agents' names (needed by ``tie: role``; filled from the env by :func:`build_potential`).
+    :param tie: ``agent`` (a weight per agent), ``role`` (one per role, equal within it) or ``all``.
+    :param weights: the starting λ, one positive value per agent summing to 1 (equal within a tied group); None: uniform.
+    """
 
-    def weights(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.logits, -1).expand(state.shape[0], -1)
+    def __init__(
+        self, n_agents: int, agents: Sequence[str] | None = None, tie: str = "agent", weights: Sequence[float] | None = None
+    ):
+        super().__init__(n_agents, agents, tie)
+        self.logits = nn.Parameter(torch.zeros(len(self.groups)))
+        self.initial_weights = None if weights is None else self._check_weights(weights)
+        if self.initial_weights is not None:
+            with torch.no_grad():
+                self.logits.copy_(torch.tensor([np.log(self.initial_weights[m[0]]) for m in self.groups]))
+
+    def _check_weights(self, weights: Sequence[float]) -> list[float]:
+        values = np.asarray(weights, dtype=np.float64)
+        if values.shape != (self.n_agents,) or not np.all(values > 0) or abs(values.sum() - 1.0) > 1e-6:
+            raise ConfigError(
+                f"potential_kwargs.weights must be {self.n_agents} positive numbers summing to 1 (one per agent), "
+                f"got {list(weights)!r}"
+            )
+        for members in self.groups:
+            if not np.allclose(values[members], values[members[0]]):
+                names = [self.agents[i] if self.agents else str(i) for i in members]
+                raise ConfigError(f"potential_kwargs.weights must be equal within a tied group ({', '.join(names)})")
+        return values.tolist()
+
+    def group_logits(self, state: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(state.shape[0], -1)
 
     def get_config(self) -> dict:
-        return {"n_agents": self.n_agents}
+        config = {"n_agents": self.n_agents, **self.tie_config()}
+        return config if self.initial_weights is None else {**config, "weights": self.initial_weights}
 
     def describe(self) -> dict:
-        return {"weights": torch.softmax(self.logits.detach(), -1).tolist()}
+        return {"weights": torch.softmax(self.logits.detach()[self.group_index], -1).tolist()}
 
     def start_points(self, n: int, rng: np.random.Generator, game=None) -> list[np.ndarray]:
-        """Each agent's own reward weighted 0.9 (logits 0 and log(9(N-1))), then weights drawn uniformly from the
-        simplex (logits of a flat Dirichlet draw)."""
-        lifted = np.log(9.0 * max(self.n_agents - 1, 1))
-        points = [np.eye(self.n_agents)[i] * lifted for i in range(self.n_agents)]
+        """Each group's own reward weighted 0.9 (its logit log(9 (N - |g|) / |g|) above the others' 0), then weights
+        drawn uniformly from the simplex of groups (logits of a flat Dirichlet draw, shared within a group)."""
+        sizes = np.array([len(m) for m in self.groups], dtype=np.float64)
+        points = []
+        for g, size in enumerate(sizes):
+            if len(sizes) > 1:
+                points.append(np.eye(len(sizes))[g] * np.log(9.0 * (self.n_agents - size) / size))
         while len(points) < n:
-            points.append(np.log(rng.dirichlet(np.ones(self.n_agents)) + 1e-12))
+            points.append(np.log(rng.dirichlet(np.ones(len(sizes))) / sizes + 1e-12))
         return points[:n]
 
 
@@ -146,14 +207,26 @@ class StateMixerPotential(RewardMixturePotential):
     band of rows (of neighbouring entries, for a vector state). :func:`build_potential` chooses 32 features by default
     for states of more than 1,024 values. The rollout evaluator then logs the k features, not the state.
 
+    With ``tie = "role"`` the mixer has one output per role (G of them), its weight shared by the role's agents:
+    w has (S + 1) G values.
+
     :param n_agents: number of agents N.
     :param state_dim: values in the global state S.
     :param state_features: k, the size of the state's encoding (None: the mixer reads the state itself).
+    :param agents: the agents' names (needed by ``tie: role``; filled from the env by :func:`build_potential`).
+    :param tie: ``agent`` (a mixer output per agent), ``role`` (one per role) or ``all``.
     """
 
-    def __init__(self, n_agents: int, state_dim: int, state_features: int | None = None):
-        super().__init__()
-        self.n_agents, self.state_dim = int(n_agents), int(state_dim)
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int,
+        state_features: int | None = None,
+        agents: Sequence[str] | None = None,
+        tie: str = "agent",
+    ):
+        super().__init__(n_agents, agents, tie)
+        self.state_dim = int(state_dim)
         if state_features is not None and (
             isinstance(state_features, bool) or not isinstance(state_features, int) or not 1 <= state_features < state_dim
         ):
@@ -162,7 +235,7 @@ class StateMixerPotential(RewardMixturePotential):
                 f"{self.state_dim} values) or null, got {state_features!r}"
             )
         self.state_features = state_features
-        self.mixer = nn.Linear(self.state_dim if state_features is None else state_features, self.n_agents)
+        self.mixer = nn.Linear(self.state_dim if state_features is None else state_features, len(self.groups))
         nn.init.zeros_(self.mixer.weight)
         nn.init.zeros_(self.mixer.bias)
 
@@ -176,18 +249,18 @@ class StateMixerPotential(RewardMixturePotential):
             return state
         return functional.adaptive_avg_pool1d(state[:, None, :], self.state_features)[:, 0]
 
-    def weights(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.mixer(self.encode_state(state)), -1)
+    def group_logits(self, state: torch.Tensor) -> torch.Tensor:
+        return self.mixer(self.encode_state(state))
 
     def forward_encoded(self, features: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
-        return (torch.softmax(self.mixer(features), -1) * rewards).sum(-1)
+        return (torch.softmax(self.mixer(features)[:, self.group_index], -1) * rewards).sum(-1)
 
     @property
     def state_encoding(self) -> tuple | None:
         return None if self.state_features is None else ("adaptive_avg_pool1d", self.state_dim, self.state_features)
 
     def get_config(self) -> dict:
-        config = {"n_agents": self.n_agents, "state_dim": self.state_dim}
+        config = {"n_agents": self.n_agents, "state_dim": self.state_dim, **self.tie_config()}
         return config if self.state_features is None else {**config, "state_features": self.state_features}
 
 
@@ -344,22 +417,30 @@ def potential_name(potential: Potential) -> str:
 
 
 def build_potential(
-    name: str, *, n_agents: int, state_dim: int, n_actions: Sequence[int] | None = None, **kwargs
+    name: str,
+    *,
+    n_agents: int,
+    state_dim: int,
+    n_actions: Sequence[int] | None = None,
+    agents: Sequence[str] | None = None,
+    **kwargs,
 ) -> Potential:
-    """Build a potential by name, filling the sizes it needs from the game's (n_agents, state_dim, n_actions).
+    """Build a potential by name, filling the sizes it needs from the game's (n_agents, state_dim, n_actions, agent
+    names).
 
     A potential that takes ``state_features`` (the state mixer) gets 32 when the state has more than 1,024 values and
     ``potential_kwargs`` do not set it (``state_features: null`` keeps the raw state)."""
     cls = potential_class(name)
-    sizes = {"n_agents": n_agents, "state_dim": state_dim, "n_actions": n_actions}
+    sizes = {"n_agents": n_agents, "state_dim": state_dim, "n_actions": n_actions, "agents": agents}
     params = inspect.signature(cls).parameters
     if "state_features" in params and "state_features" not in kwargs and state_dim > LARGE_STATE:
         kwargs["state_features"] = DEFAULT_STATE_FEATURES
     for key, value in sizes.items():
         if key in params and key not in kwargs:
-            if value is None:
+            if value is None and params[key].default is inspect.Parameter.empty:
                 raise ConfigError(f"the {name} potential needs {key}, which this env does not define")
-            kwargs[key] = value
+            if value is not None:
+                kwargs[key] = list(value) if key == "agents" else value
     try:
         return cls(**kwargs)
     except TypeError as exc:

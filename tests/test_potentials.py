@@ -95,3 +95,55 @@ def test_build_by_name_and_module_path():
         potential_class("numpy:ndarray")
     with pytest.raises(ConfigError, match="init of the quadratic potential must be probabilities"):
         QuadraticPotential([2, 2], init=[0.5, 1.5])
+
+
+WORLD_COMM = ["leadadversary_0", "adversary_0", "adversary_1", "adversary_2", "agent_0", "agent_1"]
+
+
+def test_convex_combination_tied_within_a_role_has_one_weight_per_role():
+    phi = build_potential("convex", n_agents=6, state_dim=1, agents=WORLD_COMM, tie="role").double()
+    assert phi.dim == 3 and phi.describe()["weights"] == pytest.approx([1 / 6] * 6)  # zero logits: the average
+    phi.set_flat_params(np.log([2.0, 1.0, 3.0]))  # leader, adversaries, good agents
+    weights = np.array([2.0, 1, 1, 1, 3, 3]) / 11
+    assert phi.describe()["weights"] == pytest.approx(weights.tolist())
+    rewards = np.arange(6.0)[None]
+    state, actions, rewards_t = _batch(np.zeros((1, 6, 1)), rewards)
+    assert phi(state, actions, rewards_t).item() == pytest.approx(float(weights @ rewards[0]))
+    # rebuilt from its config with the same w: the same φ (what NePPO.load does)
+    again = ConvexCombinationPotential(**phi.get_config()).double()
+    again.set_flat_params(phi.get_flat_params())
+    assert again(state, actions, rewards_t).item() == pytest.approx(phi(state, actions, rewards_t).item())
+
+
+def test_convex_combination_starts_from_given_weights_and_checks_them():
+    phi = build_potential("convex", n_agents=6, state_dim=1, agents=WORLD_COMM, tie="role", weights=[0.1] * 4 + [0.3] * 2)
+    assert phi.describe()["weights"] == pytest.approx([0.1] * 4 + [0.3] * 2)
+    assert phi.get_config()["weights"] == pytest.approx([0.1] * 4 + [0.3] * 2)
+    # a start point puts 0.9 on one role's agents together
+    lifted = ConvexCombinationPotential(6, WORLD_COMM, "role")
+    lifted.set_flat_params(lifted.start_points(3, np.random.default_rng(0))[1])
+    assert sum(lifted.describe()["weights"][1:4]) == pytest.approx(0.9, abs=1e-6)
+    with pytest.raises(ConfigError, match="equal within a tied group \\(adversary_0, adversary_1, adversary_2\\)"):
+        ConvexCombinationPotential(6, WORLD_COMM, "role", weights=[0.1, 0.2, 0.1, 0.1, 0.25, 0.25])
+    with pytest.raises(ConfigError, match="6 positive numbers summing to 1"):
+        ConvexCombinationPotential(6, weights=[0.5, 0.5])
+    with pytest.raises(ConfigError, match="tie must be one of agent, role, all, got 'team'"):
+        ConvexCombinationPotential(6, WORLD_COMM, "team")
+    with pytest.raises(ConfigError, match="tie: role needs the agents' names"):
+        ConvexCombinationPotential(6, tie="role")
+
+
+def test_state_mixer_tied_within_a_role():
+    phi = build_potential("state_mixer", n_agents=6, state_dim=4, agents=WORLD_COMM, tie="role").double()
+    assert phi.dim == 3 * (4 + 1)  # one output per role instead of per agent
+    w = np.zeros(phi.dim)
+    w[4 * 2] = np.log(4.0)  # W[good agents, state 0]
+    phi.set_flat_params(w)
+    state = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]], dtype=torch.float64)
+    weights = phi.weights(state).detach().numpy()
+    assert weights[0] == pytest.approx(np.array([1, 1, 1, 1, 4, 4]) / 12)  # state 0: good agents weighted 4 to 1
+    assert weights[1] == pytest.approx(np.full(6, 1 / 6))
+    rewards = torch.arange(6.0, dtype=torch.float64).expand(2, 6)
+    assert phi.forward_encoded(phi.encode_state(state), None, rewards).detach().numpy() == pytest.approx(
+        (weights * np.arange(6)).sum(1)
+    )

@@ -8,7 +8,7 @@ from mpe2 import simple_spread_v3, simple_world_comm_v3
 from sb3_neppo import NePPO
 from sb3_neppo.config import SB3SolverConfig
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.solvers.lockstep import share_groups
+from sb3_neppo.roles import share_groups
 
 SMALL = {"n_envs": 2, "eval_episodes": 2}
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sb3_neppo.benchmarks import fig3, table2
+from sb3_neppo.benchmarks import certificate, fig3, table2
 
 
 @pytest.mark.slow
@@ -39,3 +39,24 @@ def test_fig3_scores_the_last_snapshot_before_each_mark_and_resumes(tmp_path, ca
     assert (tmp_path / "fig3.png").stat().st_size > 0 and "jobs left" not in capsys.readouterr().out
     fig3.main(argv)  # everything is in --out: nothing runs again
     assert json.loads(out.read_text()) == data and "0 runs to train, 0 snapshots to score" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_certificate_holds_w_at_each_lambda_and_reports_its_f_and_regret(tmp_path, capsys):
+    out = tmp_path / "certificate.json"
+    argv = ["--env", "mpe2.simple_adversary_v3", "--weights", "0.2", "0.6", "--budget", "9600", "--br-timesteps", "25"]
+    argv += ["--eval-episodes", "2", "--jobs", "1", "-f", str(tmp_path / "logs"), "--out", str(out)]
+    certificate.main([*argv, "--time-limit", "0"])
+    assert json.loads(out.read_text())["runs"] == [] and "2 runs left" in capsys.readouterr().out
+    certificate.main(argv)
+    runs = {r["lambda"]: r for r in json.loads(out.read_text())["runs"]}
+    # lambda is the adversary's weight (the first agent's role), the good agents share the rest; lr 0 keeps it there
+    assert runs[0.2]["weights"] == pytest.approx([0.2, 0.4, 0.4]) and runs[0.6]["weights"] == pytest.approx([0.6, 0.2, 0.2])
+    assert all(
+        set(r["F"]) == {"adversary_0", "agent_0", "agent_1"} and r["max_regret"] == max(r["regret"].values())
+        for r in runs.values()
+    )
+    best = min(runs, key=lambda lam: max(runs[lam]["F"].values()))
+    assert f"lowest certificate: max F {max(runs[best]['F'].values()):.3f} at lambda {best:.2f}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--role agent_0 must be the role of some agents"):
+        certificate.main([*argv, "--role", "agent_0"])

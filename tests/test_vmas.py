@@ -77,6 +77,28 @@ def test_best_responses_train_on_br_n_envs_copies_and_the_budget_counts_them(env
     assert np.isfinite(list(model.summary()["F"].values())).all()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env, kwargs, start",
+    [  # VMAS's simple_tag pays nothing without a catch: its F is 0 in short episodes, so its dense simple_adversary
+        ("vmas:simple_adversary", {"max_steps": 8}, [0.5, 0.25, 0.25]),  # the adversary, then two good agents
+        ("mpe2.simple_tag_v3", {"max_cycles": 8}, [0.2, 0.2, 0.2, 0.4]),  # three adversaries, then the good agent
+    ],
+)
+def test_convex_potential_tied_within_roles_moves_one_weight_per_role(env, kwargs, start, tmp_path):
+    torch.set_num_threads(1)
+    config = dict(n_envs=4, eval_episodes=4, ppo=dict(n_steps=8, batch_size=32, n_epochs=2))
+    tied = dict(potential="convex", potential_kwargs={"tie": "role", "weights": start}, delta=0.5, lr=1.0)
+    model = NePPO(env, env_kwargs=kwargs, solver_kwargs=config, seed=0, **tied).learn(n_iterations=2)
+    weights = model.summary()["potential"]["weights"]
+    tied = [[w for w, s in zip(weights, start) if s == value] for value in sorted(set(start))]
+    assert model.potential.dim == 2 and all(len(set(group)) == 1 for group in tied)  # w: one logit per role
+    assert sum(weights) == pytest.approx(1.0) and np.abs(np.subtract(weights, start)).max() > 1e-4  # and it moved
+    model.save(tmp_path / "tied.zip")
+    loaded = NePPO.load(tmp_path / "tied.zip")
+    assert loaded.potential.get_config()["tie"] == "role" and loaded.summary()["potential"]["weights"] == weights
+
+
 def test_bad_vmas_scenario_is_one_line():
     with pytest.raises(ConfigError, match="no VMAS scenario 'simple_tagg'"):
         make_env("vmas:simple_tagg")

@@ -19,7 +19,8 @@ from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.backend import make_vec_env
 from sb3_neppo.envs.masks import check_masks_given
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.solvers.lockstep import LockstepPPO, share_groups
+from sb3_neppo.roles import share_groups
+from sb3_neppo.solvers.lockstep import LockstepPPO
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Does the potential learn? How far w moves, how L_β falls, and whether the zeroth-order step is signal or noise.
 
     python -m sb3_neppo.benchmarks.potential_moves [--env vmas:simple_world_comm] [--budget 200000] [--seeds 1]
-        [--variants default convex convex-delta convex-delta-lr] [--jobs 2] [-f logs/potential_moves]
-        [--out potential_moves.json]
+        [--variants default convex convex-delta convex-delta-lr role-delta-lr mixer-role-8] [--jobs 2]
+        [-f logs/potential_moves] [--out potential_moves.json]
 
 Each (variant, seed) is one ``python -m sb3_neppo.train --env E -n BUDGET --seed S -params ...`` run (no regret
 evaluation); its ``progress.csv`` gives per outer iteration w, L_β, the gradient's norm before clipping
@@ -40,6 +40,9 @@ VARIANTS: dict[str, list[str]] = {
     "convex-delta": ["potential:convex", "delta:0.05"],
     "convex-delta-lr": ["potential:convex", "delta:0.05", "lr:0.1"],
     "convex-delta-control": ["potential:convex", "delta:0.05", "lr:0"],  # w held: how L_beta moves from PPO alone
+    "role-delta-lr": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1"],  # a logit per role
+    # the state mixer on 8 pooled state features, one output per role: (8 + 1) x roles values
+    "mixer-role-8": ["potential_kwargs:{tie: role, state_features: 8}", "delta:0.05", "lr:0.1"],
 }
 
 

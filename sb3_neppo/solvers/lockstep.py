@@ -9,7 +9,7 @@ are PPO by default, or any feed-forward on-policy algorithm (A2C, TRPO: they sha
 which acts within the env's action masks and stores them in its buffer).
 
 Used by the IPPO and MAPPO baselines (:mod:`sb3_neppo.baselines.lockstep`) and by the cooperative solver when each role
-or agent has a network of its own (``solver_kwargs.share``, :func:`share_groups`).
+or agent has a network of its own (``solver_kwargs.share``, :func:`sb3_neppo.roles.share_groups`).
 """
 
 from __future__ import annotations
@@ -30,22 +30,6 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 from sb3_neppo.envs.view import stack, take
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.policy import is_maskable
-
-
-def role_of(agent: str) -> str:
-    """An agent's role: its name without the trailing ``_<number>`` (``adversary_2`` -> ``adversary``)."""
-    head, _, tail = agent.rpartition("_")
-    return head if head and tail.isdigit() else agent
-
-
-def share_groups(agents: Sequence[str], share: str) -> list[list[int]]:
-    """The agent indices that share one network: each agent alone (``agent``), each role (``role``: ``adversary_0..2``
-    share, :func:`role_of`) or every agent (``all``); groups in the order of their first agent."""
-    keys = {"agent": list(agents), "role": [role_of(a) for a in agents], "all": [""] * len(agents)}[share]
-    members: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        members.setdefault(key, []).append(i)
-    return list(members.values())
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:

@@ -59,8 +59,9 @@ from sb3_neppo.envs.view import AgentView
 from sb3_neppo.errors import ConfigError, first_line
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.potentials import DEFAULT_STATE_FEATURES, LARGE_STATE, Potential
+from sb3_neppo.roles import share_groups
 from sb3_neppo.solvers.base import BestResponseSolver, CooperativeSolver, Estimate, PolicyEvaluator, Solvers
-from sb3_neppo.solvers.lockstep import LockstepPPO, share_groups
+from sb3_neppo.solvers.lockstep import LockstepPPO
 
 EnvFn = Callable[[], ParallelEnv]
 _SHOWN: set[str] = set()  # SB3's warnings already shown in this process (see make_model)
