@@ -3,10 +3,14 @@
     python -m sb3_neppo.benchmarks.vmas_learning [--scenario simple_tag] [--settings 16:400 256:800 1024:25600]
         [--budget 200000] [--seeds 2] [--eval-every 20000] [--plot learning.png] [--save curves.json]
 
+    # BenchMARL's VMAS PPO: 60,000 frames per batch (2,400 worlds x 25 steps), minibatch 4,096, 45 epochs, lr 5e-5
+    python -m sb3_neppo.benchmarks.vmas_learning --settings 64:400 2400:4096:45:5e-5 --budget 2000000
+
 The cooperative solver's job at the start of a NePPO run: SB3 PPO (the mpe2 entry of ``hyperparams/neppo.yml``:
 25 steps per update and env, 10 epochs, Adam 7e-4, ...) trains the shared policy on the VMAS scenario's potential at
 w = 0 (the state mixer's uniform mix: Φ = the agents' mean reward) for ``--budget`` env steps. Only the number of
-worlds and the minibatch differ between settings (``worlds:minibatch``); the first setting is the reference, by
+worlds and the minibatch differ between settings (``worlds:minibatch``), and, where a setting names them, PPO's epochs
+and learning rate (``worlds:minibatch:epochs:lr``); the first setting is the reference, by
 default the PettingZoo path's 16 env copies and minibatch 400. Every ``--eval-every`` env steps the policy's
 undiscounted Φ return is measured on 128 sampled episodes on fixed seeds (no training env steps).
 
@@ -42,13 +46,32 @@ from sb3_neppo.solvers.sb3 import RolloutEvaluator
 EVAL_EPISODES, HELD_OUT_EPISODE_SEED = 128, 777
 
 
-def curve(scenario: str, worlds: int, minibatch: int, budget: int, eval_every: int, seed: int) -> dict:
+def parse_setting(text: str) -> dict:
+    """``worlds:minibatch[:epochs[:lr]]`` as the worlds and PPO's overrides."""
+    parts = text.split(":")
+    try:
+        if not 2 <= len(parts) <= 4:
+            raise ValueError
+        setting = {"worlds": int(parts[0]), "batch_size": int(parts[1])}
+        if len(parts) > 2:
+            setting["n_epochs"] = int(parts[2])
+        if len(parts) > 3:
+            setting["learning_rate"] = float(parts[3])
+    except ValueError:
+        raise SystemExit(
+            f"--settings {text!r}: give worlds:minibatch[:epochs[:lr]], e.g. 64:400 or 2400:4096:45:5e-5"
+        ) from None
+    return setting
+
+
+def curve(scenario: str, setting: dict, budget: int, eval_every: int, seed: int) -> dict:
     """Φ return against env steps for one setting and seed, with the training time (evaluations excluded)."""
     env = make_env(f"vmas:{scenario}", {"max_steps": 25})
     potential = StateMixerPotential(len(env.possible_agents), StepEncoder(env).state_dim)
     view = AgentView(env)
-    venv = VmasVecEnv(env, worlds, view, potential)
-    ppo = dict(settings_for(f"mpe2.{scenario}_v3")["solver_kwargs"]["ppo"], batch_size=minibatch)
+    overrides = dict(setting)
+    venv = VmasVecEnv(env, overrides.pop("worlds"), view, potential)
+    ppo = dict(settings_for(f"mpe2.{scenario}_v3")["solver_kwargs"]["ppo"], **overrides)
     model = PPO("MlpPolicy", venv, seed=seed, **ppo)
     config = SB3SolverConfig(eval_episodes=EVAL_EPISODES, gamma=1.0)
     evaluator = RolloutEvaluator(lambda: env, config, view=view, backend=backend_for(env, lambda: env))  # batched worlds
@@ -77,7 +100,9 @@ def _at(run: dict, step: float) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sb3_neppo.benchmarks.vmas_learning", description=__doc__.split("\n")[0])
     parser.add_argument("--scenario", default="simple_tag")
-    parser.add_argument("--settings", nargs="+", default=["16:400", "256:800", "1024:25600"], help="worlds:minibatch")
+    parser.add_argument(
+        "--settings", nargs="+", default=["16:400", "256:800", "1024:25600"], help="worlds:minibatch[:epochs[:lr]]"
+    )
     parser.add_argument("--budget", type=int, default=200_000, help="training env steps per run")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--eval-every", type=int, default=20_000)
@@ -86,18 +111,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    settings = [tuple(int(x) for x in s.split(":")) for s in args.settings]
-    runs: dict[tuple[int, int], list[dict]] = {s: [] for s in settings}
+    parsed = {s: parse_setting(s) for s in args.settings}
+    settings = list(parsed)
+    runs: dict[str, list[dict]] = {s: [] for s in settings}
     for seed in range(args.seeds):
-        for worlds, minibatch in settings:
-            run = curve(args.scenario, worlds, minibatch, args.budget, args.eval_every, seed)
-            runs[(worlds, minibatch)].append(run)
-            print(f"{worlds}:{minibatch} seed {seed}: {run['returns'][0]:.3g} -> {run['returns'][-1]:.3g}", flush=True)
+        for setting in settings:
+            run = curve(args.scenario, parsed[setting], args.budget, args.eval_every, seed)
+            runs[setting].append(run)
+            print(f"{setting} seed {seed}: {run['returns'][0]:.3g} -> {run['returns'][-1]:.3g}", flush=True)
     if args.save:
         curves = [
-            {"worlds": w, "minibatch": b, "seed": k, "steps": r["steps"].tolist(), "returns": r["returns"].tolist()}
-            | {"train_s": r["train_s"]}
-            for (w, b), rs in runs.items()
+            {"worlds": parsed[s]["worlds"], "minibatch": parsed[s]["batch_size"], "setting": s, "seed": k}
+            | {"steps": r["steps"].tolist(), "returns": r["returns"].tolist(), "train_s": r["train_s"]}
+            for s, rs in runs.items()
             for k, r in enumerate(rs)
         ]
         write_json_atomic(args.save, {"scenario": args.scenario, "budget": args.budget, "curves": curves})
@@ -111,21 +137,21 @@ def main(argv: list[str] | None = None) -> None:
 
     reference = steps_to_target(median[settings[0]])
     print(f"\n{args.scenario}: Φ return at w = 0 (mean reward), medians over {args.seeds} seeds; target = {target:.3g}, the")
-    print("reference's return at half the budget; PPO as hyperparams/neppo.yml (mpe2) except worlds and minibatch")
-    columns = ["worlds", "minibatch", "return at half budget", "at budget", "env steps to target", "× reference", "train s"]
+    print("reference's return at half the budget; PPO as hyperparams/neppo.yml (mpe2) except what a setting names")
+    columns = ["worlds:minibatch[:epochs:lr]", "return at half budget", "at budget", "env steps to target", "× reference"]
+    columns.append("train s")
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
-    for worlds, minibatch in settings:
-        med = median[(worlds, minibatch)]
+    for setting in settings:
+        med = median[setting]
         steps = steps_to_target(med)
         cells = [
-            f"{worlds}",
-            f"{minibatch}",
+            setting,
             f"{med[len(grid) // 2]:.3g}",
             f"{med[-1]:.3g}",
             f"{steps:,.0f}" if steps is not None else f"> {args.budget:,}",
             f"{steps / reference:.2f}" if steps is not None and reference else "-",
-            f"{statistics.median(r['train_s'] for r in runs[(worlds, minibatch)]):.0f}",
+            f"{statistics.median(r['train_s'] for r in runs[setting]):.0f}",
         ]
         print("| " + " | ".join(cells) + " |")
     if args.plot:
@@ -135,9 +161,9 @@ def main(argv: list[str] | None = None) -> None:
         import matplotlib.pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        for (worlds, minibatch), color in zip(settings, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-            for k, r in enumerate(runs[(worlds, minibatch)]):
-                label = f"{worlds} worlds, minibatch {minibatch}" if k == 0 else None
+        for setting, color in zip(settings, plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+            for k, r in enumerate(runs[setting]):
+                label = f"{setting} (worlds:minibatch[:epochs:lr])" if k == 0 else None
                 ax.plot(r["steps"], r["returns"], color=color, alpha=0.8, label=label)
         ax.set(title=f"vmas:{args.scenario}, cooperative PPO at w = 0", xlabel="env steps", ylabel="Φ return (128 episodes)")
         ax.legend()
