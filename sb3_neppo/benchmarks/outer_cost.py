@@ -36,6 +36,9 @@ VARIANTS: dict[str, list[str]] = {
     "br16": ["solver_kwargs:{br_n_envs: 16}"],  # a best response on 16 worlds: one minibatch of 400
     "br16-eval8": ["solver_kwargs:{br_n_envs: 16, eval_episodes: 8}"],  # and half the paired episodes
     "br16-k2": ["solver_kwargs:{br_n_envs: 16, br_updates: 2}"],  # two updates of 16 worlds: half the paper's steps
+    # the convex potential with one logit per role (3 on Simple World Comm instead of the state mixer's 2,118 values)
+    "role": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1"],
+    "role-lr03": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.03"],
 }
 
 
