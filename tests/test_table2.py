@@ -39,6 +39,8 @@ def test_fig3_scores_the_last_snapshot_before_each_mark_and_resumes(tmp_path, ca
     assert (tmp_path / "fig3.png").stat().st_size > 0 and "jobs left" not in capsys.readouterr().out
     fig3.main(argv)  # everything is in --out: nothing runs again
     assert json.loads(out.read_text()) == data and "0 runs to train, 0 snapshots to score" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="holds other settings"):  # NePPO's -params are part of what --out holds
+        fig3.main([*argv, "-params", "lr:0"])
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
     python -m sb3_neppo.benchmarks.fig3 [--env vmas:simple_world_comm] [--budget 2000000] [--seeds 3] [--marks 5]
         [--algos neppo ippo] [--br-timesteps 20000] [--eval-episodes 64] [--jobs 2] [-f logs/fig3]
-        [--out fig3.json] [--plot fig3.png] [--time-limit SECONDS]
+        [--out fig3.json] [--plot fig3.png] [--time-limit SECONDS] [-params KEY:VALUE ...]
 
 Each (algorithm, seed) is one ``python -m sb3_neppo.train --algo A --env E -n BUDGET --seed S --save-freq K`` run that
 keeps a snapshot (``model_<iteration>.zip``) at least every ``BUDGET / marks`` env steps (NePPO: every outer iteration;
@@ -10,9 +10,10 @@ a baseline: every ``marks``-th of its rounds' worth); at each mark the last snap
 regret evaluator (the Table 2 protocol: per agent, PPO best responses of ``--br-timesteps`` env steps from scratch and
 from the agent's policy, ``--eval-episodes`` paired episodes, raw gain and bootstrap 95 % CI). NePPO's max F and its
 standard error at that iteration come from ``progress.csv``. Printed per algorithm and mark: the env steps of the
-scored snapshots, the mean over seeds of max regret with a 95 % t-interval, and NePPO's max F. ``--out`` keeps every
-finished run and score (the snapshots stay in ``-f``), so a killed benchmark resumes; ``--time-limit`` starts no new
-job after that many seconds, so the figure can be built in slices.
+scored snapshots, the mean over seeds of max regret with a 95 % t-interval, and NePPO's max F. ``-params`` applies to
+the NePPO runs (the settings of ``hyperparams/neppo.yml`` otherwise) and is kept with the settings in ``--out``.
+``--out`` keeps every finished run and score (the snapshots stay in ``-f``), so a killed benchmark resumes;
+``--time-limit`` starts no new job after that many seconds, so the figure can be built in slices.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def save_freq(env_id: str, algo: str, budget: int, marks: int) -> int:
     return max(1, budget // marks // (settings["n_envs"] * settings["ppo"]["n_steps"]))
 
 
-def train(env_id: str, algo: str, seed: int, budget: int, marks: int, log_folder: str) -> dict:
+def train(env_id: str, algo: str, seed: int, budget: int, marks: int, log_folder: str, params: list[str]) -> dict:
     """Train one run with snapshots; return its folder and, per snapshot, its env steps (and NePPO's max F)."""
     import torch
 
@@ -55,7 +56,8 @@ def train(env_id: str, algo: str, seed: int, budget: int, marks: int, log_folder
     start = time.perf_counter()
     freq = save_freq(env_id, algo, budget, marks)
     args = ["--algo", algo, "--env", env_id, "-n", str(budget), "--seed", str(seed), "-f", log_folder]
-    folder = train_cli.run([*args, "--save-freq", str(freq)])
+    extra = ["-params", *params] if params and algo == "neppo" else []
+    folder = train_cli.run([*args, "--save-freq", str(freq), *extra])
     with (folder / "progress.csv").open() as fh:
         rows = {int(r["iteration"]): r for r in csv.DictReader(fh)}
     snapshots = []
@@ -173,9 +175,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="fig3.json")
     parser.add_argument("--plot", default=None)
     parser.add_argument("--time-limit", type=float, default=None, help="start no job after this many seconds")
+    parser.add_argument("-params", "--params", nargs="+", default=[], help="key:value settings of the NePPO runs")
     args = parser.parse_args(argv)
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     settings = {k: getattr(args, k) for k in ("env", "budget", "marks", "br_timesteps", "eval_episodes")}
+    if args.params:
+        settings["neppo_params"] = args.params
     out = Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": [], "scores": []}
     if data["settings"] != settings:
@@ -208,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
                     return True
             if to_train:
                 algo, seed = to_train.pop(0)
-                future = pool.submit(train, args.env, algo, seed, args.budget, args.marks, args.log_folder)
+                future = pool.submit(train, args.env, algo, seed, args.budget, args.marks, args.log_folder, args.params)
                 in_flight[future] = (("train", algo, seed), None, None)
                 return True
             return False
