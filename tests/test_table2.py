@@ -21,6 +21,13 @@ def test_one_invocation_can_be_bounded_and_the_same_command_goes_on(tmp_path, ca
     runs = json.loads(out.read_text())["runs"]
     assert sorted(r["seed"] for r in runs) == [0, 1] and "runs left" not in capsys.readouterr().out
     assert all(r["env_steps"] >= 100 and r["max_regret"] == max(r["regret"].values()) for r in runs)
+    # each run keeps what it ran; runs made with other defaults (another commit's hyperparams) get no new seeds added
+    assert runs[0]["settings"]["share"] == "agent" and runs[0]["settings"]["ppo"]["n_epochs"] == 10
+    saved = json.loads(out.read_text())
+    saved["runs"][0]["settings"]["ppo"]["n_epochs"] = 4
+    out.write_text(json.dumps(saved))
+    with pytest.raises(SystemExit, match=r"holds ippo runs on mpe2.simple_adversary_v3 with other settings: ppo.n_epochs \(4"):
+        table2.main([*argv[:7], "3", *argv[8:]])
 
 
 @pytest.mark.slow

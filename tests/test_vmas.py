@@ -16,6 +16,7 @@ from sb3_neppo.envs.potential_reward import PotentialRewardWrapper
 from sb3_neppo.envs.view import AgentView
 from sb3_neppo.envs.vmas import VmasFrozenOthersVecEnv, VmasVecEnv
 from sb3_neppo.errors import ConfigError
+from sb3_neppo.models import settings_for
 from sb3_neppo.policy import PolicyProfile, frozen_copy
 from sb3_neppo.solvers.sb3 import RolloutEvaluator
 
@@ -97,6 +98,18 @@ def test_convex_potential_tied_within_roles_moves_one_weight_per_role(env, kwarg
     model.save(tmp_path / "tied.zip")
     loaded = NePPO.load(tmp_path / "tied.zip")
     assert loaded.potential.get_config()["tie"] == "role" and loaded.summary()["potential"]["weights"] == weights
+
+
+def test_simple_world_comm_defaults_to_the_convex_potential_tied_within_roles():
+    # hyperparams/neppo.yml: what did best at 1 M env steps (docs/table2-replication.md); the other VMAS games keep the
+    # paper's potential settings, and all keep 64 worlds with minibatch 400
+    world_comm, tag = settings_for("vmas:simple_world_comm"), settings_for("vmas:simple_tag")
+    tied = (world_comm["potential"], world_comm["potential_kwargs"], world_comm["delta"], world_comm["lr"])
+    assert tied == ("convex", {"tie": "role"}, 0.05, 0.1)
+    assert (tag["potential"], tag["potential_kwargs"], tag["delta"], tag["lr"]) == ("auto", {}, 0.0005, 0.01)
+    assert {s["solver_kwargs"]["n_envs"] for s in (world_comm, tag)} == {64}
+    assert {s["solver_kwargs"]["ppo"]["batch_size"] for s in (world_comm, tag)} == {400}
+    assert NePPO("vmas:simple_world_comm", seed=0).potential.dim == 3  # leader, adversaries, good agents
 
 
 def test_bad_vmas_scenario_is_one_line():

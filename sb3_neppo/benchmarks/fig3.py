@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sb3_neppo.atomic import write_json_atomic
+from sb3_neppo.benchmarks.provenance import check_same, ran
 from sb3_neppo.benchmarks.table2 import mean_ci
 
 ALGOS = ("neppo", "ippo", "mappo")
@@ -73,7 +74,14 @@ def train(env_id: str, algo: str, seed: int, budget: int, marks: int, log_folder
                 "max_F_se": se[int(np.argmax(f))] if f else None,
             }
         )
-    return {"algo": algo, "seed": seed, "folder": str(folder), "train_s": time.perf_counter() - start, "snapshots": snapshots}
+    return {
+        "algo": algo,
+        "seed": seed,
+        "folder": str(folder),
+        "train_s": time.perf_counter() - start,
+        "snapshots": snapshots,
+        "settings": ran(folder, env_id, algo),
+    }
 
 
 def score(folder: str, file: str, br_timesteps: int, eval_episodes: int) -> dict:
@@ -197,6 +205,8 @@ def main(argv: list[str] | None = None) -> None:
 
     trained = {(r["algo"], r["seed"]) for r in data["runs"]}
     to_train = [(a, s) for s in range(args.seeds) for a in args.algos if (a, s) not in trained]
+    for algo in dict.fromkeys(a for a, _ in to_train):
+        check_same(data["runs"], args.env, algo, args.params if algo == "neppo" else [], out)
     print(f"{len(to_train)} runs to train, {len(pending_scores())} snapshots to score ({out})", flush=True)
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         in_flight: dict = {}

@@ -1,7 +1,7 @@
 """Does the potential learn? How far w moves, how L_β falls, and whether the zeroth-order step is signal or noise.
 
     python -m sb3_neppo.benchmarks.potential_moves [--env vmas:simple_world_comm] [--budget 200000] [--seeds 1]
-        [--variants default convex convex-delta convex-delta-lr role-delta-lr mixer-role-8] [--jobs 2]
+        [--variants default paper convex convex-delta convex-delta-lr role-delta-lr mixer-role-8] [--jobs 2]
         [-f logs/potential_moves] [--out potential_moves.json]
 
 Each (variant, seed) is one ``python -m sb3_neppo.train --env E -n BUDGET --seed S -params ...`` run (no regret
@@ -34,15 +34,17 @@ import yaml
 from sb3_neppo.atomic import write_json_atomic
 from sb3_neppo.benchmarks.table2 import mean_ci
 
+UNTIED = "potential_kwargs:{tie: agent}"  # one logit per agent, whatever hyperparams/neppo.yml ties
 VARIANTS: dict[str, list[str]] = {
-    "default": [],  # hyperparams/neppo.yml: the state mixer from zero, delta 5e-4, lr 0.01, clip 10
-    "convex": ["potential:convex"],  # one logit per agent
-    "convex-delta": ["potential:convex", "delta:0.05"],
-    "convex-delta-lr": ["potential:convex", "delta:0.05", "lr:0.1"],
-    "convex-delta-control": ["potential:convex", "delta:0.05", "lr:0"],  # w held: how L_beta moves from PPO alone
+    "default": [],  # hyperparams/neppo.yml (vmas:simple_world_comm: the convex potential tied within roles)
+    "paper": ["potential:state_mixer", UNTIED, "delta:0.0005", "lr:0.01"],  # the state mixer from zero
+    "convex": ["potential:convex", UNTIED, "delta:0.0005", "lr:0.01"],  # one logit per agent
+    "convex-delta": ["potential:convex", UNTIED, "delta:0.05", "lr:0.01"],
+    "convex-delta-lr": ["potential:convex", UNTIED, "delta:0.05", "lr:0.1"],
+    "convex-delta-control": ["potential:convex", UNTIED, "delta:0.05", "lr:0"],  # w held: how L_beta moves from PPO alone
     "role-delta-lr": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1"],  # a logit per role
     # the state mixer on 8 pooled state features, one output per role: (8 + 1) x roles values
-    "mixer-role-8": ["potential_kwargs:{tie: role, state_features: 8}", "delta:0.05", "lr:0.1"],
+    "mixer-role-8": ["potential:state_mixer", "potential_kwargs:{tie: role, state_features: 8}", "delta:0.05", "lr:0.1"],
 }
 
 

@@ -33,6 +33,7 @@ import numpy as np
 from scipy import stats
 
 from sb3_neppo.atomic import write_json_atomic
+from sb3_neppo.benchmarks.provenance import check_same, ran
 
 BACKENDS = {"mpe2": "mpe2.{}_v3", "vmas": "vmas:{}"}
 SCENARIOS = ("simple_world_comm", "simple_tag", "simple_adversary")
@@ -69,6 +70,7 @@ def run_one(
         "regret": report.regret,
         "regret_ci": {r.agent: list(r.ci) for r in report.agents},
         "br_env_steps": {r.agent: r.br_env_steps for r in report.agents},
+        "settings": ran(folder, env_id, algo),
     }
 
 
@@ -186,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
         for a in args.algos
         if (BACKENDS[args.backend].format(s), a, seed) not in done
     ]
+    for env, algo in dict.fromkeys((env, algo) for env, algo, _ in todo):
+        check_same(runs, env, algo, args.params, out)
     print(f"{len(todo)} runs to do ({len(runs)} already in {out}); settings {settings}", flush=True)
     queue = todo[: args.max_runs] if args.max_runs is not None else list(todo)
     context = multiprocessing.get_context("spawn")
