@@ -31,7 +31,7 @@ from torch.nn import functional
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.roles import GROUPINGS, share_groups
+from sb3_neppo.roles import GROUPINGS, role_of, share_groups
 
 
 class Potential(nn.Module, ABC):
@@ -112,6 +112,12 @@ class RewardMixturePotential(Potential):
         self.agents = None if agents is None else [str(a) for a in agents]
         self.tie = tie
         self.groups = share_groups(self.agents or [str(i) for i in range(self.n_agents)], tie)
+        if tie == "role" and len(self.groups) == 1 and self.n_agents > 1:
+            warnings.warn(
+                f"potential_kwargs.tie: role puts all {self.n_agents} agents in one role ({role_of(self.agents[0])}): the "
+                "weights stay uniform and w has nothing to tune; use tie: agent",
+                stacklevel=2,
+            )
         index = torch.empty(self.n_agents, dtype=torch.long)
         for g, members in enumerate(self.groups):
             index[members] = g

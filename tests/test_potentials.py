@@ -147,3 +147,9 @@ def test_state_mixer_tied_within_a_role():
     assert phi.forward_encoded(phi.encode_state(state), None, rewards).detach().numpy() == pytest.approx(
         (weights * np.arange(6)).sum(1)
     )
+
+
+def test_a_tie_that_leaves_nothing_to_tune_warns():
+    with pytest.warns(UserWarning, match="puts all 3 agents in one role \\(agent\\): the weights stay uniform"):
+        phi = ConvexCombinationPotential(3, ["agent_0", "agent_1", "agent_2"], "role")
+    assert phi.dim == 1 and phi.describe()["weights"] == pytest.approx([1 / 3] * 3)
