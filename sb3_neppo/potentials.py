@@ -186,10 +186,8 @@ class ConvexCombinationPotential(RewardMixturePotential):
         """Each group's own reward weighted 0.9 (its logit log(9 (N - |g|) / |g|) above the others' 0), then weights
         drawn uniformly from the simplex of groups (logits of a flat Dirichlet draw, shared within a group)."""
         sizes = np.array([len(m) for m in self.groups], dtype=np.float64)
-        points = []
-        for g, size in enumerate(sizes):
-            if len(sizes) > 1:
-                points.append(np.eye(len(sizes))[g] * np.log(9.0 * (self.n_agents - size) / size))
+        lifted = [np.eye(len(sizes))[g] * np.log(9.0 * (self.n_agents - size) / size) for g, size in enumerate(sizes)]
+        points = lifted if len(sizes) > 1 else []  # one group: no other group to lift it above
         while len(points) < n:
             points.append(np.log(rng.dirichlet(np.ones(len(sizes))) / sizes + 1e-12))
         return points[:n]
