@@ -129,7 +129,11 @@ class RewardMixturePotential(Potential):
 
     def weights(self, state: torch.Tensor) -> torch.Tensor:
         """Mixing weights λ_w(s), ``[B, S] -> [B, N]``, each row on the simplex."""
-        return torch.softmax(self.group_logits(state)[:, self.group_index], -1)
+        return self.spread(self.group_logits(state))
+
+    def spread(self, group_logits: torch.Tensor) -> torch.Tensor:
+        """Per-agent weights from per-group logits: each agent gets its group's logit, then the softmax over agents."""
+        return torch.softmax(group_logits[:, self.group_index], -1)
 
     def forward(self, state: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
         return (self.weights(state) * rewards).sum(-1)
@@ -180,7 +184,7 @@ class ConvexCombinationPotential(RewardMixturePotential):
         return config if self.initial_weights is None else {**config, "weights": self.initial_weights}
 
     def describe(self) -> dict:
-        return {"weights": torch.softmax(self.logits.detach()[self.group_index], -1).tolist()}
+        return {"weights": self.spread(self.logits.detach()[None])[0].tolist()}
 
     def start_points(self, n: int, rng: np.random.Generator, game=None) -> list[np.ndarray]:
         """Each group's own reward weighted 0.9 (its logit log(9 (N - |g|) / |g|) above the others' 0), then weights
@@ -257,7 +261,7 @@ class StateMixerPotential(RewardMixturePotential):
         return self.mixer(self.encode_state(state))
 
     def forward_encoded(self, features: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
-        return (torch.softmax(self.mixer(features)[:, self.group_index], -1) * rewards).sum(-1)
+        return (self.spread(self.mixer(features)) * rewards).sum(-1)
 
     @property
     def state_encoding(self) -> tuple | None:

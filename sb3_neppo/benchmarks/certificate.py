@@ -74,33 +74,17 @@ def plot(runs: list[dict], lambdas: list[float], settings: dict, out: str) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [lam for lam in lambdas if any(r["lambda"] == lam for r in runs)]
+    rows = {lam: [r for r in runs if r["lambda"] == lam] for lam in lambdas}
+    done = [lam for lam in lambdas if rows[lam]]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for agent in runs[0]["F"]:
-        ax.plot(
-            done,
-            [np.mean([r["F"][agent] for r in runs if r["lambda"] == lam]) for lam in done],
-            ls=":",
-            marker=".",
-            label=f"F {agent}",
-        )
-    ax.plot(
-        done,
-        [np.mean([max(r["F"].values()) for r in runs if r["lambda"] == lam]) for lam in done],
-        marker="x",
-        lw=2,
-        label="max F (the certificate)",
-    )
-    stats = [mean_ci([r["max_regret"] for r in runs if r["lambda"] == lam]) for lam in done]
-    ax.errorbar(
-        done,
-        [s[0] for s in stats],
-        yerr=np.nan_to_num([[s[0] - s[1] for s in stats], [s[2] - s[0] for s in stats]]),
-        marker="o",
-        lw=2,
-        capsize=3,
-        label="max regret (evaluator)",
-    )
+        f = [np.mean([r["F"][agent] for r in rows[lam]]) for lam in done]
+        ax.plot(done, f, ls=":", marker=".", label=f"F {agent}")
+    max_f = [np.mean([max(r["F"].values()) for r in rows[lam]]) for lam in done]
+    ax.plot(done, max_f, marker="x", lw=2, label="max F (the certificate)")
+    stats = np.array([mean_ci([r["max_regret"] for r in rows[lam]]) for lam in done])
+    errors = np.nan_to_num([stats[:, 0] - stats[:, 1], stats[:, 2] - stats[:, 0]])  # one seed: no interval
+    ax.errorbar(done, stats[:, 0], yerr=errors, marker="o", lw=2, capsize=3, label="max regret (evaluator)")
     ax.set_xlabel(f"lambda: total weight of the {settings['role']} agents in the potential")
     ax.set_ylabel("F, regret")
     ax.set_title(f"{settings['env']}, {settings['budget']:,} env steps per run, w held fixed", fontsize=10)
