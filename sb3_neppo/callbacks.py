@@ -162,7 +162,7 @@ class NePPOCallback(BaseCallback):
             raise ConfigError(f"n_rollouts must be an integer >= 1 (got {n_rollouts!r})")
         self.n_rollouts, self.seed = n_rollouts, seed
         defaults = NePPOConfig().to_dict()  # the Markov-game outer loop (the paper's Simple World Comm settings)
-        keep = ("delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm")
+        keep = ("delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm", "shrink_z")
         self.neppo_kwargs = {**{k: defaults[k] for k in keep}, **(neppo_kwargs or {})}
         self.solver_kwargs = solver_kwargs
         self.neppo: NePPO | None = None

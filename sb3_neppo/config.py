@@ -81,6 +81,9 @@ class NePPOConfig:
     :param n_directions: random directions averaged per step.
     :param beta: temperature β of L_β.
     :param max_grad_norm: clip the gradient estimate to this norm (null: no clipping).
+    :param shrink_z: with sampled solvers, scale each direction's step by max(0, 1 - (z · se / |gap|)²), the gap
+        L_β(w + δu) - L_β(w - δu) and se its paired standard error: a gap within z standard errors moves w not at all
+        (0: the paper's step; :mod:`sb3_neppo.zeroth_order`).
     :param iterate_solve: ``every``: solve at every new iterate w (2m + 1 solves per iteration; the logged F is at w
         and that solve warm-starts the next iteration); ``final``: the paper's 2m solves per iteration (the next
         iteration warm-starts from the branch with the lowest L_β, whose F is logged) and one solve at the final w.
@@ -102,6 +105,7 @@ class NePPOConfig:
     n_directions: int = 1
     beta: float = 1.0
     max_grad_norm: float | None = 10.0
+    shrink_z: float = 0.0
     iterate_solve: str = "final"
     keep_best: bool = False
     n_starts: int = 1
@@ -120,6 +124,7 @@ class NePPOConfig:
             "lr_schedule": (str,),
             "beta": (int, float),
             "max_grad_norm": (int, float, type(None)),
+            "shrink_z": (int, float),
             "iterate_solve": (str,),
             "keep_best": (bool,),
             "n_starts": (int,),

@@ -111,7 +111,7 @@ class NePPO(MultiAgentModel):
     :param solver: ``auto`` (exact for normal-form games, sb3 otherwise), ``exact``, ``sb3`` or a :class:`Solvers`
         instance (the three inner slots).
     :param solver_kwargs: settings of the sb3 solvers (:class:`~sb3_neppo.config.SB3SolverConfig`).
-    :param delta, lr, lr_schedule, n_directions, max_grad_norm: the zeroth-order step (see ``zeroth_order``).
+    :param delta, lr, lr_schedule, n_directions, max_grad_norm, shrink_z: the zeroth-order step (see ``zeroth_order``).
     :param beta: temperature of L_β.
     :param iterate_solve: ``every`` (solve at each new iterate: it is logged and warm-starts the next iteration) or
         ``final`` (the paper's 2m solves per iteration: the next one warm-starts from the branch with the lowest L_β;
@@ -153,6 +153,7 @@ class NePPO(MultiAgentModel):
         n_directions: int | None = None,
         beta: float | None = None,
         max_grad_norm: float | None | Default = DEFAULT,
+        shrink_z: float | None = None,
         iterate_solve: str | None = None,
         keep_best: bool | None = None,
         n_starts: int | None = None,
@@ -183,6 +184,7 @@ class NePPO(MultiAgentModel):
             lr_schedule=lr_schedule,
             n_directions=n_directions,
             beta=beta,
+            shrink_z=shrink_z,
             iterate_solve=iterate_solve,
             keep_best=keep_best,
             n_starts=n_starts,
@@ -230,6 +232,7 @@ class NePPO(MultiAgentModel):
             lr_schedule=config.lr_schedule,
             n_directions=config.n_directions,
             max_grad_norm=config.max_grad_norm,
+            shrink_z=config.shrink_z,
             project=self.potential.project_flat,
         )
         self.branch_solver = BranchSolver(self.solvers, self.potential, self.agents, config.beta, config.lr)
@@ -360,9 +363,10 @@ class NePPO(MultiAgentModel):
         ]
         solves = self._solve(jobs, keep=self.config.iterate_solve == "final")
         losses = [s.objective for s in solves]
-        # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped; w ← Proj(w - η_t g)
+        paired = [paired_gap_se(solves[j].F, solves[m + j].F, self.config.beta) for j in range(m)]
+        # 5. g = dim(w)/(2δ) · mean_j (L⁺_j - L⁻_j) u_j, clipped (and shrunk by the gaps' paired SE); w ← Proj(w - η_t g)
         with np.errstate(all="ignore"):  # an overflowing step is reported below, in one line
-            w_next, g = self.optimizer.step(w, t, losses[:m], losses[m:], directions)
+            w_next, g = self.optimizer.step(w, t, losses[:m], losses[m:], directions, gap_se=paired)
         if not np.isfinite(w_next).all():
             raise ConfigError(
                 f"the step of iteration {t} took w out of range (|g| = {np.linalg.norm(g):.3g}, step size "
@@ -381,7 +385,6 @@ class NePPO(MultiAgentModel):
         log.loss_gap = float(np.mean(np.abs(np.subtract(losses[:m], losses[m:]))))
         se = np.array([log_sum_exp_se(s.F.mean, s.F.se, self.config.beta) for s in solves])
         log.loss_gap_se = float(np.sqrt(np.mean(se[:m] ** 2 + se[m:] ** 2)))
-        paired = [paired_gap_se(solves[j].F, solves[m + j].F, self.config.beta) for j in range(m)]
         log.loss_gap_se_paired = float(np.sqrt(np.mean(np.square(paired))))
         return log
 

@@ -6,7 +6,7 @@ import pytest
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.objective import f_values, log_sum_exp, log_sum_exp_se, paired_gap_se, softmax_weights
 from sb3_neppo.solvers.base import FEstimate
-from sb3_neppo.zeroth_order import ZerothOrderOptimizer, clip_norm, sample_directions, two_point_gradient
+from sb3_neppo.zeroth_order import ZerothOrderOptimizer, clip_norm, sample_directions, shrink_factors, two_point_gradient
 
 
 def test_f_is_potential_gap_minus_utility_gap():
@@ -89,6 +89,27 @@ def test_clipping_step_sizes_and_projection():
     assert clipped.step(np.zeros(2), 0, [0.0], [1.0], u)[1].tolist() == pytest.approx([-10.0, 0.0])
 
 
+def test_shrinkage_stops_steps_within_the_noise_and_keeps_clear_ones():
+    """shrink_z: a gap within z paired standard errors moves w not at all, one of 3 se moves it 8/9 of the clipped
+    step, and an unknown (NaN) or zero se, or z = 0, is the paper's step."""
+    assert shrink_factors(np.array([0.5, -3.0, 2.0, 2.0]), np.array([1.0, 1.0, np.nan, 0.0]), 1.0).tolist() == pytest.approx(
+        [0.0, 8 / 9, 1.0, 1.0]
+    )
+    assert shrink_factors(np.array([3.0]), np.array([1.0]), 2.0).tolist() == pytest.approx([5 / 9])
+    u = np.array([[1.0, 0.0]])
+    opt = ZerothOrderOptimizer(delta=0.01, lr=0.05, max_grad_norm=10.0, shrink_z=1.0)
+    assert opt.step(np.zeros(2), 0, [0.0], [3.0], u, gap_se=[1.0])[1].tolist() == pytest.approx([-10.0 * 8 / 9, 0.0])
+    w, g = opt.step(np.zeros(2), 0, [0.0], [0.5], u, gap_se=[1.0])
+    assert w.tolist() == [0.0, 0.0] and g.tolist() == [0.0, 0.0]
+    assert opt.step(np.zeros(2), 0, [0.0], [3.0], u)[1].tolist() == pytest.approx([-10.0, 0.0])  # no se: no shrinkage
+    plain = ZerothOrderOptimizer(delta=0.01, lr=0.05, max_grad_norm=10.0)
+    assert plain.step(np.zeros(2), 0, [0.0], [0.5], u, gap_se=[1.0])[1].tolist() == pytest.approx([-10.0, 0.0])
+    # two directions: each direction's part shrinks by its own factor, the clip is the unshrunk estimate's
+    two = ZerothOrderOptimizer(delta=0.5, lr=1.0, shrink_z=1.0)
+    g = two.step(np.zeros(2), 0, [0.0, 0.0], [3.0, 0.5], np.eye(2), gap_se=[1.0, 1.0])[1]
+    assert g.tolist() == pytest.approx([-3.0 * 8 / 9, 0.0])
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -102,6 +123,7 @@ def test_clipping_step_sizes_and_projection():
         ({"delta": 0.01, "lr": 0.1, "n_directions": 0}, "n_directions must be an integer >= 1"),
         ({"delta": 0.01, "lr": 0.1, "max_grad_norm": -1}, "max_grad_norm must be a finite number > 0"),
         ({"delta": 0.01, "lr": 0.1, "max_grad_norm": float("inf")}, "max_grad_norm must be a finite number > 0"),
+        ({"delta": 0.01, "lr": 0.1, "shrink_z": -1.0}, "shrink_z must be a finite number >= 0"),
     ],
 )
 def test_bad_optimizer_settings(kwargs, message):

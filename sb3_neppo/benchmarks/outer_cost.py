@@ -45,6 +45,8 @@ VARIANTS: dict[str, list[str]] = {
     "role-lr03": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.03"],
     # a wider perturbation: the gap's signal grows with delta, the estimate's noise (dim / 2 delta x gap) falls
     "role-wide": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.2", "lr:0.03"],
+    # steps shrunk by the gap's paired standard error: a gap within the noise moves w not at all (shrink_z)
+    "role-shrink": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1", "shrink_z:1"],
 }
 
 
