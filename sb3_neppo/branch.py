@@ -119,8 +119,14 @@ class BranchSolver:
         phi = self.potential
         phi.set_flat_params(job.w)
         policy = self.solvers.cooperative.solve(phi, warm_start=policy_start)
+        iteration, _, sign = job.key
+        reuse = sign != 0 and not self.solvers.trains_best_responses(iteration)  # br_every: play the last ones again
         best_responses = {
-            agent: self.solvers.best_response.solve(agent, policy, warm_start=best_response_starts.get(agent))
+            agent: (
+                best_response_starts[agent]
+                if reuse and agent in best_response_starts
+                else self.solvers.best_response.solve(agent, policy, warm_start=best_response_starts.get(agent))
+            )
             for agent in self.agents
         }
         at_policy, at_deviations = self.solvers.evaluator.evaluate(phi, policy, best_responses)

@@ -173,6 +173,10 @@ class SB3SolverConfig:
     :param br_n_envs: env copies (VMAS: worlds) each best response trains on (null: ``n_envs``). Fewer make a best
         response, which is 1/N of a solve per agent, cheaper per update than the cooperative solve; its minibatch is
         capped at its rollout (:mod:`sb3_neppo.defaults`).
+    :param br_every: train the best responses at every k-th outer iteration only (k = 1: every solve); the branches of
+        the iterations between play the last trained ones, frozen, against their new π^Φ, so those iterations cost
+        no best-response env steps (the cooperative solve and F's rollouts still run). The solve at the final iterate
+        always trains them, so the certificate a run ends with is measured with fresh best responses.
     :param br_warm_start: ``previous`` (the agent's last best response; its cooperative policy the first time),
         ``cooperative`` (always the agent's cooperative policy) or ``scratch``.
     :param eval_episodes: episodes per joint policy in the rollout estimates.
@@ -204,6 +208,7 @@ class SB3SolverConfig:
     coop_updates: int = 1
     br_updates: int = 1
     br_n_envs: int | None = None
+    br_every: int = 1
     br_warm_start: str = "previous"
     eval_episodes: int = 16
     gamma: float = 0.99
@@ -221,7 +226,7 @@ class SB3SolverConfig:
 
     def __post_init__(self) -> None:
         check_arguments(inspect.signature(SB3SolverConfig).parameters.values(), vars(self), "solver_kwargs.")
-        for key in ("n_envs", "coop_updates", "br_updates", "eval_episodes"):
+        for key in ("n_envs", "coop_updates", "br_updates", "br_every", "eval_episodes"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"solver_kwargs.{key} must be an integer >= 1, got {value!r}")

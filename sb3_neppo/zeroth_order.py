@@ -114,7 +114,8 @@ class ZerothOrderOptimizer:
         g = clip_norm(raw, self.max_grad_norm)
         if self.shrink_z > 0 and gap_se is not None:
             gaps = np.subtract(loss_plus, loss_minus, dtype=np.float64)
-            shrunk = two_point_gradient(shrink_factors(gaps, gap_se, self.shrink_z) * gaps, np.zeros_like(gaps), directions, self.delta)
+            kept = shrink_factors(gaps, gap_se, self.shrink_z) * gaps
+            shrunk = two_point_gradient(kept, np.zeros_like(kept), directions, self.delta)
             raw_norm = float(np.linalg.norm(raw))
             g = shrunk * (float(np.linalg.norm(g)) / raw_norm if raw_norm > 0 else 1.0)
         return self.project(w - self.step_size(t) * g), g

@@ -136,6 +136,43 @@ def test_iterate_solve_final_costs_the_papers_two_solves_and_resumes_exactly(tmp
     assert resumed.num_timesteps == final.num_timesteps
 
 
+@pytest.mark.slow
+def test_br_every_trains_best_responses_at_every_kth_iteration_only():
+    """solver_kwargs.br_every 2: iteration 1's branches play iteration 0's best responses again and take no
+    best-response env steps; iterations 0 and 2 and the solve at the final iterate train them."""
+    torch.set_num_threads(1)
+    config = dict(n_envs=2, eval_episodes=3, br_every=2, ppo=dict(n_steps=8, batch_size=16, n_epochs=2))
+    model = NePPO("mpe2.simple_tag_v3", env_kwargs={"max_cycles": 8}, solver_kwargs=config, seed=2, delta=0.05, lr=0.5)
+    cost = model.solvers.solve_cost(len(model.agents))
+    steps, best = [0], []
+    model.learn(n_iterations=3, callback=lambda log, m: steps.append(m.num_timesteps) or best.append(dict(m.best_responses)))
+    trained, reused = (
+        cost["cooperative"] + cost["best_responses"] + cost["evaluation"],
+        cost["cooperative"] + cost["evaluation"],
+    )
+    assert np.diff(steps).tolist() == [2 * trained, 2 * reused, 2 * trained]
+    assert model.num_timesteps - steps[-1] == trained  # the final solve: fresh best responses for the certificate
+    assert all(best[1][a] is best[0][a] and best[2][a] is not best[1][a] for a in model.agents)
+    assert model.summary()["best_response_budget"]["every"] == 2
+
+
+@pytest.mark.slow
+def test_shrinkage_holds_w_where_every_gap_is_within_its_noise():
+    """shrink_z: a gap within z paired standard errors moves w not at all; z huge makes every gap so, z = 0 (the
+    paper's step) moves w from the same start, on the same seeds (Simple Adversary: rewards at every step, so the
+    branches' L_β differ; Simple Tag's are 0 in episodes without a catch)."""
+    torch.set_num_threads(1)
+    config = dict(n_envs=2, eval_episodes=3, ppo=dict(n_steps=8, batch_size=16, n_epochs=2))
+    kwargs = dict(env_kwargs={"max_cycles": 8}, solver_kwargs=config, seed=2, delta=0.05, lr=0.5)
+    kwargs.update(potential="convex", potential_kwargs={"tie": "role"})
+    held = NePPO("mpe2.simple_adversary_v3", shrink_z=1e6, **kwargs)
+    w0 = held.potential.get_flat_params().copy()
+    held.learn(n_iterations=2)
+    np.testing.assert_array_equal(held.potential.get_flat_params(), w0)
+    moved = NePPO("mpe2.simple_adversary_v3", **kwargs).learn(n_iterations=2)
+    assert np.linalg.norm(moved.potential.get_flat_params() - w0) > 0
+
+
 class _NaNReward(BaseParallelWrapper):
     def step(self, actions):
         obs, rewards, terms, truncs, infos = self.env.step(actions)

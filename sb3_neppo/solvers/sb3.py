@@ -633,6 +633,9 @@ class SB3Solvers(Solvers):
             "episode_length": self.episode_length,
         }
 
+    def trains_best_responses(self, iteration: int) -> bool:
+        return iteration % self.config.br_every == 0
+
     def best_response_budget(self) -> dict[str, Any]:
         config = self.config
         steps = config.envs(best_response=True) * config.n_steps(best_response=True)
@@ -641,6 +644,7 @@ class SB3Solvers(Solvers):
             "ppo_updates": config.br_updates,
             "env_steps": config.br_updates * steps,
             "warm_start": config.br_warm_start,
+            "every": config.br_every,
             "algo": algo,
         }
 
