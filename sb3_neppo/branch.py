@@ -120,7 +120,7 @@ class BranchSolver:
         phi.set_flat_params(job.w)
         policy = self.solvers.cooperative.solve(phi, warm_start=policy_start)
         iteration, _, sign = job.key
-        reuse = sign != 0 and not self.solvers.trains_best_responses(iteration)  # br_every: play the last ones again
+        reuse = sign != 0 and iteration % self.solvers.best_response_every != 0  # br_every: play the last ones again
         best_responses = {
             agent: (
                 best_response_starts[agent]

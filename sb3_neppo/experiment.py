@@ -198,9 +198,7 @@ def train_in_study(
     try:
         if args.n_timesteps is not None:
             remaining = args.n_timesteps - (model.num_timesteps - start_timesteps)
-            cost = model.iteration_cost()
-            need = cost["iteration"] + (cost["solve"] if model.config.iterate_solve == "final" else 0)
-            if not resuming or remaining >= need:  # a resumed run whose budget is spent only solves its iterate
+            if not resuming or remaining >= model.next_need():  # a resumed run whose budget is spent only solves its iterate
                 model.learn(total_timesteps=remaining, callback=[*callbacks, checkpoint], progress_bar=args.progress)
         elif model.num_iterations < start_iteration + config.n_iterations:
             remaining = start_iteration + config.n_iterations - model.num_iterations

@@ -324,9 +324,9 @@ class NePPO(MultiAgentModel):
                 self.solve_iterate()
             if not self._screened:
                 self._screen_starts()
-            done, need = 0, cost["iteration"] + (cost["solve"] if self.config.iterate_solve == "final" else 0)
+            done = 0
             while n_iterations is None or done < n_iterations:
-                if budget is not None and done and self.num_timesteps - start_steps + need > budget:
+                if budget is not None and done and self.num_timesteps - start_steps + self.next_need() > budget:
                     break  # the next iteration and the final solve would not fit (planned costs: a resume decides alike)
                 log = self.step()
                 done += 1
@@ -459,11 +459,30 @@ class NePPO(MultiAgentModel):
         ones): ``solve`` (one solve: ``cooperative`` K1 × n_envs × n_steps, ``best_responses`` N × K2 × n_envs × n_steps,
         ``evaluation`` eval_episodes × (N + 1) joint policies × the episode length, an upper bound where episodes end
         early), ``solves`` per iteration (2 per direction, and one at the iterate with ``iterate_solve: every``) and
-        ``iteration``."""
+        ``iteration`` (one that trains best responses), ``best_response_every`` (k: they are trained at every k-th
+        iteration, :attr:`~sb3_neppo.solvers.base.Solvers.best_response_every`) and ``iteration_mean`` over k."""
         solves = 2 * self.config.n_directions + (self.config.iterate_solve == "every")
         parts = self.solvers.solve_cost(len(self.agents)) or {"cooperative": 0, "best_responses": 0, "evaluation": 0}
         solve = parts["cooperative"] + parts["best_responses"] + parts["evaluation"]
-        return {**parts, "solve": solve, "solves": solves, "iteration": solves * solve}
+        every = self.solvers.best_response_every
+        mean = solves * solve - (2 * self.config.n_directions * parts["best_responses"] * (every - 1)) // every
+        return {
+            **parts,
+            "solve": solve,
+            "solves": solves,
+            "iteration": solves * solve,
+            "best_response_every": every,
+            "iteration_mean": mean,
+        }
+
+    def next_need(self) -> int:
+        """The env steps the next outer iteration is planned to take, with the solve at the final iterate
+        (``iterate_solve: final``): an iteration starts only if this fits what is left of a budget."""
+        cost = self.iteration_cost()
+        need = cost["iteration"] + (cost["solve"] if self.config.iterate_solve == "final" else 0)
+        if self.num_iterations % cost["best_response_every"]:  # its branches replay the last best responses
+            need -= 2 * self.config.n_directions * cost["best_responses"]
+        return need
 
     def check_budget(self, total_timesteps: int) -> None:
         """One line if ``total_timesteps`` env steps cannot pay for one outer iteration (and the solve of the starting

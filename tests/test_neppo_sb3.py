@@ -151,6 +151,7 @@ def test_br_every_trains_best_responses_at_every_kth_iteration_only():
         cost["cooperative"] + cost["evaluation"],
     )
     assert np.diff(steps).tolist() == [2 * trained, 2 * reused, 2 * trained]
+    assert model.iteration_cost()["iteration_mean"] == trained + reused  # what a budget's plan counts on
     assert model.num_timesteps - steps[-1] == trained  # the final solve: fresh best responses for the certificate
     assert all(best[1][a] is best[0][a] and best[2][a] is not best[1][a] for a in model.agents)
     assert model.summary()["best_response_budget"]["every"] == 2

@@ -117,8 +117,8 @@ class Solvers:
     * :meth:`regret`: the exact per-agent regret of a joint policy where it is known (a normal-form game), and
       :meth:`strategies`, the mixed strategies it is computed from;
     * :meth:`best_response_budget`: what the best responses were given, for the certificate;
-    * :meth:`trains_best_responses`: whether the branches of an outer iteration train their best responses (default:
-      every iteration) or play the last ones again.
+    * :attr:`best_response_every`: the branches train their best responses at every k-th outer iteration (default 1)
+      and play the last ones again between.
     """
 
     cooperative: CooperativeSolver
@@ -143,10 +143,11 @@ class Solvers:
         """Planned env steps of one solve: ``cooperative``, ``best_responses``, ``evaluation`` (None: not planned)."""
         return {"cooperative": 0, "best_responses": 0, "evaluation": 0} if self.exact else None
 
-    def trains_best_responses(self, iteration: int) -> bool:
-        """Whether the branch solves of outer iteration ``iteration`` train best responses (else they reuse the warm
-        start's, frozen; the first iteration and the solves at an iterate always train them)."""
-        return True
+    @property
+    def best_response_every(self) -> int:
+        """k: the branch solves of outer iteration t train best responses where t % k == 0, else they play the warm
+        start's again, frozen (the solves at an iterate always train them)."""
+        return 1
 
     def best_response_budget(self) -> dict[str, Any] | None:
         """What each best response is given (``ppo_updates``, ``env_steps``, ``warm_start``, ``algo``), where known."""

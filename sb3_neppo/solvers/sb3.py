@@ -633,8 +633,9 @@ class SB3Solvers(Solvers):
             "episode_length": self.episode_length,
         }
 
-    def trains_best_responses(self, iteration: int) -> bool:
-        return iteration % self.config.br_every == 0
+    @property
+    def best_response_every(self) -> int:
+        return self.config.br_every
 
     def best_response_budget(self) -> dict[str, Any]:
         config = self.config
