@@ -54,13 +54,14 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def trace(folder: str) -> dict:
-    """Per outer iteration, from a run's ``progress.csv``: its env-step cost, max F, the largest F_i's SE, L_β and the
-    branch gap's SE."""
+    """Per outer iteration, from a run's ``progress.csv``: its env-step cost, max F, the largest F_i's SE, L_β, the
+    branch gap's SE, how far w is from the first row's (‖w_t - w_1‖) and, for a w of at most 8 values, w itself."""
     with (Path(folder) / "progress.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     steps = [int(r["env_steps"]) for r in rows]
     f = [[float(r[k]) for k in r if k.startswith("F_") and not k.startswith("F_se_")] for r in rows]
     se = [[float(r[k]) for k in r if k.startswith("F_se_")] for r in rows]
+    w = np.array([[float(r[k]) for k in r if k.startswith("w_")] for r in rows])
     return {
         "iterations": len(rows),
         "iteration_cost": int(np.median(np.diff([0, *steps]))),
@@ -68,6 +69,8 @@ def trace(folder: str) -> dict:
         "max_F_se": [max(x) for x in se],
         "L_beta": [float(r["L_beta"]) for r in rows],
         "loss_gap_se": [float(r.get("loss_gap_se_paired") or "nan") for r in rows],  # from the paired episodes
+        "w_distance": np.linalg.norm(w - w[0], axis=1).tolist(),
+        **({"w": w.tolist()} if w.shape[1] <= 8 else {}),
     }
 
 
