@@ -47,8 +47,8 @@ VARIANTS: dict[str, list[str]] = {
     "role-wide": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.2", "lr:0.03"],
     # steps shrunk by the gap's paired standard error: a gap within the noise moves w not at all (shrink_z)
     "role-shrink": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1", "shrink_z:1"],
-    # best responses trained at every other iteration (the others replay them): about 1.5x the iterations per budget
     "role-control": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0"],  # w held: the control
+    # best responses trained at every other iteration (the others replay them): about 1.5x the iterations per budget
     "role-br2": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1", "solver_kwargs:{br_every: 2}"],
 }
 
