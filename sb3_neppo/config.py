@@ -62,6 +62,9 @@ def dataclass_from_dict(cls: type, values: Mapping[str, Any] | None, what: str) 
     return cls(**dict(values or {}))
 
 
+OUTER_STEPS = ("zeroth_order", "regret_weights")
+
+
 @dataclass
 class NePPOConfig:
     """Settings of one NePPO run (the keys of ``hyperparams/neppo.yml``). The defaults are the paper's Markov-game
@@ -84,6 +87,11 @@ class NePPOConfig:
     :param shrink_z: with sampled solvers, scale each direction's step by max(0, 1 - (z · se / |gap|)²), the gap
         L_β(w + δu) - L_β(w - δu) and se its paired standard error: a gap within z standard errors moves w not at all
         (0: the paper's step; :mod:`sb3_neppo.zeroth_order`).
+    :param outer_step: how w moves: ``zeroth_order`` (Algorithm 1: two solves at w ± δu per direction, the two-point
+        step) or ``regret_weights`` (the convex potential only: one solve at w, then each group's logit moves by η
+        times its agents' largest F_i less the mean over groups, clipped to ``max_grad_norm``: weight goes to the
+        players who gain most by deviating; half the solves per iteration, ``iterate_solve`` does not apply, and it is
+        not the paper's method).
     :param iterate_solve: ``every``: solve at every new iterate w (2m + 1 solves per iteration; the logged F is at w
         and that solve warm-starts the next iteration); ``final``: the paper's 2m solves per iteration (the next
         iteration warm-starts from the branch with the lowest L_β, whose F is logged) and one solve at the final w.
@@ -106,6 +114,7 @@ class NePPOConfig:
     beta: float = 1.0
     max_grad_norm: float | None = 10.0
     shrink_z: float = 0.0
+    outer_step: str = "zeroth_order"
     iterate_solve: str = "final"
     keep_best: bool = False
     n_starts: int = 1
@@ -125,6 +134,7 @@ class NePPOConfig:
             "beta": (int, float),
             "max_grad_norm": (int, float, type(None)),
             "shrink_z": (int, float),
+            "outer_step": (str,),
             "iterate_solve": (str,),
             "keep_best": (bool,),
             "n_starts": (int,),
@@ -139,6 +149,8 @@ class NePPOConfig:
             raise ConfigError(f"n_iterations must be >= 1 (got {self.n_iterations})")
         if self.n_starts < 1:
             raise ConfigError(f"n_starts must be >= 1 (got {self.n_starts})")
+        if self.outer_step not in OUTER_STEPS:
+            raise ConfigError(f"outer_step must be one of {', '.join(OUTER_STEPS)} (got {self.outer_step!r})")
         if self.iterate_solve not in ("every", "final"):
             raise ConfigError(f"iterate_solve must be every or final (got {self.iterate_solve!r})")
         if not 0 < self.beta < np.inf:

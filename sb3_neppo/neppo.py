@@ -41,7 +41,7 @@ from sb3_neppo.policy import Memory
 from sb3_neppo.potentials import POTENTIALS, Potential, potential_name
 from sb3_neppo.solvers.base import AgentPolicy, FEstimate, JointPolicy, Solvers
 from sb3_neppo.version import __version__
-from sb3_neppo.zeroth_order import ZerothOrderOptimizer, sample_directions, two_point_gradient
+from sb3_neppo.zeroth_order import ZerothOrderOptimizer, clip_norm, sample_directions, two_point_gradient
 
 
 @dataclass
@@ -112,6 +112,8 @@ class NePPO(MultiAgentModel):
         instance (the three inner slots).
     :param solver_kwargs: settings of the sb3 solvers (:class:`~sb3_neppo.config.SB3SolverConfig`).
     :param delta, lr, lr_schedule, n_directions, max_grad_norm, shrink_z: the zeroth-order step (see ``zeroth_order``).
+    :param outer_step: ``zeroth_order`` (Algorithm 1) or ``regret_weights`` (the convex potential's weight moves to the
+        groups with the largest F_i; :class:`~sb3_neppo.config.NePPOConfig`).
     :param beta: temperature of L_β.
     :param iterate_solve: ``every`` (solve at each new iterate: it is logged and warm-starts the next iteration) or
         ``final`` (the paper's 2m solves per iteration: the next one warm-starts from the branch with the lowest L_β;
@@ -154,6 +156,7 @@ class NePPO(MultiAgentModel):
         beta: float | None = None,
         max_grad_norm: float | None | Default = DEFAULT,
         shrink_z: float | None = None,
+        outer_step: str | None = None,
         iterate_solve: str | None = None,
         keep_best: bool | None = None,
         n_starts: int | None = None,
@@ -185,6 +188,7 @@ class NePPO(MultiAgentModel):
             n_directions=n_directions,
             beta=beta,
             shrink_z=shrink_z,
+            outer_step=outer_step,
             iterate_solve=iterate_solve,
             keep_best=keep_best,
             n_starts=n_starts,
@@ -224,6 +228,11 @@ class NePPO(MultiAgentModel):
             config.potential if potential is None else potential, self.env, config.potential_kwargs
         )
         StepEncoder(self.env).check_potential(self.potential)  # one clear line now, not a traceback mid-training
+        if config.outer_step == "regret_weights" and not hasattr(self.potential, "regret_direction"):
+            raise ConfigError(
+                f"outer_step: regret_weights moves the weights of a convex potential, not a {potential_name(self.potential)} "
+                "one: add -params potential:convex (or outer_step:zeroth_order)"
+            )
         if self.solvers.exact:
             self.potential.double()  # exact certificates: no float32 rounding in Φ
         self.optimizer = ZerothOrderOptimizer(
@@ -320,7 +329,7 @@ class NePPO(MultiAgentModel):
         if budget is not None:  # move the bar after every solve: an iteration of a Markov game can take minutes
             self._on_solve = lambda: bar.update(min(self.num_timesteps - start_steps, budget) - bar.n)
         try:
-            if self.policy is None and self.config.iterate_solve == "every":
+            if self.policy is None and self.config.iterate_solve == "every" and self.config.outer_step == "zeroth_order":
                 self.solve_iterate()
             if not self._screened:
                 self._screen_starts()
@@ -349,6 +358,8 @@ class NePPO(MultiAgentModel):
 
     def step(self) -> IterationLog:
         """One outer iteration of Algorithm 1 (steps 1-5) from the current w and warm start; returns its log."""
+        if self.config.outer_step == "regret_weights":
+            return self._regret_weights_step()
         t = self.num_iterations
         w = self.potential.get_flat_params()
         # 1. directions u_j on the unit sphere; the branches w ± δu_j
@@ -387,6 +398,17 @@ class NePPO(MultiAgentModel):
         log.loss_gap_se = float(np.sqrt(np.mean(se[:m] ** 2 + se[m:] ** 2)))
         log.loss_gap_se_paired = float(np.sqrt(np.mean(np.square(paired))))
         return log
+
+    def _regret_weights_step(self) -> IterationLog:
+        """``outer_step: regret_weights``: solve at w (π^Φ, best responses, F), then move each group's logit by η_t times
+        its largest F_i less the groups' mean (clipped to ``max_grad_norm``): w ← Proj(w + η_t d)."""
+        t, w = self.num_iterations, self.potential.get_flat_params()
+        solve = self._solve_with_policy(Job((t, 0, 0), w, self._solver_seed()))  # trains on, even where w did not move
+        self._adopt(solve)
+        d = clip_norm(self.potential.regret_direction(solve.F.mean), self.config.max_grad_norm)
+        self.potential.set_flat_params(self.potential.project_flat(w + self.optimizer.step_size(t) * d))
+        self.num_iterations += 1
+        return self._iteration_log(float(np.linalg.norm(d)), self.optimizer.step_size(t))
 
     def solve_iterate(self) -> Solve:
         """Solve at the current w (π^Φ there, its best responses and F) unless that is the current solution already.
@@ -461,11 +483,12 @@ class NePPO(MultiAgentModel):
         early), ``solves`` per iteration (2 per direction, and one at the iterate with ``iterate_solve: every``) and
         ``iteration`` (one that trains best responses), ``best_response_every`` (k: they are trained at every k-th
         iteration, :attr:`~sb3_neppo.solvers.base.Solvers.best_response_every`) and ``iteration_mean`` over k."""
-        solves = 2 * self.config.n_directions + (self.config.iterate_solve == "every")
+        branches = 2 * self.config.n_directions if self.config.outer_step == "zeroth_order" else 0
+        solves = branches + (self.config.iterate_solve == "every") if branches else 1  # regret_weights: one, at w
         parts = self.solvers.solve_cost(len(self.agents)) or {"cooperative": 0, "best_responses": 0, "evaluation": 0}
         solve = parts["cooperative"] + parts["best_responses"] + parts["evaluation"]
         every = self.solvers.best_response_every
-        mean = solves * solve - (2 * self.config.n_directions * parts["best_responses"] * (every - 1)) // every
+        mean = solves * solve - (branches * parts["best_responses"] * (every - 1)) // every
         return {
             **parts,
             "solve": solve,
@@ -479,9 +502,10 @@ class NePPO(MultiAgentModel):
         """The env steps the next outer iteration is planned to take, with the solve at the final iterate
         (``iterate_solve: final``): an iteration starts only if this fits what is left of a budget."""
         cost = self.iteration_cost()
-        need = cost["iteration"] + (cost["solve"] if self.config.iterate_solve == "final" else 0)
-        if self.num_iterations % cost["best_response_every"]:  # its branches replay the last best responses
-            need -= 2 * self.config.n_directions * cost["best_responses"]
+        final = self.config.iterate_solve == "final" or self.config.outer_step == "regret_weights"
+        need = cost["iteration"] + (cost["solve"] if final else 0)
+        if self.num_iterations % cost["best_response_every"] and self.config.outer_step == "zeroth_order":
+            need -= 2 * self.config.n_directions * cost["best_responses"]  # its branches replay the last best responses
         return need
 
     def check_budget(self, total_timesteps: int) -> None:

@@ -186,6 +186,12 @@ class ConvexCombinationPotential(RewardMixturePotential):
     def describe(self) -> dict:
         return {"weights": self.spread(self.logits.detach()[None])[0].tolist()}
 
+    def regret_direction(self, F: np.ndarray) -> np.ndarray:
+        """Per group logit, its agents' largest F_i less the mean of that over the groups: the direction that moves
+        weight to the groups whose players gain most by deviating (``outer_step: regret_weights``)."""
+        worst = np.array([np.max(np.asarray(F, dtype=np.float64)[members]) for members in self.groups])
+        return worst - worst.mean()
+
     def start_points(self, n: int, rng: np.random.Generator, game=None) -> list[np.ndarray]:
         """Each group's own reward weighted 0.9 (its logit log(9 (N - |g|) / |g|) above the others' 0), then weights
         drawn uniformly from the simplex of groups (logits of a flat Dirichlet draw, shared within a group)."""

@@ -50,6 +50,8 @@ VARIANTS: dict[str, list[str]] = {
     "role-control": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0"],  # w held: the control
     # best responses trained at every other iteration (the others replay them): about 1.5x the iterations per budget
     "role-br2": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1", "solver_kwargs:{br_every: 2}"],
+    # one solve per iteration; each role's logit moves by 0.1 x (its largest F_i - the roles' mean), clipped at 10
+    "role-regret": ["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
 }
 
 
