@@ -12,7 +12,7 @@ def cost_text(cost: dict[str, int], budget: int | None = None) -> str:
     if not cost["iteration"]:
         return "exact solvers, no env steps"
     text = (
-        f"one outer iteration takes about {cost['iteration']:,} env steps ({cost['solves']} solves of "
+        f"one outer iteration takes about {cost['iteration']:,} env steps ({cost['solves']} solve{'s' if cost['solves'] != 1 else ''} of "
         f"{cost['cooperative']:,} cooperative + {cost['best_responses']:,} best-response + "
         f"{cost['evaluation']:,} evaluation)"
     )

@@ -174,6 +174,31 @@ def test_shrinkage_holds_w_where_every_gap_is_within_its_noise():
     assert np.linalg.norm(moved.potential.get_flat_params() - w0) > 0
 
 
+@pytest.mark.slow
+def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solve_per_iteration():
+    """outer_step regret_weights: each iteration is one solve at w, and w then moves by lr x (each role's largest F_i less
+    the roles' mean), clipped; a potential without group weights is one clear line."""
+    torch.set_num_threads(1)
+    config = dict(n_envs=2, eval_episodes=3, ppo=dict(n_steps=8, batch_size=16, n_epochs=2))
+    kwargs = dict(env_kwargs={"max_cycles": 8}, solver_kwargs=config, seed=2, lr=0.5, max_grad_norm=10.0)
+    model = NePPO(
+        "mpe2.simple_adversary_v3", potential="convex", potential_kwargs={"tie": "role"}, outer_step="regret_weights", **kwargs
+    )
+    cost = model.iteration_cost()
+    assert cost["solves"] == 1 and cost["iteration"] == cost["solve"]
+    rows = []
+    model.learn(n_iterations=4, callback=lambda log, m: rows.append((log, m.potential.get_flat_params(), m.num_timesteps)))
+    moved = 0.0
+    for k, (log, w_after, steps) in enumerate(rows):
+        worst = np.array([log.F[0], max(log.F[1:])])  # adversary_0; agent_0 and agent_1 share the good agents' logit
+        np.testing.assert_allclose(w_after, log.w + 0.5 * (worst - worst.mean()), rtol=1e-6, atol=1e-9)
+        assert steps == (k + 1) * cost["solve"]
+        moved += float(np.abs(w_after - log.w).sum())
+    assert moved > 0  # F differed between the roles at least once
+    with pytest.raises(ConfigError, match="outer_step: regret_weights moves the weights of a convex potential"):
+        NePPO("mpe2.simple_adversary_v3", outer_step="regret_weights", **kwargs)
+
+
 class _NaNReward(BaseParallelWrapper):
     def step(self, actions):
         obs, rewards, terms, truncs, infos = self.env.step(actions)

@@ -115,6 +115,15 @@ def test_convex_combination_tied_within_a_role_has_one_weight_per_role():
     assert again(state, actions, rewards_t).item() == pytest.approx(phi(state, actions, rewards_t).item())
 
 
+def test_the_regret_direction_raises_the_roles_whose_players_gain_most():
+    """outer_step regret_weights: per role, the largest F_i of its agents less the mean over roles."""
+    phi = build_potential("convex", n_agents=6, state_dim=1, agents=WORLD_COMM, tie="role")
+    F = np.array([0.5, 1.0, 4.0, -2.0, 9.0, 3.0])  # leader 0.5; adversaries' worst 4; good agents' worst 9
+    assert phi.regret_direction(F).tolist() == pytest.approx([0.5 - 4.5, 4.0 - 4.5, 9.0 - 4.5])
+    untied = build_potential("convex", n_agents=3, state_dim=1)
+    assert untied.regret_direction(np.array([1.0, 2.0, 6.0])).tolist() == pytest.approx([-2.0, -1.0, 3.0])
+
+
 def test_convex_combination_starts_from_given_weights_and_checks_them():
     phi = build_potential("convex", n_agents=6, state_dim=1, agents=WORLD_COMM, tie="role", weights=[0.1] * 4 + [0.3] * 2)
     assert phi.describe()["weights"] == pytest.approx([0.1] * 4 + [0.3] * 2)
