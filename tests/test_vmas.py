@@ -104,8 +104,9 @@ def test_simple_world_comm_defaults_to_the_convex_potential_tied_within_roles():
     # hyperparams/neppo.yml: what did best at 1 M env steps (docs/table2-replication.md); the other VMAS games keep the
     # paper's potential settings, and all keep 64 worlds with minibatch 400
     world_comm, tag = settings_for("vmas:simple_world_comm"), settings_for("vmas:simple_tag")
-    tied = (world_comm["potential"], world_comm["potential_kwargs"], world_comm["delta"], world_comm["lr"])
-    assert tied == ("convex", {"tie": "role"}, 0.05, 0.1)
+    tied = (world_comm["potential"], world_comm["potential_kwargs"], world_comm["outer_step"], world_comm["lr"])
+    assert tied == ("convex", {"tie": "role"}, "regret_weights", 0.1)
+    assert tag["outer_step"] == "zeroth_order"
     assert (tag["potential"], tag["potential_kwargs"], tag["delta"], tag["lr"]) == ("auto", {}, 0.0005, 0.01)
     assert {s["solver_kwargs"]["n_envs"] for s in (world_comm, tag)} == {64}
     assert {s["solver_kwargs"]["ppo"]["batch_size"] for s in (world_comm, tag)} == {400}
