@@ -11,8 +11,9 @@ def cost_text(cost: dict[str, int], budget: int | None = None) -> str:
     """NePPO's :meth:`~sb3_neppo.neppo.NePPO.iteration_cost` in words (and what a budget allows)."""
     if not cost["iteration"]:
         return "exact solvers, no env steps"
+    solves = f"{cost['solves']} solve{'s' if cost['solves'] != 1 else ''}"
     text = (
-        f"one outer iteration takes about {cost['iteration']:,} env steps ({cost['solves']} solve{'s' if cost['solves'] != 1 else ''} of "
+        f"one outer iteration takes about {cost['iteration']:,} env steps ({solves} of "
         f"{cost['cooperative']:,} cooperative + {cost['best_responses']:,} best-response + "
         f"{cost['evaluation']:,} evaluation)"
     )
