@@ -17,11 +17,13 @@ def cost_text(cost: dict[str, int], budget: int | None = None) -> str:
         f"{cost['cooperative']:,} cooperative + {cost['best_responses']:,} best-response + "
         f"{cost['evaluation']:,} evaluation)"
     )
-    every = cost.get("best_response_every", 1)
-    if every > 1:
-        text += f", best responses trained once every {every} iterations (about {cost['iteration_mean']:,} on average)"
+    if cost["best_response_every"] > 1:
+        text += (
+            f", best responses trained once every {cost['best_response_every']} iterations "
+            f"(about {cost['iteration_mean']:,} on average)"
+        )
     if budget is not None:
-        iterations = max((budget - cost["solve"]) // cost.get("iteration_mean", cost["iteration"]), 0)
+        iterations = max((budget - cost["solve"]) // cost["iteration_mean"], 0)
         text += f"; a budget of {budget:,} allows about {iterations} iteration{'s' if iterations != 1 else ''}"
     return text
 

@@ -480,9 +480,10 @@ class NePPO(MultiAgentModel):
         """The env steps one outer iteration is planned to take (all 0 where the solvers plan none, e.g. the exact
         ones): ``solve`` (one solve: ``cooperative`` K1 × n_envs × n_steps, ``best_responses`` N × K2 × n_envs × n_steps,
         ``evaluation`` eval_episodes × (N + 1) joint policies × the episode length, an upper bound where episodes end
-        early), ``solves`` per iteration (2 per direction, and one at the iterate with ``iterate_solve: every``) and
-        ``iteration`` (one that trains best responses), ``best_response_every`` (k: they are trained at every k-th
-        iteration, :attr:`~sb3_neppo.solvers.base.Solvers.best_response_every`) and ``iteration_mean`` over k."""
+        early), ``solves`` per iteration (2 per direction, and one at the iterate with ``iterate_solve: every``; one
+        with ``regret_weights``), ``branches`` among them (the solves at w ± δu, which replay best responses between
+        the k-th iterations), ``iteration`` (one that trains best responses), ``best_response_every`` (k,
+        :attr:`~sb3_neppo.solvers.base.Solvers.best_response_every`) and ``iteration_mean`` over k."""
         branches = 2 * self.config.n_directions if self.config.outer_step == "zeroth_order" else 0
         solves = branches + (self.config.iterate_solve == "every") if branches else 1  # regret_weights: one, at w
         parts = self.solvers.solve_cost(len(self.agents)) or {"cooperative": 0, "best_responses": 0, "evaluation": 0}
@@ -493,6 +494,7 @@ class NePPO(MultiAgentModel):
             **parts,
             "solve": solve,
             "solves": solves,
+            "branches": branches,
             "iteration": solves * solve,
             "best_response_every": every,
             "iteration_mean": mean,
@@ -504,8 +506,8 @@ class NePPO(MultiAgentModel):
         cost = self.iteration_cost()
         final = self.config.iterate_solve == "final" or self.config.outer_step == "regret_weights"
         need = cost["iteration"] + (cost["solve"] if final else 0)
-        if self.num_iterations % cost["best_response_every"] and self.config.outer_step == "zeroth_order":
-            need -= 2 * self.config.n_directions * cost["best_responses"]  # its branches replay the last best responses
+        if self.num_iterations % cost["best_response_every"]:
+            need -= cost["branches"] * cost["best_responses"]  # its branches replay the last best responses
         return need
 
     def check_budget(self, total_timesteps: int) -> None:
