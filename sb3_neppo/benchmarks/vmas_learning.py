@@ -16,16 +16,21 @@ undiscounted Φ return is measured on 128 sampled episodes on fixed seeds (no tr
 
 Per setting: the median over seeds of the return at half and at the full budget; the env steps at which its median
 curve first reaches the return the reference's median curve has at half the budget, and that as a multiple of the
-reference's; and the training wall time (evaluations excluded; one torch thread, runs one after another). Throughput
+reference's; the training wall time to that return (the median curve of training seconds against env steps, read at
+those env steps) and its multiple of the reference's; and the whole run's training wall time (evaluations excluded; one
+torch thread, runs one after another). ``--save`` is written after every curve and read back by the same command, so a
+killed call resumes with the next curve. Throughput
 against the PettingZoo path: ``vmas_throughput --settings`` with the same settings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,7 +85,7 @@ def curve(scenario: str, setting: dict, budget: int, eval_every: int, seed: int)
         rollouts = evaluator.rollouts(PolicyProfile.shared(view, frozen_copy(model.policy)), HELD_OUT_EPISODE_SEED)
         return float(rollouts.potential_returns(potential).mean())
 
-    steps, returns, train_s, due = [0], [score()], 0.0, eval_every
+    steps, returns, times, train_s, due = [0], [score()], [0.0], 0.0, eval_every
     while venv.env_steps < budget:
         start = time.perf_counter()
         model.learn(model.n_steps * venv.num_envs, reset_num_timesteps=False)
@@ -88,13 +93,40 @@ def curve(scenario: str, setting: dict, budget: int, eval_every: int, seed: int)
         if venv.env_steps >= due or venv.env_steps >= budget:
             steps.append(venv.env_steps)
             returns.append(score())
+            times.append(train_s)
             due += eval_every
-    return {"steps": np.array(steps), "returns": np.array(returns), "train_s": train_s}
+    return {"steps": np.array(steps), "returns": np.array(returns), "times": np.array(times), "train_s": train_s}
 
 
-def _at(run: dict, step: float) -> float:
-    """The return at ``step`` env steps, interpolated on the evaluation points."""
-    return float(np.interp(step, run["steps"], run["returns"]))
+def _at(run: dict, step: float, key: str = "returns") -> float:
+    """The return (or the training seconds, ``key="times"``) at ``step`` env steps, interpolated on the evaluation points."""
+    return float(np.interp(step, run["steps"], run[key]))
+
+
+def _record(setting: str, parsed: dict, seed: int, run: dict) -> dict:
+    return (
+        {"worlds": parsed["worlds"], "minibatch": parsed["batch_size"], "setting": setting, "seed": seed}
+        | {key: run[key].tolist() for key in ("steps", "returns", "times")}
+        | {"train_s": run["train_s"]}
+    )
+
+
+def _saved(path: str | None, scenario: str, budget: int, eval_every: int) -> list[dict]:
+    """The curves an earlier call saved to ``path`` with the same scenario, budget and evaluation points (a resumed call
+    skips them); none where the file is absent, and one clear line where it holds other settings or is torn."""
+    if not path or not Path(path).exists():
+        return []
+    try:
+        data = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"--save {path}: not valid JSON ({error}); move it away or give another --save") from None
+    same = (data.get("scenario"), data.get("budget"), data.get("eval_every")) == (scenario, budget, eval_every)
+    if not same:
+        raise SystemExit(
+            f"--save {path} holds curves of {data.get('scenario')} at budget {data.get('budget')} (eval every "
+            f"{data.get('eval_every')}), not {scenario} at {budget} ({eval_every}): give another --save"
+        )
+    return [c for c in data["curves"] if "times" in c]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,20 +145,21 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore")
     parsed = {s: parse_setting(s) for s in args.settings}
     settings = list(parsed)
+    saved = _saved(args.save, args.scenario, args.budget, args.eval_every)
+    done = {(c["setting"], c["seed"]): c for c in saved}
     runs: dict[str, list[dict]] = {s: [] for s in settings}
     for seed in range(args.seeds):
         for setting in settings:
-            run = curve(args.scenario, parsed[setting], args.budget, args.eval_every, seed)
+            if (setting, seed) in done:
+                run = {k: np.array(v) if isinstance(v, list) else v for k, v in done[(setting, seed)].items()}
+            else:
+                run = curve(args.scenario, parsed[setting], args.budget, args.eval_every, seed)
+                saved.append(_record(setting, parsed[setting], seed, run))
+                if args.save:  # after every curve, so a killed call resumes with the next
+                    data = {"scenario": args.scenario, "budget": args.budget, "eval_every": args.eval_every, "curves": saved}
+                    write_json_atomic(args.save, data)
             runs[setting].append(run)
             print(f"{setting} seed {seed}: {run['returns'][0]:.3g} -> {run['returns'][-1]:.3g}", flush=True)
-    if args.save:
-        curves = [
-            {"worlds": parsed[s]["worlds"], "minibatch": parsed[s]["batch_size"], "setting": s, "seed": k}
-            | {"steps": r["steps"].tolist(), "returns": r["returns"].tolist(), "train_s": r["train_s"]}
-            for s, rs in runs.items()
-            for k, r in enumerate(rs)
-        ]
-        write_json_atomic(args.save, {"scenario": args.scenario, "budget": args.budget, "curves": curves})
     grid = np.linspace(0, args.budget, 201)
     median = {s: np.median([[_at(r, x) for x in grid] for r in rs], axis=0) for s, rs in runs.items()}
     target = float(median[settings[0]][len(grid) // 2])
@@ -136,10 +169,12 @@ def main(argv: list[str] | None = None) -> None:
         return float(grid[reached[0]]) if reached.size else None
 
     reference = steps_to_target(median[settings[0]])
+    seconds = {s: np.median([[_at(r, x, "times") for x in grid] for r in rs], axis=0) for s, rs in runs.items()}
+    reference_s = float(np.interp(reference, grid, seconds[settings[0]])) if reference is not None else None
     print(f"\n{args.scenario}: Φ return at w = 0 (mean reward), medians over {args.seeds} seeds; target = {target:.3g}, the")
     print("reference's return at half the budget; PPO as hyperparams/neppo.yml (mpe2) except what a setting names")
     columns = ["worlds:minibatch[:epochs:lr]", "return at half budget", "at budget", "env steps to target", "× reference"]
-    columns.append("train s")
+    columns += ["train s to target", "× reference", "train s"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for setting in settings:
@@ -151,6 +186,11 @@ def main(argv: list[str] | None = None) -> None:
             f"{med[-1]:.3g}",
             f"{steps:,.0f}" if steps is not None else f"> {args.budget:,}",
             f"{steps / reference:.2f}" if steps is not None and reference else "-",
+        ]
+        to_target = float(np.interp(steps, grid, seconds[setting])) if steps is not None else None
+        cells += [
+            f"{to_target:.0f}" if to_target is not None else f"> {seconds[setting][-1]:.0f}",
+            f"{to_target / reference_s:.2f}" if to_target is not None and reference_s else "-",
             f"{statistics.median(r['train_s'] for r in runs[setting]):.0f}",
         ]
         print("| " + " | ".join(cells) + " |")
