@@ -33,7 +33,7 @@ from sb3_neppo.defaults import neppo_settings
 from sb3_neppo.distributed import JobQueue, QueueExecutor, serve
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.execution import ProcessExecutor, make_executor
-from sb3_neppo.hpo import make_pruner, make_sampler, objective_fn, write_report
+from sb3_neppo.hpo import SearchSpace, make_pruner, make_sampler, objective_fn, write_report
 from sb3_neppo.hyperparams_files import merge_hyperparams
 from sb3_neppo.monitors import CsvLogger, EvalMonitor, TensorBoardLogger
 from sb3_neppo.neppo import IterationLog, NePPO, read_model_data
@@ -386,7 +386,7 @@ def join(args: argparse.Namespace, storage: BaseStorage, name: str, config: NePP
 def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, command: str) -> Path:
     """``-optimize``: a hyperparameter study (see :mod:`sb3_neppo.hpo`), resumable like a training run."""
     probe = NePPO(args.env, env_kwargs=env_kwargs, seed=0, config=NePPOConfig.from_dict(hyperparams))
-    sampled_solver = not probe.solvers.exact
+    space = SearchSpace.of(probe)
     settings = {"optimize": True, "env": args.env, "env_kwargs": env_kwargs, "hyperparams": hyperparams}
     settings.update(n_seeds=args.n_seeds, n_timesteps=args.n_timesteps, sampler=args.sampler, pruner=args.pruner)
     claim = claim_run_folder(Path(args.log_folder), args.algo, args.env, command)
@@ -403,7 +403,7 @@ def optimize(args: argparse.Namespace, env_kwargs: dict, hyperparams: dict, comm
             claim.discard()
         raise
     try:  # from here on the study holds what this attempt did: the folder is kept whatever happens
-        return optimize_in_study(args, folder, resuming, study, hyperparams, env_kwargs, sampled_solver)
+        return optimize_in_study(args, folder, resuming, study, hyperparams, env_kwargs, space)
     finally:
         claim.release()
 
@@ -415,7 +415,7 @@ def optimize_in_study(
     study: optuna.Study,
     hyperparams: dict,
     env_kwargs: dict,
-    sampled_solver: bool,
+    space: SearchSpace,
 ) -> Path:
     """Run the study's remaining trials and write its report into the run folder."""
     if resuming:  # trials this run's killed process left RUNNING are redone
@@ -435,9 +435,9 @@ def optimize_in_study(
 
     if finished < args.n_trials:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        objective = objective_fn(hyperparams, build, train, args.n_seeds, sampled_solver)
+        objective = objective_fn(hyperparams, build, train, args.n_seeds, space)
         study.optimize(objective, n_trials=args.n_trials - finished, show_progress_bar=args.progress)
-    report = write_report(study, hyperparams, folder, sampled_solver)
+    report = write_report(study, hyperparams, folder, space)
     best = study.best_trial
     summary = {"algo": args.algo, "optimize": True, "env": args.env, "env_kwargs": env_kwargs, "n_seeds": args.n_seeds}
     summary.update(report, score=best.user_attrs.get("score"), best_params=best.params)

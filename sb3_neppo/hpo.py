@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 import optuna
 
 from sb3_neppo.atomic import atomic_open, write_yaml_atomic
-from sb3_neppo.config import NePPOConfig
+from sb3_neppo.config import OUTER_STEPS, NePPOConfig
 from sb3_neppo.errors import ConfigError
 from sb3_neppo.hyperparams_files import merge_hyperparams
 
@@ -27,8 +28,24 @@ SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none")
 
 
-def sample_hyperparams(trial: optuna.Trial, sampled_solver: bool) -> dict[str, Any]:
-    """The search space: the zeroth-order step for every run; K1, K2 and PPO's learning rate for the sb3 solvers."""
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a study samples besides the zeroth-order step: with ``sampled_solver`` (the sb3 solvers) K1, K2, PPO's
+    learning rate, ``br_every`` and ``shrink_z``; with ``regret_weights`` (a potential that has
+    :meth:`~sb3_neppo.potentials.ConvexCombinationPotential.regret_direction`) the outer step too."""
+
+    sampled_solver: bool
+    regret_weights: bool = False
+
+    @classmethod
+    def of(cls, model: Any) -> SearchSpace:
+        """The space for a built :class:`~sb3_neppo.neppo.NePPO` (its solvers and potential)."""
+        return cls(not model.solvers.exact, hasattr(model.potential, "regret_direction"))
+
+
+def sample_hyperparams(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """The search space: the zeroth-order step for every run; the outer step where the potential has another; K1, K2,
+    PPO's learning rate, the best responses' period and the step's shrinkage for the sb3 solvers."""
     params: dict[str, Any] = {
         "delta": trial.suggest_float("delta", 1e-3, 0.1, log=True),
         "lr": trial.suggest_float("lr", 1e-3, 0.5, log=True),
@@ -37,10 +54,14 @@ def sample_hyperparams(trial: optuna.Trial, sampled_solver: bool) -> dict[str, A
         "beta": trial.suggest_float("beta", 1.0, 1e4, log=True),
         "max_grad_norm": trial.suggest_categorical("max_grad_norm", [None, 1.0, 10.0]),
     }
-    if sampled_solver:
+    if space.regret_weights:
+        params["outer_step"] = trial.suggest_categorical("outer_step", list(OUTER_STEPS))
+    if space.sampled_solver:
+        params["shrink_z"] = trial.suggest_categorical("shrink_z", [0.0, 1.0])
         params["solver_kwargs"] = {
             "coop_updates": trial.suggest_int("coop_updates", 1, 8),
             "br_updates": trial.suggest_int("br_updates", 1, 8),
+            "br_every": trial.suggest_int("br_every", 1, 4),
             "ppo": {"learning_rate": trial.suggest_float("ppo_learning_rate", 1e-4, 1e-2, log=True)},
         }
     return params
@@ -75,12 +96,12 @@ def objective_fn(
     build: Callable[[NePPOConfig, int], Any],
     train: Callable[[Any, NePPOConfig], None],
     n_seeds: int,
-    sampled_solver: bool,
+    space: SearchSpace,
 ) -> Callable[[optuna.Trial], float]:
     """The trial objective: mean final score over seeds ``0..n_seeds-1``, reported after each seed for pruning."""
 
     def objective(trial: optuna.Trial) -> float:
-        config = NePPOConfig.from_dict(merge_hyperparams(base, sample_hyperparams(trial, sampled_solver)))
+        config = NePPOConfig.from_dict(merge_hyperparams(base, sample_hyperparams(trial, space)))
         scores = []
         for seed in range(n_seeds):
             model = build(config, seed)
@@ -97,14 +118,14 @@ def objective_fn(
     return objective
 
 
-def write_report(study: optuna.Study, base: dict[str, Any], folder: Path, sampled_solver: bool) -> dict[str, Any]:
+def write_report(study: optuna.Study, base: dict[str, Any], folder: Path, space: SearchSpace) -> dict[str, Any]:
     """``best_hyperparams.yml`` (a ``-params``-ready, complete NePPO config), ``trials.csv`` and Optuna's plots."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise ConfigError("no trial completed; raise --n-trials or use --pruner none")
     best = study.best_trial
     fixed = optuna.trial.FixedTrial(best.params)
-    config = NePPOConfig.from_dict(merge_hyperparams(base, sample_hyperparams(fixed, sampled_solver)))
+    config = NePPOConfig.from_dict(merge_hyperparams(base, sample_hyperparams(fixed, space)))
     write_yaml_atomic(folder / "best_hyperparams.yml", config.to_dict())
     names = sorted({k for t in study.trials for k in t.params})
     with atomic_open(folder / "trials.csv", "w", newline="") as fh:

@@ -11,6 +11,8 @@ from optuna.trial import TrialState
 
 from sb3_neppo import NePPO
 from sb3_neppo.config import NePPOConfig
+from sb3_neppo.hpo import SearchSpace, sample_hyperparams
+from sb3_neppo.hyperparams_files import merge_hyperparams
 from sb3_neppo.storage import open_storage
 from sb3_neppo.train import main
 
@@ -84,3 +86,41 @@ def test_a_killed_study_resumes_to_exactly_n_trials(tmp_path):
     assert states.count(TrialState.COMPLETE) == 10 and set(states) <= {TrialState.COMPLETE, TrialState.FAIL}
     assert {t.number: t.value for t in study.trials if t.number in before} == before  # nothing completed was lost
     assert json.loads((folder / "summary.json").read_text())["complete"] == 10
+
+
+@pytest.mark.parametrize(
+    "space, extra",
+    [
+        (SearchSpace(sampled_solver=False), set()),
+        (SearchSpace(sampled_solver=False, regret_weights=True), {"outer_step"}),
+        (SearchSpace(sampled_solver=True), {"shrink_z", "coop_updates", "br_updates", "br_every", "ppo_learning_rate"}),
+    ],
+)
+def test_search_space_samples_what_the_run_can_use(space, extra):
+    """The outer step is searched only where the potential has another, the solver settings only for the sb3 solvers;
+    every sampled setting is a valid config."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(8):
+        trial = study.ask()
+        config = NePPOConfig.from_dict(merge_hyperparams({}, sample_hyperparams(trial, space)))
+        assert set(trial.params) == {"delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm"} | extra
+        if space.sampled_solver:
+            assert 1 <= config.solver_kwargs["br_every"] <= 4 and config.shrink_z in (0.0, 1.0)
+    if space.regret_weights:
+        steps = {t.params["outer_step"] for t in study.trials}
+        assert steps <= {"zeroth_order", "regret_weights"}
+
+
+def test_a_study_on_the_convex_potential_searches_the_outer_step(tmp_path):
+    """On the α game with the convex potential the study tries both outer steps, and the written best settings
+    reproduce the best value."""
+    args = ["--env", "matrix-alpha", "--env-kwargs", "alpha:0.4", "-optimize", "--n-trials", "6", "--n-seeds", "1"]
+    args += ["--sampler", "random", "--pruner", "none", "--seed", "3", "-params", "n_iterations:20", "potential:convex"]
+    assert main(args + ["-f", str(tmp_path)]) == 0
+    folder = tmp_path / "neppo" / "matrix-alpha_1"
+    study = optuna.load_study(study_name=folder.name, storage=open_storage(None, folder))
+    assert {t.params["outer_step"] for t in study.trials} == {"zeroth_order", "regret_weights"}
+    config = NePPOConfig.from_dict(yaml.safe_load((folder / "best_hyperparams.yml").read_text()))
+    assert config.outer_step == study.best_trial.params["outer_step"]
+    model = NePPO("matrix-alpha", env_kwargs={"alpha": 0.4}, seed=0, **config.model_kwargs())
+    assert model.learn(n_iterations=config.n_iterations).regret().max() == study.best_value

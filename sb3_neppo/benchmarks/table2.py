@@ -15,7 +15,7 @@ built in slices (each ending before the session that runs it): ``--max-runs N`` 
 ``--time-limit S`` starts none after S seconds (the runs in flight finish; give a limit that leaves time for one run);
 the same command again goes on with the runs left. Printed per scenario and algorithm: the mean of
 the seeds' max regret with a 95 % t-interval over seeds, each seed's value with its evaluator CI, the env steps
-actually taken (NePPO stops after the iteration that crosses the budget) and wall time; and NePPO's mean over the
+actually taken (NePPO starts an iteration only if it fits the budget) and wall time; and NePPO's mean over the
 better of IPPO's and MAPPO's (the paper: 0.47 on Simple World Comm).
 """
 
