@@ -514,7 +514,10 @@ class NePPO(MultiAgentModel):
         """One line if ``total_timesteps`` env steps cannot pay for one outer iteration (and the solve of the starting
         point or the final iterate that goes with it), saying what would."""
         cost = self.iteration_cost()
-        first = cost["iteration"] + (cost["solve"] if self.policy is None or self.config.iterate_solve == "final" else 0)
+        starts_with_a_solve = (
+            self.policy is None and self.config.iterate_solve == "every" and self.config.outer_step == "zeroth_order"
+        )
+        first = self.next_need() + (cost["solve"] if starts_with_a_solve else 0)  # what learn() spends on its first iteration
         if total_timesteps >= first:
             return
         hint = "fewer env copies, evaluation episodes or directions"

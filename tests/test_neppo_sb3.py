@@ -182,7 +182,12 @@ def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solv
     config = dict(n_envs=2, eval_episodes=3, ppo=dict(n_steps=8, batch_size=16, n_epochs=2))
     kwargs = dict(env_kwargs={"max_cycles": 8}, solver_kwargs=config, seed=2, lr=0.5, max_grad_norm=10.0)
     model = NePPO(
-        "mpe2.simple_adversary_v3", potential="convex", potential_kwargs={"tie": "role"}, outer_step="regret_weights", **kwargs
+        "mpe2.simple_adversary_v3",
+        potential="convex",
+        potential_kwargs={"tie": "role"},
+        outer_step="regret_weights",
+        iterate_solve="every",  # does not apply to this step: each iteration solves at its w, and learn() at the final w
+        **kwargs,
     )
     cost = model.iteration_cost()
     assert cost["solves"] == 1 and cost["iteration"] == cost["solve"]
@@ -195,6 +200,14 @@ def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solv
         assert steps == (k + 1) * cost["solve"]
         moved += float(np.abs(w_after - log.w).sum())
     assert moved > 0  # F differed between the roles at least once
+    # a warm model's next iteration is planned with the solve at its final w: one solve's budget is refused in one line;
+    # two pay for the iteration and, where w moved (here it may sit at the logits' bound), the final solve
+    with pytest.raises(ConfigError, match=f"less than one outer iteration of this run \\({2 * cost['solve']:,} env steps"):
+        model.learn(total_timesteps=cost["solve"])
+    before, w_before = model.num_timesteps, model.potential.get_flat_params().copy()
+    model.learn(total_timesteps=2 * cost["solve"])
+    final_solve = not np.array_equal(model.potential.get_flat_params(), w_before)
+    assert model.num_timesteps - before == (1 + final_solve) * cost["solve"] and model.num_iterations == 5
     with pytest.raises(ConfigError, match="outer_step: regret_weights moves the weights of a convex potential"):
         NePPO("mpe2.simple_adversary_v3", outer_step="regret_weights", **kwargs)
 
