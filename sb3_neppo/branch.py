@@ -29,11 +29,14 @@ Warm = tuple[JointPolicy | None, Mapping[str, AgentPolicy]]  # π^Φ and the bes
 
 @dataclass
 class Job:
-    """A solve to do: at ``w``, with the solvers seeded ``seed`` (None: not reseeded, for exact solvers)."""
+    """A solve to do: at ``w``, with the solvers seeded ``seed`` (None: not reseeded, for exact solvers); ``replay``:
+    play the warm start's best responses again, frozen, instead of training them (``br_every`` with the regret-weights
+    step; a branch replays them by its key)."""
 
     key: Key
     w: np.ndarray
     seed: int | None = None
+    replay: bool = False
 
 
 @dataclass
@@ -120,7 +123,8 @@ class BranchSolver:
         phi.set_flat_params(job.w)
         policy = self.solvers.cooperative.solve(phi, warm_start=policy_start)
         iteration, _, sign = job.key
-        reuse = sign != 0 and iteration % self.solvers.best_response_every != 0  # br_every: play the last ones again
+        between = iteration % self.solvers.best_response_every != 0
+        reuse = job.replay or (sign != 0 and between)  # br_every: play the last ones again
         best_responses = {
             agent: (
                 best_response_starts[agent]

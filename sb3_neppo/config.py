@@ -186,8 +186,9 @@ class SB3SolverConfig:
         response, which is 1/N of a solve per agent, cheaper per update than the cooperative solve; its minibatch is
         capped at its rollout (:mod:`sb3_neppo.defaults`).
     :param br_every: train the best responses at every k-th outer iteration only (k = 1: every solve); the branches of
-        the iterations between play the last trained ones, frozen, against their new π^Φ, so those iterations cost
-        no best-response env steps (the cooperative solve and F's rollouts still run). The solve at the final iterate
+        the iterations between (with ``outer_step: regret_weights``, their one solve at w) play the last trained
+        ones, frozen, against their new π^Φ, so those iterations cost no best-response env steps (the cooperative
+        solve and F's rollouts still run). The solve at the final iterate
         always trains them, so the certificate a run ends with is measured with fresh best responses.
     :param br_warm_start: ``previous`` (the agent's last best response; its cooperative policy the first time),
         ``cooperative`` (always the agent's cooperative policy) or ``scratch``.

@@ -403,7 +403,8 @@ class NePPO(MultiAgentModel):
         """``outer_step: regret_weights``: solve at w (π^Φ, best responses, F), then move each group's logit by η_t times
         its largest F_i less the groups' mean (clipped to ``max_grad_norm``): w ← Proj(w + η_t d)."""
         t, w = self.num_iterations, self.potential.get_flat_params()
-        solve = self._solve_with_policy(Job((t, 0, 0), w, self._solver_seed()))  # trains on, even where w did not move
+        replay = t % self.solvers.best_response_every != 0 and bool(self.best_responses)  # br_every: between the k-th
+        solve = self._solve_with_policy(Job((t, 0, 0), w, self._solver_seed(), replay))  # trains on, even where w stayed
         self._adopt(solve)
         d = clip_norm(self.potential.regret_direction(solve.F.mean), self.config.max_grad_norm)
         self.potential.set_flat_params(self.potential.project_flat(w + self.optimizer.step_size(t) * d))
@@ -460,7 +461,7 @@ class NePPO(MultiAgentModel):
     def _replay(self, job: Job) -> Solve:
         """Solve again, here, a branch that a resumed run knows only as a stored trial, for its policy: the same warm
         start and seed give the same policy. Its env steps were counted when it was first solved, so not again."""
-        return self.solve_at(job.w, job.key, job.seed)
+        return self.branch_solver.solve(job, (self.policy, self.best_responses))
 
     def _solver_seed(self) -> int:
         return int(self.solver_rng.integers(2**31 - 1))
@@ -481,20 +482,22 @@ class NePPO(MultiAgentModel):
         ones): ``solve`` (one solve: ``cooperative`` K1 × n_envs × n_steps, ``best_responses`` N × K2 × n_envs × n_steps,
         ``evaluation`` eval_episodes × (N + 1) joint policies × the episode length, an upper bound where episodes end
         early), ``solves`` per iteration (2 per direction, and one at the iterate with ``iterate_solve: every``; one
-        with ``regret_weights``), ``branches`` among them (the solves at w ± δu, which replay best responses between
-        the k-th iterations), ``iteration`` (one that trains best responses), ``best_response_every`` (k,
-        :attr:`~sb3_neppo.solvers.base.Solvers.best_response_every`) and ``iteration_mean`` over k."""
+        with ``regret_weights``), ``replaying`` among them (the solves that replay the best responses between the k-th
+        iterations: the branches at w ± δu, or the one solve of ``regret_weights``), ``iteration`` (one that trains best
+        responses), ``best_response_every`` (k, :attr:`~sb3_neppo.solvers.base.Solvers.best_response_every`) and
+        ``iteration_mean`` over k."""
         branches = 2 * self.config.n_directions if self.config.outer_step == "zeroth_order" else 0
         solves = branches + (self.config.iterate_solve == "every") if branches else 1  # regret_weights: one, at w
+        replaying = branches or 1
         parts = self.solvers.solve_cost(len(self.agents)) or {"cooperative": 0, "best_responses": 0, "evaluation": 0}
         solve = parts["cooperative"] + parts["best_responses"] + parts["evaluation"]
         every = self.solvers.best_response_every
-        mean = solves * solve - (branches * parts["best_responses"] * (every - 1)) // every
+        mean = solves * solve - (replaying * parts["best_responses"] * (every - 1)) // every
         return {
             **parts,
             "solve": solve,
             "solves": solves,
-            "branches": branches,
+            "replaying": replaying,
             "iteration": solves * solve,
             "best_response_every": every,
             "iteration_mean": mean,
@@ -507,7 +510,7 @@ class NePPO(MultiAgentModel):
         final = self.config.iterate_solve == "final" or self.config.outer_step == "regret_weights"
         need = cost["iteration"] + (cost["solve"] if final else 0)
         if self.num_iterations % cost["best_response_every"]:
-            need -= cost["branches"] * cost["best_responses"]  # its branches replay the last best responses
+            need -= cost["replaying"] * cost["best_responses"]  # its branches (or its one solve) replay the last ones
         return need
 
     def check_budget(self, total_timesteps: int) -> None:

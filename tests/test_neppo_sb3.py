@@ -141,7 +141,7 @@ def test_br_every_trains_best_responses_at_every_kth_iteration_only():
     """solver_kwargs.br_every 2: iteration 1's branches play iteration 0's best responses again and take no
     best-response env steps; iterations 0 and 2 and the solve at the final iterate train them."""
     torch.set_num_threads(1)
-    config = dict(n_envs=2, eval_episodes=3, br_every=2, ppo=dict(n_steps=8, batch_size=16, n_epochs=2))
+    config = dict(n_envs=2, eval_episodes=3, br_every=2, ppo=dict(n_steps=8, batch_size=16, n_epochs=2, learning_rate=0.02))
     model = NePPO("mpe2.simple_tag_v3", env_kwargs={"max_cycles": 8}, solver_kwargs=config, seed=2, delta=0.05, lr=0.5)
     cost = model.solvers.solve_cost(len(model.agents))
     steps, best = [0], []
@@ -210,6 +210,55 @@ def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solv
     assert model.num_timesteps - before == (1 + final_solve) * cost["solve"] and model.num_iterations == 5
     with pytest.raises(ConfigError, match="outer_step: regret_weights moves the weights of a convex potential"):
         NePPO("mpe2.simple_adversary_v3", outer_step="regret_weights", **kwargs)
+
+
+@pytest.mark.slow
+def test_regret_weights_with_br_every_replays_the_best_responses_between_the_kth_iterations(tmp_path):
+    """br_every 2 with the regret-weights step: iterations 1, 3, ... play the last best responses again, frozen (no
+    best-response env steps: the planned cost says so), the even ones and the final solve train them; a run resumed
+    from a checkpoint before a replaying iteration, whose solves are stored trials, ends with the same numbers."""
+    torch.set_num_threads(1)
+    config = dict(n_envs=2, eval_episodes=3, br_every=2, ppo=dict(n_steps=8, batch_size=16, n_epochs=2, learning_rate=0.02))
+    model = NePPO(
+        "mpe2.simple_adversary_v3",
+        env_kwargs={"max_cycles": 8},
+        solver_kwargs=config,
+        seed=2,
+        potential="convex",
+        potential_kwargs={"tie": "role"},
+        outer_step="regret_weights",
+        lr=0.05,
+    )
+    cost = model.iteration_cost()
+    assert cost["replaying"] == 1 and cost["iteration_mean"] == cost["solve"] - cost["best_responses"] // 2
+    rows = []
+
+    def record(log, m):
+        states = {a: {k: v.clone() for k, v in p.state_dict().items()} for a, p in m.best_responses.items()}
+        rows.append((m.num_timesteps, states))
+
+    study, _ = open_study(open_storage(None, tmp_path), "regret-weights", {})
+    model.set_recorder(StudyRecorder(study))
+
+    def record_and_save(log, m):
+        record(log, m)
+        if log.iteration == 1:
+            m.save(tmp_path / "at1.zip")
+
+    model.learn(n_iterations=4, callback=record_and_save)
+    spent = np.diff([0] + [steps for steps, _ in rows])
+    assert spent.tolist() == [cost["solve"], cost["solve"] - cost["best_responses"]] * 2
+    for k in (1, 3):  # the same best responses as the iteration before, parameter for parameter
+        for agent, state in rows[k][1].items():
+            assert all(torch.equal(state[name], rows[k - 1][1][agent][name]) for name in state)
+    assert any(not torch.equal(v, rows[1][1]["agent_0"][n]) for n, v in rows[2][1]["agent_0"].items())  # trained again
+    assert model.num_timesteps == rows[-1][0] + cost["solve"]  # the final solve trains them: a full solve
+    resumed = NePPO.load(tmp_path / "at1.zip")
+    resumed.set_recorder(StudyRecorder(study))  # iterations 1-3 and the final solve are stored: read back, replayed
+    resumed.learn(n_iterations=3)
+    np.testing.assert_array_equal(resumed.result.w, model.result.w)
+    np.testing.assert_array_equal(resumed.result.F.mean, model.result.F.mean)
+    assert resumed.num_timesteps == model.num_timesteps
 
 
 class _NaNReward(BaseParallelWrapper):

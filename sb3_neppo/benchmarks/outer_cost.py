@@ -52,6 +52,21 @@ VARIANTS: dict[str, list[str]] = {
     "role-br2": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1", "solver_kwargs:{br_every: 2}"],
     # one solve per iteration; each role's logit moves by 0.1 x (its largest F_i - the roles' mean), clipped at 10
     "role-regret": ["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
+    # the same step: half the step size; best responses at every other iteration (about 1.5x the iterations); twice
+    # the cooperative updates per solve (π^Φ trained on more of the budget)
+    "role-regret-lr05": ["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.05"],
+    "role-regret-br2": [
+        *["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
+        "solver_kwargs:{br_every: 2}",
+    ],
+    "role-regret-coop4": [
+        *["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
+        "solver_kwargs:{coop_updates: 4}",
+    ],
+    "role-regret-coop4-br2": [  # both: about the iterations of role-regret, π^Φ trained on 4x the env steps
+        *["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
+        "solver_kwargs:{coop_updates: 4, br_every: 2}",
+    ],
 }
 
 

@@ -145,8 +145,8 @@ class Solvers:
 
     @property
     def best_response_every(self) -> int:
-        """k: the branch solves of outer iteration t train best responses where t % k == 0, else they play the warm
-        start's again, frozen (the solves at an iterate always train them)."""
+        """k: the branch solves of outer iteration t (or the regret-weights step's one solve) train best responses where
+        t % k == 0, else they play the warm start's again, frozen (the solve at the final iterate always trains them)."""
         return 1
 
     def best_response_budget(self) -> dict[str, Any] | None:
