@@ -111,6 +111,7 @@ def test_search_space_samples_what_the_run_can_use(space, extra):
         assert steps <= {"zeroth_order", "regret_weights"}
 
 
+@pytest.mark.slow
 def test_a_study_on_the_convex_potential_searches_the_outer_step(tmp_path):
     """On the α game with the convex potential the study tries both outer steps, and the written best settings
     reproduce the best value."""
