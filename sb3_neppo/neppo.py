@@ -329,7 +329,7 @@ class NePPO(MultiAgentModel):
         if budget is not None:  # move the bar after every solve: an iteration of a Markov game can take minutes
             self._on_solve = lambda: bar.update(min(self.num_timesteps - start_steps, budget) - bar.n)
         try:
-            if self.policy is None and self.config.iterate_solve == "every" and self.config.outer_step == "zeroth_order":
+            if self._starts_with_a_solve:
                 self.solve_iterate()
             if not self._screened:
                 self._screen_starts()
@@ -513,14 +513,16 @@ class NePPO(MultiAgentModel):
             need -= cost["replaying"] * cost["best_responses"]  # its branches (or its one solve) replay the last ones
         return need
 
+    @property
+    def _starts_with_a_solve(self) -> bool:
+        """Whether ``learn`` solves at the starting w before its first iteration (``iterate_solve: every``, untrained)."""
+        return self.policy is None and self.config.iterate_solve == "every" and self.config.outer_step == "zeroth_order"
+
     def check_budget(self, total_timesteps: int) -> None:
         """One line if ``total_timesteps`` env steps cannot pay for one outer iteration (and the solve of the starting
         point or the final iterate that goes with it), saying what would."""
         cost = self.iteration_cost()
-        starts_with_a_solve = (
-            self.policy is None and self.config.iterate_solve == "every" and self.config.outer_step == "zeroth_order"
-        )
-        first = self.next_need() + (cost["solve"] if starts_with_a_solve else 0)  # what learn() spends on its first iteration
+        first = self.next_need() + (cost["solve"] if self._starts_with_a_solve else 0)  # what learn() spends first
         if total_timesteps >= first:
             return
         hint = "fewer env copies, evaluation episodes or directions"

@@ -34,6 +34,8 @@ from sb3_neppo.benchmarks.table2 import run_one as table2_run
 # the paper's Markov-game potential settings (hyperparams/neppo.yml held them until Simple World Comm got the tied
 # convex potential): the state mixer from zero, delta 5e-4, step 0.01
 PAPER = ["potential:state_mixer", "potential_kwargs:{tie: agent}", "delta:0.0005", "lr:0.01"]
+# the regret-weights step on the tied convex potential (hyperparams/neppo.yml's vmas:simple_world_comm entry)
+ROLE_REGRET = ["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"]
 VARIANTS: dict[str, list[str]] = {
     "paper": PAPER,  # every best response on the cooperative solve's 64 worlds
     "br16": [*PAPER, "solver_kwargs:{br_n_envs: 16}"],  # a best response on 16 worlds: one minibatch of 400
@@ -51,22 +53,14 @@ VARIANTS: dict[str, list[str]] = {
     # best responses trained at every other iteration (the others replay them): about 1.5x the iterations per budget
     "role-br2": ["potential:convex", "potential_kwargs:{tie: role}", "delta:0.05", "lr:0.1", "solver_kwargs:{br_every: 2}"],
     # one solve per iteration; each role's logit moves by 0.1 x (its largest F_i - the roles' mean), clipped at 10
-    "role-regret": ["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
-    # the same step: half the step size; best responses at every other iteration (about 1.5x the iterations); twice
-    # the cooperative updates per solve (π^Φ trained on more of the budget)
-    "role-regret-lr05": ["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.05"],
-    "role-regret-br2": [
-        *["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
-        "solver_kwargs:{br_every: 2}",
-    ],
-    "role-regret-coop4": [
-        *["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
-        "solver_kwargs:{coop_updates: 4}",
-    ],
-    "role-regret-coop4-br2": [  # both: about the iterations of role-regret, π^Φ trained on 4x the env steps
-        *["potential:convex", "potential_kwargs:{tie: role}", "outer_step:regret_weights", "lr:0.1"],
-        "solver_kwargs:{coop_updates: 4, br_every: 2}",
-    ],
+    "role-regret": ROLE_REGRET,
+    # the same step: half the step size; best responses at every other iteration (about 1.5x the iterations); four
+    # cooperative updates per solve (π^Φ trained on more of the budget)
+    "role-regret-lr05": [*ROLE_REGRET[:-1], "lr:0.05"],
+    "role-regret-br2": [*ROLE_REGRET, "solver_kwargs:{br_every: 2}"],
+    "role-regret-coop4": [*ROLE_REGRET, "solver_kwargs:{coop_updates: 4}"],
+    # both: about the iterations of role-regret, π^Φ trained on 4x the env steps
+    "role-regret-coop4-br2": [*ROLE_REGRET, "solver_kwargs:{coop_updates: 4, br_every: 2}"],
 }
 
 
