@@ -403,13 +403,23 @@ class NePPO(MultiAgentModel):
         """``outer_step: regret_weights``: solve at w (π^Φ, best responses, F), then move each group's logit by η_t times
         its largest F_i less the groups' mean (clipped to ``max_grad_norm``): w ← Proj(w + η_t d)."""
         t, w = self.num_iterations, self.potential.get_flat_params()
-        replay = t % self.solvers.best_response_every != 0 and bool(self.best_responses)  # br_every: between the k-th
-        solve = self._solve_with_policy(Job((t, 0, 0), w, self._solver_seed(), replay))  # trains on, even where w stayed
-        self._adopt(solve)
+        if self._solved_here(w):  # the previous learn()'s final solve: this iteration's, solved once
+            solve = self.last_solve
+        else:
+            replay = t % self.solvers.best_response_every != 0 and bool(self.best_responses)  # br_every: between k-th
+            solve = self._solve_with_policy(Job((t, 0, 0), w, self._solver_seed(), replay))  # trains on where w stayed
+            self._adopt(solve)
         d = clip_norm(self.potential.regret_direction(solve.F.mean), self.config.max_grad_norm)
         self.potential.set_flat_params(self.potential.project_flat(w + self.optimizer.step_size(t) * d))
         self.num_iterations += 1
         return self._iteration_log(float(np.linalg.norm(d)), self.optimizer.step_size(t))
+
+    def _solved_here(self, w: np.ndarray) -> bool:
+        """Whether the current solution is the solve at ``w`` keyed for the next iteration: the final solve of a learn()
+        (``regret_weights``: the one solve its next iteration would do, from the same warm start and with the same
+        seed draw, so ``learn(a)`` then ``learn(b)`` runs as one learn, neither training again nor counting it twice)."""
+        last = self.last_solve
+        return last is not None and last.key == (self.num_iterations, 0, 0) and np.array_equal(last.w, w)
 
     def solve_iterate(self) -> Solve:
         """Solve at the current w (π^Φ there, its best responses and F) unless that is the current solution already.
@@ -507,7 +517,10 @@ class NePPO(MultiAgentModel):
         """The env steps the next outer iteration is planned to take, with the solve at the final iterate
         (``iterate_solve: final``): an iteration starts only if this fits what is left of a budget."""
         cost = self.iteration_cost()
-        final = self.config.iterate_solve == "final" or self.config.outer_step == "regret_weights"
+        regret_weights = self.config.outer_step == "regret_weights"
+        if regret_weights and self._solved_here(self.potential.get_flat_params()):
+            return cost["solve"]  # its one solve is done (a learn()'s final solve): only the final solve after it
+        final = self.config.iterate_solve == "final" or regret_weights
         need = cost["iteration"] + (cost["solve"] if final else 0)
         if self.num_iterations % cost["best_response_every"]:
             need -= cost["replaying"] * cost["best_responses"]  # its branches (or its one solve) replay the last ones
@@ -719,7 +732,12 @@ class NePPO(MultiAgentModel):
         files = {"potential.pt": self.potential.state_dict()}
         if not self.solvers.exact and self.last_solve is not None:  # sampled solutions cannot be re-solved on load
             branch = self.last_solve
-            data["branch"] = {"w": branch.w.tolist(), "F": branch.F.mean.tolist(), "F_se": branch.F.se.tolist()}
+            data["branch"] = {
+                "key": list(branch.key),
+                "w": branch.w.tolist(),
+                "F": branch.F.mean.tolist(),
+                "F_se": branch.F.se.tolist(),
+            }
             if branch.F.gain is not None:
                 data["branch"].update(gain=branch.F.gain.tolist(), gain_se=branch.F.gain_se.tolist())
             files["policy.pt"], files["best_responses.pt"] = self.solvers.encode(branch.policy, branch.best_responses)
@@ -809,7 +827,7 @@ class NePPO(MultiAgentModel):
                 )
                 objective = log_sum_exp(F.mean, model.config.beta)
                 w, policy = np.array(saved["w"], dtype=float), model.policy
-                key = (model.num_iterations, 0, 0)
+                key = tuple(int(k) for k in saved.get("key", (-1, 0, 0)))  # -1: an older file, keyed to no iteration
                 solve = Solve(key, w, objective, F, 0, policy, model.best_responses, regret_of=model.solvers.regret)
                 model._adopt(solve)
                 return model

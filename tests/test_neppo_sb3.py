@@ -175,20 +175,15 @@ def test_shrinkage_holds_w_where_every_gap_is_within_its_noise():
 
 
 @pytest.mark.slow
-def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solve_per_iteration():
+def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solve_per_iteration(tmp_path):
     """outer_step regret_weights: each iteration is one solve at w, and w then moves by lr x (each role's largest F_i less
     the roles' mean), clipped; a potential without group weights is one clear line."""
     torch.set_num_threads(1)
     config = dict(n_envs=2, eval_episodes=3, ppo=dict(n_steps=8, batch_size=16, n_epochs=2))
     kwargs = dict(env_kwargs={"max_cycles": 8}, solver_kwargs=config, seed=2, lr=0.5, max_grad_norm=10.0)
-    model = NePPO(
-        "mpe2.simple_adversary_v3",
-        potential="convex",
-        potential_kwargs={"tie": "role"},
-        outer_step="regret_weights",
-        iterate_solve="every",  # does not apply to this step: each iteration solves at its w, and learn() at the final w
-        **kwargs,
-    )
+    # iterate_solve every does not apply to this step: each iteration solves at its w, and learn() at the final w
+    tied = dict(potential="convex", potential_kwargs={"tie": "role"}, outer_step="regret_weights", iterate_solve="every")
+    model = NePPO("mpe2.simple_adversary_v3", **tied, **kwargs)
     cost = model.iteration_cost()
     assert cost["solves"] == 1 and cost["iteration"] == cost["solve"]
     rows = []
@@ -200,14 +195,26 @@ def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solv
         assert steps == (k + 1) * cost["solve"]
         moved += float(np.abs(w_after - log.w).sum())
     assert moved > 0  # F differed between the roles at least once
-    # a warm model's next iteration is planned with the solve at its final w: one solve's budget is refused in one line;
-    # two pay for the iteration and, where w moved (here it may sit at the logits' bound), the final solve
-    with pytest.raises(ConfigError, match=f"less than one outer iteration of this run \\({2 * cost['solve']:,} env steps"):
-        model.learn(total_timesteps=cost["solve"])
+    # learn(2) then learn(2), recorded, is learn(4): the final solve of the first call is the next iteration's solve,
+    # neither trained again nor counted twice (nor read back from the study as a second one)
+    halves = NePPO("mpe2.simple_adversary_v3", **tied, **kwargs)
+    halves.set_recorder(StudyRecorder(open_study(open_storage(None, tmp_path), "halves", {})[0]))
+    halves.learn(n_iterations=2).learn(n_iterations=2)
+    np.testing.assert_array_equal(halves.potential.get_flat_params(), model.potential.get_flat_params())
+    np.testing.assert_array_equal(halves.result.F.mean, model.result.F.mean)
+    assert halves.num_timesteps == model.num_timesteps  # 4 iterations (and a final solve where the last moved w)
+    # so a warm model's next iteration is planned as the final solve after it, where there was one (w moved in the last
+    # iteration; here it may sit at the logits' bound), else as its own solve and the final one: one env step less is
+    # refused in one line; the plan pays for the iteration and, where w moved, the final solve
+    need = (1 + np.array_equal(rows[-1][1], rows[-1][0].w)) * cost["solve"]
+    with pytest.raises(ConfigError, match=f"less than one outer iteration of this run \\({need:,} env steps"):
+        model.learn(total_timesteps=need - 1)
     before, w_before = model.num_timesteps, model.potential.get_flat_params().copy()
-    model.learn(total_timesteps=2 * cost["solve"])
+    model.learn(total_timesteps=need)
     final_solve = not np.array_equal(model.potential.get_flat_params(), w_before)
-    assert model.num_timesteps - before == (1 + final_solve) * cost["solve"] and model.num_iterations == 5
+    assert model.num_timesteps - before == need - (not final_solve) * cost["solve"] and model.num_iterations == 5
+    model.save(tmp_path / "warm.zip")  # a loaded model plans (and reuses its final solve) as the saved one
+    assert NePPO.load(tmp_path / "warm.zip").next_need() == model.next_need() == (1 + (not final_solve)) * cost["solve"]
     with pytest.raises(ConfigError, match="outer_step: regret_weights moves the weights of a convex potential"):
         NePPO("mpe2.simple_adversary_v3", outer_step="regret_weights", **kwargs)
 
