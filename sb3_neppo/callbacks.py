@@ -138,13 +138,14 @@ class NePPOCallback(BaseCallback):
     The user's PPO is the cooperative solver: it trains on φ_w as usual. Every ``n_rollouts`` rollouts the callback runs
     one outer iteration of Algorithm 1 (:meth:`NePPO.step`) warm-started from the model's current policy: the branches
     w ± δu (one PPO update each on φ_{w±δu}, from that policy), the best responses, F and L_β, and the zeroth-order
-    step, which changes the potential the VecEnv pays from the next rollout on. ``logs`` keeps each iteration's
-    :class:`IterationLog` (F and L_β of the branch the next iteration starts from), ``iterates`` each new w;
-    ``neppo/L_beta``, ``neppo/max_F`` and ``F/<agent>`` go to the model's logger.
+    step, which changes the potential the VecEnv pays from the next rollout on (``outer_step: regret_weights`` in
+    ``neppo_kwargs``, on a convex potential: one solve at w and the regret-weights step instead). ``logs`` keeps each
+    iteration's :class:`IterationLog` (F and L_β of the branch the next iteration starts from), ``iterates`` each new
+    w; ``neppo/L_beta``, ``neppo/max_F`` and ``F/<agent>`` go to the model's logger.
 
     :param n_rollouts: rollouts of the user's PPO between outer iterations.
-    :param neppo_kwargs: NePPO settings (delta, lr, n_directions, beta, max_grad_norm, ...; default: the mpe2 entries
-        of ``hyperparams/neppo.yml``, with one PPO update per branch and best response).
+    :param neppo_kwargs: NePPO settings (outer_step, delta, lr, n_directions, beta, max_grad_norm, ...; default: the mpe2
+        entries of ``hyperparams/neppo.yml``, with one PPO update per branch and best response).
     :param solver_kwargs: the branches' solver settings (default: the model's own PPO settings and VecEnv size).
     :param seed: seed of the directions and solver seeds.
     """
@@ -162,7 +163,7 @@ class NePPOCallback(BaseCallback):
             raise ConfigError(f"n_rollouts must be an integer >= 1 (got {n_rollouts!r})")
         self.n_rollouts, self.seed = n_rollouts, seed
         defaults = NePPOConfig().to_dict()  # the Markov-game outer loop (the paper's Simple World Comm settings)
-        keep = ("delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm", "shrink_z")
+        keep = ("outer_step", "delta", "lr", "lr_schedule", "n_directions", "beta", "max_grad_norm", "shrink_z")
         self.neppo_kwargs = {**{k: defaults[k] for k in keep}, **(neppo_kwargs or {})}
         self.solver_kwargs = solver_kwargs
         self.neppo: NePPO | None = None

@@ -11,7 +11,7 @@ from sb3_neppo.envs import make_env
 from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.vec import ParallelVecEnv
 from sb3_neppo.errors import ConfigError
-from sb3_neppo.potentials import StateMixerPotential
+from sb3_neppo.potentials import ConvexCombinationPotential, StateMixerPotential
 from sb3_neppo.regret import RegretConfig
 
 
@@ -91,3 +91,25 @@ def test_neppo_callback_moves_the_potential_a_users_ppo_trains_on():
     assert neppo.neppo.potential is potential and first.env_steps > 0 and np.isfinite(last.F).all()
     with pytest.raises(ConfigError, match="needs a VecEnv that pays a potential"):
         PPO("MlpPolicy", ParallelVecEnv(tag, 1), n_steps=8, batch_size=32).learn(32, callback=NePPOCallback(1))
+
+
+@pytest.mark.slow
+def test_neppo_callback_takes_the_regret_weights_step_on_a_tied_convex_potential():
+    """outer_step regret_weights in neppo_kwargs: each outer iteration is one solve at w from the user's policy, and the
+    VecEnv's convex potential moves each role's logit by lr x (its largest F_i less the roles' mean), clipped."""
+    torch.set_num_threads(1)
+    env = tag()
+    potential = ConvexCombinationPotential(len(env.possible_agents), env.possible_agents, tie="role")  # adversaries | agent_0
+    venv = ParallelVecEnv(tag, 2, potential=potential)
+    neppo = NePPOCallback(n_rollouts=1, neppo_kwargs={"outer_step": "regret_weights", "lr": 0.5, "max_grad_norm": 1.0})
+    model = PPO("MlpPolicy", venv, n_steps=20, batch_size=160, n_epochs=2, seed=0)
+    model.learn(3 * 160, callback=neppo)
+    assert len(neppo.logs) == 3 and neppo.neppo.iteration_cost()["solves"] == 1
+    for log, w_after in zip(neppo.logs, neppo.iterates):
+        F = np.asarray(log.F)
+        worst = np.array([F[:3].max(), F[3]])
+        d = worst - worst.mean()
+        d = d / max(1.0, np.linalg.norm(d))  # clipped to max_grad_norm 1
+        np.testing.assert_allclose(w_after, log.w + 0.5 * d, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(potential.get_flat_params(), neppo.iterates[-1])  # what the VecEnv pays moved
+    assert np.abs(potential.get_flat_params()).sum() > 0
