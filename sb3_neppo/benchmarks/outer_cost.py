@@ -6,13 +6,13 @@
 
 Each (variant, seed) is one NePPO run (``python -m sb3_neppo.train --env E -n BUDGET --seed S -params ...``) scored by
 the regret evaluator (:func:`sb3_neppo.benchmarks.table2.run_one`, the Table 2 protocol). Printed per variant, medians
-over seeds: env steps per outer iteration (from ``progress.csv``), iterations in the budget, the standard error of the
-largest F_i and of the branch gap per iteration, that SE scaled to one env step (``se × √cost``: the SE an iteration
-would have if its cost were one env step; lower buys more per step), the last L_β and max F, and the evaluator's max
-regret; then each variant against the first, paired by seed: the mean difference of max regret with a 95 % t-interval.
-F is an estimate whose best responses are the variant's own: a weaker best response lowers F without lowering regret,
-so the evaluator's regret, with one best-response budget for every variant, is the number that compares. ``--out``
-keeps every finished run, so a killed benchmark resumes.
+over seeds: env steps per outer iteration (the run's mean, from ``progress.csv``), iterations in the budget, the
+standard error of the largest F_i and of the branch gap per iteration, that SE scaled to one env step (``se × √cost``:
+the SE an iteration would have if its cost were one env step; lower buys more per step), the last L_β and max F, and
+the evaluator's max regret; then each variant against the first, paired by seed: the mean difference of max regret with
+a 95 % t-interval. F is an estimate whose best responses are the variant's own: a weaker best response lowers F without
+lowering regret, so the evaluator's regret, with one best-response budget for every variant, is the number that
+compares. ``--out`` keeps every finished run, so a killed benchmark resumes.
 """
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ def trace(folder: str) -> dict:
     return {
         "iterations": len(rows),
         "iteration_cost": int(np.median(np.diff([0, *steps]))),
+        "iteration_cost_mean": steps[-1] / len(rows),  # what the step costs on average (br_every: solves alternate)
         "max_F": [max(x) for x in f],
         "max_F_se": [max(x) for x in se],
         "L_beta": [float(r["L_beta"]) for r in rows],
@@ -93,7 +94,7 @@ def run_one(env_id: str, variant: str, seed: int, budget: int, br_timesteps: int
 
 def describe(runs: list[dict], variant: str) -> str:
     rows = [r for r in runs if r["variant"] == variant]
-    cost = np.median([r["iteration_cost"] for r in rows])
+    cost = np.median([r.get("iteration_cost_mean", r["iteration_cost"]) for r in rows])  # older records: the median
     se, gap_se = np.median([np.median(r["max_F_se"]) for r in rows]), np.median([np.nanmedian(r["loss_gap_se"]) for r in rows])
     mean, low, high = mean_ci([r["max_regret"] for r in rows])
     return (
