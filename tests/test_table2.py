@@ -69,3 +69,21 @@ def test_certificate_holds_w_at_each_lambda_and_reports_its_f_and_regret(tmp_pat
     assert f"lowest certificate: max F {max(runs[best]['F'].values()):.3f} at lambda {best:.2f}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--role agent_0 must be the role of some agents"):
         certificate.main([*argv, "--role", "agent_0"])
+
+
+def test_the_table_pairs_neppo_with_each_baseline_by_seed():
+    """Per seed NePPO / baseline on the seeds both ran (seed 2 has no IPPO run: left out), the ratio of means with a
+    bootstrap interval that holds it and prints the same twice, the mean ratio and the paired difference."""
+    env = "vmas:simple_world_comm"
+    regrets = {"neppo": [2.0, 3.0, 9.0, 1.0], "ippo": [4.0, 12.0, None, 2.0]}
+    runs = [
+        {"env": env, "algo": a, "seed": s, "max_regret": v} for a, values in regrets.items() for s, v in enumerate(values) if v
+    ]
+    line = table2.paired(runs, env, "ippo")
+    assert line == table2.paired(runs, env, "ippo")
+    assert "paired by seed with IPPO (3 seeds): ratio of means 0.33 [bootstrap " in line  # 6 / 18
+    assert "mean of the seeds' ratios 0.42 [" in line and "NePPO - IPPO -4 [" in line  # (0.5 + 0.25 + 0.5) / 3; -12 / 3
+    assert line.endswith("per seed 0: 0.50, 1: 0.25, 3: 0.50")
+    low, high = (float(x) for x in line.split("[bootstrap ")[1].split("]")[0].split(", "))
+    assert 0.25 <= low <= 1 / 3 <= high <= 0.5
+    assert table2.paired(runs[:1] + runs[4:5], env, "ippo") is None  # one paired seed: no interval

@@ -15,8 +15,9 @@ built in slices (each ending before the session that runs it): ``--max-runs N`` 
 ``--time-limit S`` starts none after S seconds (the runs in flight finish; give a limit that leaves time for one run);
 the same command again goes on with the runs left. Printed per scenario and algorithm: the mean of
 the seeds' max regret with a 95 % t-interval over seeds, each seed's value with its evaluator CI, the env steps
-actually taken (NePPO starts an iteration only if it fits the budget) and wall time; and NePPO's mean over the
-better of IPPO's and MAPPO's (the paper: 0.47 on Simple World Comm).
+actually taken (NePPO starts an iteration only if it fits the budget) and wall time; NePPO's mean over the
+better of IPPO's and MAPPO's (the paper: 0.47 on Simple World Comm); and, paired by seed with each baseline, the
+per-seed ratios, the ratio of means with a bootstrap 95 % interval, the mean ratio and the paired difference.
 """
 
 from __future__ import annotations
@@ -111,7 +112,31 @@ def table(runs: list[dict], scenarios: list[str], algos: list[str], backend: str
         better = [means[a] for a in ("ippo", "mappo") if a in means]
         if "neppo" in means and better and min(better) > 0:
             lines.append(f"  NePPO / better of IPPO, MAPPO = {means['neppo'] / min(better):.2f} (target <= 0.5; paper 0.47)")
+        lines += [line for b in ("ippo", "mappo", "maddpg") if b in means for line in [paired(runs, env_id, b)] if line]
     return "\n".join(lines)
+
+
+def paired(runs: list[dict], env_id: str, baseline: str, resamples: int = 10_000) -> str | None:
+    """NePPO against ``baseline`` on the seeds where both ran: per seed NePPO / baseline, the ratio of the means with a
+    paired bootstrap 95 % interval (seeds resampled with their pairs; a fixed generator, so the same data print the
+    same interval), the mean of the seeds' ratios and the paired difference NePPO - baseline, each with a 95 %
+    t-interval. None with fewer than 2 such seeds or a baseline regret <= 0 (no ratio)."""
+    by = {(r["algo"], r["seed"]): r["max_regret"] for r in runs if r["env"] == env_id}
+    seeds = sorted(s for a, s in by if a == "neppo" and (baseline, s) in by)
+    neppo, base = np.array([by["neppo", s] for s in seeds]), np.array([by[baseline, s] for s in seeds])
+    if len(seeds) < 2 or (base <= 0).any():
+        return None
+    draws = np.random.default_rng(0).integers(len(seeds), size=(resamples, len(seeds)))
+    low, high = np.percentile(neppo[draws].mean(axis=1) / base[draws].mean(axis=1), [2.5, 97.5])
+    ratio, ratio_low, ratio_high = mean_ci(list(neppo / base))
+    gap, gap_low, gap_high = mean_ci(list(neppo - base))
+    name = baseline.upper()
+    return (
+        f"  paired by seed with {name} ({len(seeds)} seeds): ratio of means {neppo.mean() / base.mean():.2f} [bootstrap "
+        f"{low:.2f}, {high:.2f}]; mean of the seeds' ratios {ratio:.2f} [{ratio_low:.2f}, {ratio_high:.2f}]; NePPO - "
+        f"{name} {gap:+.3g} [{gap_low:+.3g}, {gap_high:+.3g}]; per seed "
+        + ", ".join(f"{s}: {r:.2f}" for s, r in zip(seeds, neppo / base))
+    )
 
 
 def plot(runs: list[dict], scenarios: list[str], algos: list[str], backend: str, out: str, settings: dict) -> None:
