@@ -203,6 +203,10 @@ def test_regret_weights_moves_weight_to_the_roles_with_the_largest_F_in_one_solv
     np.testing.assert_array_equal(halves.potential.get_flat_params(), model.potential.get_flat_params())
     np.testing.assert_array_equal(halves.result.F.mean, model.result.F.mean)
     assert halves.num_timesteps == model.num_timesteps  # 4 iterations (and a final solve where the last moved w)
+    NePPO("mpe2.simple_adversary_v3", **tied, **kwargs).learn(n_iterations=2).save(tmp_path / "half.zip")
+    reloaded = NePPO.load(tmp_path / "half.zip").learn(n_iterations=2)  # and with a save and load between them
+    np.testing.assert_array_equal(reloaded.result.F.mean, model.result.F.mean)
+    assert reloaded.num_timesteps == model.num_timesteps
     # so a warm model's next iteration is planned as the final solve after it, where there was one (w moved in the last
     # iteration; here it may sit at the logits' bound), else as its own solve and the final one: one env step less is
     # refused in one line; the plan pays for the iteration and, where w moved, the final solve
