@@ -1,12 +1,13 @@
 """Training throughput of the cooperative solver (SB3 PPO on the potential-reward VecEnv): VMAS batch vs PettingZoo.
 
     python -m sb3_neppo.benchmarks.vmas_throughput [--scenarios simple_tag simple_world_comm] [--repeats 3]
-        [--settings 128:800 1024:25600] [--vmas-threads 2]
+        [--settings 128:800 1024:25600] [--vmas-threads 2] [--devices cpu cuda]
 
 Both paths train the same PPO (the mpe2 entry of ``hyperparams/neppo.yml``: 25 steps per update and env, 10 epochs,
 Adam 7e-4, one hidden layer of 64, ...) on the same state-mixer potential, except the number of parallel envs (16 mpe2
 copies vs the VMAS worlds of each ``--settings`` entry ``worlds:minibatch``) and the minibatch size (400 vs the
-entry's), which the output states. Env steps/s count env steps (one step of one world), medians of ``--repeats`` runs
+entry's), which the output states; ``--devices cpu cuda`` runs each VMAS setting with the worlds and the networks on
+each device (the mpe2 path is on the CPU). Env steps/s count env steps (one step of one world), medians of ``--repeats`` runs
 with the paths interleaved; each run's time is split into env stepping (the VecEnv's ``step_wait``, potential
 included), PPO updates, and the rest (policy forward passes and SB3's rollout bookkeeping).
 """
@@ -69,8 +70,11 @@ class RolloutTimer(BaseCallback):
         return True
 
 
-def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int, seed: int, threads: int = 1) -> dict:
-    """Env steps/s of ``updates`` PPO updates on one path, with the time split (``threads``: torch threads, VMAS path)."""
+def measure(
+    path: str, scenario: str, updates: int, worlds: int, batch_size: int, seed: int, threads: int = 1, device: str = "cpu"
+) -> dict:
+    """Env steps/s of ``updates`` PPO updates on one path, with the time split (``threads``: torch threads, VMAS path;
+    ``device``: where the VMAS worlds and the networks are)."""
     torch.set_num_threads(threads if path == "vmas" else 1)
     if path == "vmas":
         env = make_env(f"vmas:{scenario}", {"max_steps": 25})
@@ -82,12 +86,12 @@ def measure(path: str, scenario: str, updates: int, worlds: int, batch_size: int
     potential = StateMixerPotential(len(env.possible_agents), StepEncoder(env).state_dim)
     view = AgentView(env)
     if path == "vmas":
-        venv = VmasVecEnv(env, worlds, view, potential)
+        venv = VmasVecEnv(env, worlds, view, potential, device)
     else:
         venv = ParallelVecEnv(lambda: make_env(env_id, {"max_cycles": 25}), MPE2_COPIES, view, potential)
     ppo = dict(settings_for("mpe2.simple_tag_v3")["solver_kwargs"]["ppo"], batch_size=batch)
     timed = StepTimer(venv)
-    model = PPO("MlpPolicy", timed, seed=seed, **ppo)
+    model = PPO("MlpPolicy", timed, seed=seed, device=device if path == "vmas" else "cpu", **ppo)
     timer = RolloutTimer()
     start = time.perf_counter()
     model.learn(total_timesteps=updates * model.n_steps * venv.num_envs, callback=timer)
@@ -109,21 +113,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--vmas-threads", type=int, default=1, help="torch threads on the VMAS path (the mpe2 path runs on 1, its fastest)"
     )
+    parser.add_argument("--devices", nargs="+", default=["cpu"], help="devices of the VMAS path (cpu, cuda), one or more")
     args = parser.parse_args(argv)
+    if any(d.startswith("cuda") for d in args.devices) and not torch.cuda.is_available():
+        parser.error("--devices cuda: this machine has no CUDA GPU (torch.cuda.is_available() is False); use --devices cpu")
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    settings = [tuple(int(x) for x in s.split(":")) for s in args.settings]
+    settings = [(*(int(x) for x in s.split(":")), d) for d in args.devices for s in args.settings]
     rows = []
     for scenario in args.scenarios:
-        runs: dict[str | tuple[int, int], list[dict]] = {"mpe2": [], **{s: [] for s in settings}}
+        runs: dict[str | tuple[int, int, str], list[dict]] = {"mpe2": [], **{s: [] for s in settings}}
         for repeat in range(args.repeats):
             for path in runs:  # interleaved: a noisy machine hurts every path alike
                 if path == "mpe2":
                     out = measure("mpe2", scenario, args.mpe2_updates, MPE2_COPIES, MPE2_BATCH, repeat)
                 else:
-                    worlds, batch = path
+                    worlds, batch, device = path
                     updates = max(1, round(args.env_steps / (25 * worlds)))
-                    out = measure("vmas", scenario, updates, worlds, batch, repeat, args.vmas_threads)
+                    out = measure("vmas", scenario, updates, worlds, batch, repeat, args.vmas_threads, device)
                 runs[path].append(out)
                 print(f"{scenario} repeat {repeat} {path}: {out['steps_per_s']:.0f} env-steps/s", flush=True)
         med = {p: {k: statistics.median(r[k] for r in runs[p]) for k in runs[p][0]} for p in runs}
@@ -141,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             name = (
                 f"mpe2, {MPE2_COPIES} copies, minibatch {MPE2_BATCH}"
                 if path == "mpe2"
-                else f"VMAS, {path[0]:,} worlds, minibatch {path[1]:,}"
+                else f"VMAS on {path[2]}, {path[0]:,} worlds, minibatch {path[1]:,}"
             )
             cells = [scenario, name, f"{m['steps_per_s']:,.0f}", f"{m['env_share']:.0%}", f"{m['update_share']:.0%}"]
             print("| " + " | ".join([*cells, f"{m['steps_per_s'] / med['mpe2']['steps_per_s']:.1f}"]) + " |")
