@@ -52,12 +52,12 @@ def test_vmas_episodes_are_seeded_and_end_by_truncation():
 def test_neppo_runs_on_a_vmas_scenario():
     torch.set_num_threads(1)
     config = dict(n_envs=2, br_updates=1, eval_episodes=3, ppo=dict(n_steps=8, batch_size=32, n_epochs=2))
-    model = NePPO("vmas:simple_tag", env_kwargs={"max_steps": 8}, solver_kwargs=config, seed=0, delta=0.05, n_directions=1)
+    model = NePPO("vmas:simple_spread", env_kwargs={"max_steps": 8}, solver_kwargs=config, seed=0, delta=0.05, n_directions=1)
     model.learn(n_iterations=1)
     summary = model.summary()
-    assert summary["env"] == "vmas:simple_tag" and summary["env_steps"] > 0
+    assert summary["env"] == "vmas:simple_spread" and summary["env_steps"] > 0
     assert np.isfinite(list(summary["F"].values())).all() and np.isfinite(summary["potential"]["params"]).all()
-    assert summary["potential"]["class"] == "StateMixerPotential"
+    assert summary["potential"]["class"] == "StateMixerPotential"  # simple_spread keeps the paper's settings
 
 
 @pytest.mark.slow
@@ -65,7 +65,9 @@ def test_neppo_runs_on_a_vmas_scenario():
 def test_best_responses_train_on_br_n_envs_copies_and_the_budget_counts_them(env, kwargs):
     torch.set_num_threads(1)
     config = dict(n_envs=4, br_n_envs=1, eval_episodes=2, ppo=dict(n_steps=8, batch_size=32, n_epochs=2))
-    model = NePPO(env, env_kwargs=kwargs, solver_kwargs=config, seed=0, potential="convex", delta=0.05)
+    model = NePPO(
+        env, env_kwargs=kwargs, solver_kwargs=config, seed=0, potential="convex", delta=0.05, outer_step="zeroth_order"
+    )
     assert model.config.solver_kwargs["br_ppo"] == {"batch_size": 8}  # capped at the best response's rollout of 1 × 8
     cost = model.iteration_cost()
     n = len(model.agents)
@@ -89,7 +91,9 @@ def test_best_responses_train_on_br_n_envs_copies_and_the_budget_counts_them(env
 def test_convex_potential_tied_within_roles_moves_one_weight_per_role(env, kwargs, start, tmp_path):
     torch.set_num_threads(1)
     config = dict(n_envs=4, eval_episodes=4, ppo=dict(n_steps=8, batch_size=32, n_epochs=2))
-    tied = dict(potential="convex", potential_kwargs={"tie": "role", "weights": start}, delta=0.5, lr=1.0)
+    tied = dict(
+        potential="convex", potential_kwargs={"tie": "role", "weights": start}, outer_step="zeroth_order", delta=0.5, lr=1.0
+    )
     model = NePPO(env, env_kwargs=kwargs, solver_kwargs=config, seed=0, **tied).learn(n_iterations=2)
     weights = model.summary()["potential"]["weights"]
     tied = [[w for w, s in zip(weights, start) if s == value] for value in sorted(set(start))]
@@ -100,17 +104,19 @@ def test_convex_potential_tied_within_roles_moves_one_weight_per_role(env, kwarg
     assert loaded.potential.get_config()["tie"] == "role" and loaded.summary()["potential"]["weights"] == weights
 
 
-def test_simple_world_comm_defaults_to_the_convex_potential_tied_within_roles():
-    # hyperparams/neppo.yml: what did best at 1 M env steps (docs/table2-replication.md); the other VMAS games keep the
-    # paper's potential settings, and all keep 64 worlds with minibatch 400
-    world_comm, tag = settings_for("vmas:simple_world_comm"), settings_for("vmas:simple_tag")
-    tied = (world_comm["potential"], world_comm["potential_kwargs"], world_comm["outer_step"], world_comm["lr"])
-    assert tied == ("convex", {"tie": "role"}, "regret_weights", 0.1)
-    assert tag["outer_step"] == "zeroth_order"
-    assert (tag["potential"], tag["potential_kwargs"], tag["delta"], tag["lr"]) == ("auto", {}, 0.0005, 0.01)
-    assert {s["solver_kwargs"]["n_envs"] for s in (world_comm, tag)} == {64}
-    assert {s["solver_kwargs"]["ppo"]["batch_size"] for s in (world_comm, tag)} == {400}
-    assert NePPO("vmas:simple_world_comm", seed=0).potential.dim == 3  # leader, adversaries, good agents
+def test_the_mixed_vmas_games_default_to_the_convex_potential_tied_within_roles():
+    # hyperparams/neppo.yml: what did best at 1 M env steps (docs/table2-replication.md) on Simple World Comm, Tag and
+    # Adversary; the cooperative ones keep the paper's potential settings, and all keep 64 worlds with minibatch 400
+    mixed = [settings_for(f"vmas:{s}") for s in ("simple_world_comm", "simple_tag", "simple_adversary")]
+    tied = ("convex", {"tie": "role"}, "regret_weights", 0.1)
+    assert all((s["potential"], s["potential_kwargs"], s["outer_step"], s["lr"]) == tied for s in mixed)
+    spread = settings_for("vmas:simple_spread")
+    assert spread["outer_step"] == "zeroth_order"
+    assert (spread["potential"], spread["potential_kwargs"], spread["delta"], spread["lr"]) == ("auto", {}, 0.0005, 0.01)
+    assert {s["solver_kwargs"]["n_envs"] for s in (*mixed, spread)} == {64}
+    assert {s["solver_kwargs"]["ppo"]["batch_size"] for s in (*mixed, spread)} == {400}
+    dims = [NePPO(f"vmas:{s}", seed=0).potential.dim for s in ("simple_world_comm", "simple_tag", "simple_adversary")]
+    assert dims == [3, 2, 2]  # one logit per role: leader, adversaries, good agents; adversaries, good agents
 
 
 def test_bad_vmas_scenario_is_one_line():
