@@ -23,7 +23,7 @@ timeout 120 python3 -m pytest -q -n 0 -p no:cacheprovider tests/test_devices.py
 
 step "cooperative solver throughput: VMAS worlds and PPO on cuda vs cpu, Simple World Comm"
 timeout 240 python3 -m sb3_neppo.benchmarks.vmas_throughput --scenarios simple_world_comm --repeats 2 --mpe2-updates 1 \
-    --env-steps 51200 --settings 64:400 1024:25600 8192:51200 --devices cuda cpu --vmas-threads 4 | tee "$OUT/throughput.md"
+    --env-steps 25600 --settings 64:400 1024:25600 4096:51200 --devices cuda cpu --vmas-threads 4 | tee "$OUT/throughput.md"
 
 for device in cuda cpu; do
     step "NePPO end to end on $device: vmas:simple_world_comm, the defaults, a budget of 50 k env steps"
