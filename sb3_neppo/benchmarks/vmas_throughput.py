@@ -7,9 +7,9 @@ Both paths train the same PPO (the mpe2 entry of ``hyperparams/neppo.yml``: 25 s
 Adam 7e-4, one hidden layer of 64, ...) on the same state-mixer potential, except the number of parallel envs (16 mpe2
 copies vs the VMAS worlds of each ``--settings`` entry ``worlds:minibatch``) and the minibatch size (400 vs the
 entry's), which the output states; ``--devices cpu cuda`` runs each VMAS setting with the worlds and the networks on
-each device (the mpe2 path is on the CPU). Env steps/s count env steps (one step of one world), medians of ``--repeats`` runs
-with the paths interleaved; each run's time is split into env stepping (the VecEnv's ``step_wait``, potential
-included), PPO updates, and the rest (policy forward passes and SB3's rollout bookkeeping).
+each device (the mpe2 path is on the CPU). Env steps/s count env steps (one step of one world), medians of
+``--repeats`` runs with the paths interleaved; each run's time is split into env stepping (the VecEnv's ``step_wait``,
+potential included), PPO updates, and the rest (policy forward passes and SB3's rollout bookkeeping).
 """
 
 from __future__ import annotations
@@ -24,11 +24,13 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
+from sb3_neppo.devices import resolve_device
 from sb3_neppo.envs.encoding import StepEncoder
 from sb3_neppo.envs.registry import make_env
 from sb3_neppo.envs.vec import ParallelVecEnv
 from sb3_neppo.envs.view import AgentView
 from sb3_neppo.envs.vmas import VmasVecEnv
+from sb3_neppo.errors import ConfigError
 from sb3_neppo.models import settings_for
 from sb3_neppo.potentials import StateMixerPotential
 
@@ -115,11 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--devices", nargs="+", default=["cpu"], help="devices of the VMAS path (cpu, cuda), one or more")
     args = parser.parse_args(argv)
-    if any(d.startswith("cuda") for d in args.devices) and not torch.cuda.is_available():
-        parser.error("--devices cuda: this machine has no CUDA GPU (torch.cuda.is_available() is False); use --devices cpu")
+    try:
+        devices = [resolve_device(d, "--devices") for d in args.devices]
+    except ConfigError as exc:
+        parser.error(str(exc))
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    settings = [(*(int(x) for x in s.split(":")), d) for d in args.devices for s in args.settings]
+    settings = [(*(int(x) for x in s.split(":")), d) for d in devices for s in args.settings]
     rows = []
     for scenario in args.scenarios:
         runs: dict[str | tuple[int, int, str], list[dict]] = {"mpe2": [], **{s: [] for s in settings}}
