@@ -48,6 +48,15 @@ def test_fig3_scores_the_last_snapshot_before_each_mark_and_resumes(tmp_path, ca
     assert json.loads(out.read_text()) == data and "0 runs to train, 0 snapshots to score" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="holds other settings"):  # NePPO's -params are part of what --out holds
         fig3.main([*argv, "-params", "lr:0"])
+    # --compare shows another file's scores beside, relabelled; a file of another protocol is refused before any run
+    fig3.main([*argv, "--compare", f"{out}=again"])
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("ippo")]
+    mine, again = [w[1:] for w in lines if w[1] != "(again)"], [w[2:] for w in lines if w[1] == "(again)"]
+    assert len(mine) == 2 and again == mine and float(mine[0][2]) == pytest.approx(data["scores"][0]["max_regret"], abs=1e-3)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**data, "settings": {**data["settings"], "marks": 4}}))
+    with pytest.raises(SystemExit, match=r"--compare .*other.json: measured .*'marks': 4.*compare runs of one protocol"):
+        fig3.main([*argv, "--compare", str(other)])
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
     python -m sb3_neppo.benchmarks.fig3 [--env vmas:simple_world_comm] [--budget 2000000] [--seeds 3] [--marks 5]
         [--algos neppo ippo] [--br-timesteps 20000] [--eval-episodes 64] [--jobs 2] [-f logs/fig3]
-        [--out fig3.json] [--plot fig3.png] [--time-limit SECONDS] [-params KEY:VALUE ...]
+        [--out fig3.json] [--plot fig3.png] [--time-limit SECONDS] [-params KEY:VALUE ...] [--compare FILE[=LABEL] ...]
 
 Each (algorithm, seed) is one ``python -m sb3_neppo.train --algo A --env E -n BUDGET --seed S --save-freq K`` run that
 keeps a snapshot (``model_<iteration>.zip``) at least every ``BUDGET / marks`` env steps (NePPO: every outer iteration;
@@ -13,7 +13,9 @@ standard error at that iteration come from ``progress.csv``. Printed per algorit
 scored snapshots, the mean over seeds of max regret with a 95 % t-interval, and NePPO's max F. ``-params`` applies to
 the NePPO runs (the settings of ``hyperparams/neppo.yml`` otherwise) and is kept with the settings in ``--out``.
 ``--out`` keeps every finished run and score (the snapshots stay in ``-f``), so a killed benchmark resumes;
-``--time-limit`` starts no new job after that many seconds, so the figure can be built in slices.
+``--time-limit`` starts no new job after that many seconds, so the figure can be built in slices. ``--compare`` adds the
+scores of other ``--out`` files of the same protocol (env, budget, marks, evaluator) to the table and the plot, each
+algorithm labelled ``algo (LABEL)`` (default label: the file's name), e.g. NePPO with other settings beside this one.
 """
 
 from __future__ import annotations
@@ -152,10 +154,10 @@ def plot(data: dict, algos: list[str], out: str) -> None:
         for seed in sorted({s["seed"] for s in rows}):
             mine = sorted((s for s in rows if s["seed"] == seed), key=lambda s: s["mark"])
             ax.plot([s["mark"] for s in mine], [s["max_regret"] for s in mine], lw=0.6, alpha=0.4, color=line.get_color())
-        if algo == "neppo":
+        if algo.startswith("neppo"):
             f = [np.mean([s["max_F"] for s in rows if s["mark"] == m]) for m in marks]
-            ax.plot(marks, f, ls="--", marker="x", label="neppo: max F (the certificate, estimated)")
-        style = "-" if algo == "neppo" else ":"
+            ax.plot(marks, f, ls="--", marker="x", label=f"{algo}: max F (the certificate, estimated)")
+        style = "-" if algo.startswith("neppo") else ":"
         for agent in rows[0]["regret"]:
             means = [np.mean([s["regret"][agent] for s in rows if s["mark"] == m]) for m in marks]
             per_agent.plot(marks, means, ls=style, marker=".", label=f"{algo}: {agent}")
@@ -167,6 +169,30 @@ def plot(data: dict, algos: list[str], out: str) -> None:
     fig.suptitle(f"{settings['env']}: best responses of {settings['br_timesteps']:,} env steps per start", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
+
+
+def compared(data: dict, specs: list[str]) -> tuple[list[dict], list[str]]:
+    """The scores of the ``--compare`` files (``FILE[=LABEL]``), each algorithm relabelled ``algo (LABEL)``, and those
+    labels; SystemExit (one line) if a file is missing or measured another protocol than ``data``."""
+    protocol = {k: v for k, v in data["settings"].items() if k != "neppo_params"}
+    scores: list[dict] = []
+    labels: list[str] = []
+    for spec in specs:
+        file, _, label = spec.partition("=")
+        path = Path(file)
+        if not path.is_file():
+            raise SystemExit(f"--compare {spec}: no such file; give a --out of an earlier fig3 run")
+        other = json.loads(path.read_text())
+        theirs = {k: v for k, v in other["settings"].items() if k != "neppo_params"}
+        if theirs != protocol:
+            raise SystemExit(f"--compare {spec}: measured {theirs}, not {protocol}; compare runs of one protocol")
+        label = label or path.stem
+        for algo in ALGOS:
+            rows = [{**s, "algo": f"{algo} ({label})"} for s in other["scores"] if s["algo"] == algo]
+            if rows:
+                scores += rows
+                labels.append(f"{algo} ({label})")
+    return scores, labels
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plot", default=None)
     parser.add_argument("--time-limit", type=float, default=None, help="start no job after this many seconds")
     parser.add_argument("-params", "--params", nargs="+", default=[], help="key:value settings of the NePPO runs")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="FILE[=LABEL]", help="other --out files to show beside")
     args = parser.parse_args(argv)
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit
     settings = {k: getattr(args, k) for k in ("env", "budget", "marks", "br_timesteps", "eval_episodes")}
@@ -193,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     data = json.loads(out.read_text()) if out.exists() else {"settings": settings, "runs": [], "scores": []}
     if data["settings"] != settings:
         raise SystemExit(f"{out} holds other settings ({data['settings']}); give another --out")
+    others, other_algos = compared(data, args.compare)  # before any run: a wrong --compare costs nothing
 
     def pending_scores() -> list[tuple[dict, int, dict]]:
         done = {(s["algo"], s["seed"], s["mark"]) for s in data["scores"]}
@@ -255,11 +283,12 @@ def main(argv: list[str] | None = None) -> None:
     left = len(to_train) + len(pending_scores())
     if left:
         print(f"{left} jobs left (--time-limit): the same command goes on with them", flush=True)
-    algos = [a for a in ALGOS if any(s["algo"] == a for s in data["scores"])]
+    algos = [a for a in ALGOS if any(s["algo"] == a for s in data["scores"])] + other_algos
+    shown = {**data, "scores": data["scores"] + others}
     print(f"\nFig. 3 protocol: {settings}")
-    print(table(data, algos))
-    if args.plot and data["scores"]:
-        plot(data, algos, args.plot)
+    print(table(shown, algos))
+    if args.plot and shown["scores"]:
+        plot(shown, algos, args.plot)
         print(f"wrote {args.plot}")
 
 
