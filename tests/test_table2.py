@@ -96,3 +96,17 @@ def test_the_table_pairs_neppo_with_each_baseline_by_seed():
     low, high = (float(x) for x in line.split("[bootstrap ")[1].split("]")[0].split(", "))
     assert 0.25 <= low <= 1 / 3 <= high <= 0.5
     assert table2.paired(runs[:1] + runs[4:5], env, "ippo") is None  # one paired seed: no interval
+
+
+def test_neppo_over_the_better_baseline_uses_the_seeds_every_algorithm_ran():
+    """MAPPO has seeds 0-1 only: the ratio is over seeds 0-1 (NePPO 5 / IPPO's 8, IPPO the better there), not NePPO's
+    four seeds over IPPO's three."""
+    env = "vmas:simple_world_comm"
+    regrets = {"neppo": [2.0, 3.0, 9.0, 1.0], "ippo": [4.0, 12.0, None, 2.0], "mappo": [50.0, 60.0, None, None]}
+    runs = [
+        {"env": env, "algo": a, "seed": s, "max_regret": v} for a, values in regrets.items() for s, v in enumerate(values) if v
+    ]
+    assert table2.better_of(runs, env) == [
+        "  NePPO / better of IPPO, MAPPO = 0.31 on the 2 seeds all ran (target <= 0.5; paper 0.47)"
+    ]
+    assert table2.better_of(runs[:4], env) == []  # no baseline
