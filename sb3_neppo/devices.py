@@ -30,7 +30,7 @@ def resolve_device(name: str, where: str = "device") -> str:
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"{where} {name}: this machine has no CUDA GPU that torch {torch.__version__} can use "
-                "(torch.cuda.is_available() is False); use --device cpu (or auto)"
+                f"(torch.cuda.is_available() is False); give cpu or auto as {where} instead"
             )
         index = int(name.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():

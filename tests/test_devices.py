@@ -30,6 +30,7 @@ def test_cuda_on_a_machine_without_one_is_one_line(tmp_path, capsys):
         assert main([*argv, "--device", "cuda", "-f", str(tmp_path)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: --device cuda: this machine has no CUDA GPU") and err.count("\n") == 1
+        assert err.endswith("give cpu or auto as --device instead\n")
     assert not any(tmp_path.iterdir())  # refused before anything was written
     with pytest.raises(ConfigError, match="device cuda: this machine has no CUDA GPU"):
         NePPO("mpe2.simple_spread_v3", device="cuda")
