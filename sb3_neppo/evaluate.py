@@ -192,7 +192,7 @@ def run(argv: list[str]) -> RegretReport:
     files["regret.json"] = {**report.to_dict(), "model": scored}  # renamed first, then summary.json
     write_results(folder, files)
     for r in report.agents:
-        budget = "" if report.method == "exact" else f"  BR {r.br_env_steps} env steps, kept {r.start}"
+        budget = "" if report.method == "exact" else f"  BR {r.br_env_steps} env steps, kept {kept(r)}"
         print(f"{r.agent:>20}: regret {r.regret:+.4g}  95% CI [{r.ci[0]:.4g}, {r.ci[1]:.4g}]{budget}")
     label = "max regret" if every_agent else f"max regret of these {len(report.agents)} agents"
     print(f"{label} {report.max_regret:+.4g}  CI [{report.max_ci[0]:.4g}, {report.max_ci[1]:.4g}] ({report.method})")
@@ -200,6 +200,14 @@ def run(argv: list[str]) -> RegretReport:
     if summary is not None and not every_agent:
         print(f"summary.json left as it was: its regret is of all {len(model.agents)} agents; evaluate without --agents")
     return report
+
+
+def kept(row: AgentRegret) -> str:
+    """Which best-response checkpoint was kept, in words: π_i itself (the warm start before any update) when no trained
+    checkpoint did better on the selection episodes, which is why its regret is exactly 0."""
+    if row.start == "warm" and row.kept_at == 0:
+        return "warm at 0 env steps (pi_i itself: no trained checkpoint did better on the selection episodes)"
+    return row.start if row.kept_at is None else f"{row.start} at {row.kept_at} env steps"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -107,6 +107,7 @@ class AgentRegret:
     start: str  # the start of the kept best response (scratch, warm; exact)
     br_env_steps: int  # env steps of best-response training, all starts
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # start -> (env steps, selection return)
+    kept_at: int | None = None  # env steps into its start's training of the kept checkpoint (0 with warm: pi_i itself)
 
 
 @dataclass
@@ -216,7 +217,7 @@ class RegretEvaluator:
             i = self.view.index[agent]
             trained = {start: self._train(agent, joint, start) for start in self.config.starts}
             # the best checkpoint of either start, chosen on the selection episodes, is measured on the evaluation ones
-            kept, (_, _, policy) = max(
+            kept, (kept_at, _, policy) = max(
                 ((start, point) for start, (points, _) in trained.items() for point in points), key=lambda x: x[1][1]
             )
             deviation = joint.with_agent(agent, policy)
@@ -232,6 +233,7 @@ class RegretEvaluator:
                     start=kept,
                     br_env_steps=sum(steps for _, steps in trained.values()),
                     curves={start: [(n, r) for n, r, _ in points] for start, (points, _) in trained.items()},
+                    kept_at=int(kept_at),
                 )
             )
         config = self.config

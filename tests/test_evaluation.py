@@ -64,7 +64,7 @@ def test_bootstrap_intervals_cover_the_mean_and_the_max_resamples_rows_together(
 
 
 @pytest.mark.slow
-def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path):
+def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path, capsys):
     """regret.json and summary.json of an mpe2 run agree with each other and with the raw per-agent numbers; the kept
     best response is the checkpoint with the best return on the selection episodes."""
     argv = ["--env", "mpe2.simple_adversary_v3", "-params", "n_iterations:1", "--seed", "0", "-f", str(tmp_path)]
@@ -72,6 +72,7 @@ def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path):
     run = next((tmp_path / "neppo").iterdir())
     before = json.loads((run / "summary.json").read_text())
     assert main([str(run), "--br-timesteps", "2400", "--eval-episodes", "16"]) == 0
+    out = capsys.readouterr().out
     report = json.loads((run / "regret.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
     assert summary["regret"] == report["regret"] and summary["max_regret"] == report["max_regret"]
@@ -84,6 +85,8 @@ def test_evaluate_cli_scores_a_trained_run_and_fills_its_summary(tmp_path):
         assert row["br_return"] - row["base_return"] == pytest.approx(row["regret"])  # raw, not clipped
         assert row["start"] in ("scratch", "warm") and summary["regret_budget"][agent] == row["br_env_steps"] >= 4800
         assert [len(c) for c in row["curves"].values()] == [6, 6]
+        kept_at = max(row["curves"][row["start"]], key=lambda point: point[1])[0]  # the first best selection return
+        assert row["kept_at"] == kept_at and f"kept {row['start']} at {kept_at} env steps" in out
         if row["start"] == "warm" and max(r for _, r in row["curves"]["warm"]) == row["curves"]["warm"][0][1]:
             assert row["regret"] == 0.0 and row["ci"] == [0.0, 0.0]  # π_i itself kept: no gain, exactly
     assert report["settings"]["br_timesteps"] == 2400 and report["settings"]["deterministic"] is True
