@@ -120,7 +120,8 @@ def at_marks(run: dict, budget: int, marks: int) -> list[tuple[int, dict]]:
 
 
 def table(data: dict, algos: list[str]) -> str:
-    lines = [f"  {'algo':<6} {'mark':>10} {'env steps':>10} {'max regret (mean, 95% CI over seeds)':<38} {'max F':>8}"]
+    width = max(6, *(len(a) for a in algos))
+    lines = [f"  {'algo':<{width}} {'mark':>10} {'env steps':>10} {'max regret (mean, 95% CI over seeds)':<38} {'max F':>8}"]
     budget, marks = data["settings"]["budget"], data["settings"]["marks"]
     for algo in algos:
         for k in range(1, marks + 1):
@@ -132,43 +133,54 @@ def table(data: dict, algos: list[str]) -> str:
             steps = int(np.median([s["env_steps"] for s in rows]))
             f = [s["max_F"] for s in rows if s.get("max_F") is not None]
             lines.append(
-                f"  {algo:<6} {mark:>10,} {steps:>10,} {mean:>8.3f} [{low:.3f}, {high:.3f}] ({len(rows)} seeds)"
+                f"  {algo:<{width}} {mark:>10,} {steps:>10,} {mean:>8.3f} [{low:.3f}, {high:.3f}] ({len(rows)} seeds)"
                 f"{'':<8} {np.mean(f) if f else float('nan'):>8.3f}"
             )
     return "\n".join(lines)
 
 
 def plot(data: dict, algos: list[str], out: str) -> None:
+    """Left: each algorithm's max regret (mean over seeds with its 95 % t-band, thin lines per seed) and NePPO's max F;
+    right: each agent's regret (mean over seeds), one colour per agent and one line style per algorithm."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     fig, (ax, per_agent) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for algo in algos:
+    styles = ["-", ":", "--", "-."]
+    agents: list[str] = []
+    for k, algo in enumerate(algos):
         rows = [s for s in data["scores"] if s["algo"] == algo]
         marks = sorted({s["mark"] for s in rows})
         stats = [mean_ci([s["max_regret"] for s in rows if s["mark"] == m]) for m in marks]
-        (line,) = ax.plot(marks, [s[0] for s in stats], marker="o", label=f"{algo}: max regret")
-        ax.fill_between(marks, [s[1] for s in stats], [s[2] for s in stats], alpha=0.2, color=line.get_color())
+        color = f"C{k}"
+        ax.plot(marks, [s[0] for s in stats], marker="o", color=color, label=f"{algo}: max regret")
+        ax.fill_between(marks, [s[1] for s in stats], [s[2] for s in stats], alpha=0.15, color=color)
         for seed in sorted({s["seed"] for s in rows}):
             mine = sorted((s for s in rows if s["seed"] == seed), key=lambda s: s["mark"])
-            ax.plot([s["mark"] for s in mine], [s["max_regret"] for s in mine], lw=0.6, alpha=0.4, color=line.get_color())
+            ax.plot([s["mark"] for s in mine], [s["max_regret"] for s in mine], lw=0.6, alpha=0.4, color=color)
         if algo.startswith("neppo"):
             f = [np.mean([s["max_F"] for s in rows if s["mark"] == m]) for m in marks]
-            ax.plot(marks, f, ls="--", marker="x", label=f"{algo}: max F (the certificate, estimated)")
-        style = "-" if algo.startswith("neppo") else ":"
+            ax.plot(marks, f, ls="--", marker="x", color=color, alpha=0.7, label=f"{algo}: max F (the certificate, estimated)")
         for agent in rows[0]["regret"]:
+            if agent not in agents:
+                agents.append(agent)
             means = [np.mean([s["regret"][agent] for s in rows if s["mark"] == m]) for m in marks]
-            per_agent.plot(marks, means, ls=style, marker=".", label=f"{algo}: {agent}")
+            per_agent.plot(marks, means, ls=styles[k % len(styles)], marker=".", color=f"C{agents.index(agent)}")
+    handles = [Line2D([], [], color=f"C{i}", label=agent) for i, agent in enumerate(agents)]
+    handles += [Line2D([], [], color="black", ls=styles[k % len(styles)], label=algo) for k, algo in enumerate(algos)]
     settings = data["settings"]
     for axis, what in ((ax, "max regret over agents"), (per_agent, "regret per agent (mean over seeds)")):
         axis.set_xlabel("training env steps (mark)")
         axis.set_ylabel(what)
-        axis.legend(fontsize=7)
+    ax.legend(fontsize=7)
+    per_agent.legend(handles=handles, fontsize=7)
     fig.suptitle(f"{settings['env']}: best responses of {settings['br_timesteps']:,} env steps per start", fontsize=10)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 def compared(data: dict, specs: list[str]) -> tuple[list[dict], list[str]]:
