@@ -120,7 +120,7 @@ def at_marks(run: dict, budget: int, marks: int) -> list[tuple[int, dict]]:
 
 
 def table(data: dict, algos: list[str]) -> str:
-    width = max(6, *(len(a) for a in algos))
+    width = max([6, *(len(a) for a in algos)])
     lines = [f"  {'algo':<{width}} {'mark':>10} {'env steps':>10} {'max regret (mean, 95% CI over seeds)':<38} {'max F':>8}"]
     budget, marks = data["settings"]["budget"], data["settings"]["marks"]
     for algo in algos:
