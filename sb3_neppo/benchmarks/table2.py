@@ -115,11 +115,16 @@ def table(runs: list[dict], scenarios: list[str], algos: list[str], backend: str
     return "\n".join(lines)
 
 
+def by_seed(runs: list[dict], env_id: str) -> dict[tuple[str, int], float]:
+    """Max regret by (algorithm, seed) of the runs on ``env_id``."""
+    return {(r["algo"], r["seed"]): r["max_regret"] for r in runs if r["env"] == env_id}
+
+
 def better_of(runs: list[dict], env_id: str) -> list[str]:
     """NePPO's mean max regret over the better baseline's (IPPO or MAPPO, by mean), both on the seeds where NePPO and
     every baseline ran, so a baseline with fewer seeds is not compared over other seeds; [] without such seeds or
     with a baseline mean <= 0."""
-    by = {(r["algo"], r["seed"]): r["max_regret"] for r in runs if r["env"] == env_id}
+    by = by_seed(runs, env_id)
     bases = [a for a in ("ippo", "mappo") if any(algo == a for algo, _ in by)]
     seeds = sorted(s for a, s in by if a == "neppo" and all((b, s) in by for b in bases))
     if not bases or not seeds:
@@ -139,7 +144,7 @@ def paired(runs: list[dict], env_id: str, baseline: str, resamples: int = 10_000
     paired bootstrap 95 % interval (seeds resampled with their pairs; a fixed generator, so the same data print the
     same interval), the mean of the seeds' ratios and the paired difference NePPO - baseline, each with a 95 %
     t-interval. None with fewer than 2 such seeds or a baseline regret <= 0 (no ratio)."""
-    by = {(r["algo"], r["seed"]): r["max_regret"] for r in runs if r["env"] == env_id}
+    by = by_seed(runs, env_id)
     seeds = sorted(s for a, s in by if a == "neppo" and (baseline, s) in by)
     neppo, base = np.array([by["neppo", s] for s in seeds]), np.array([by[baseline, s] for s in seeds])
     if len(seeds) < 2 or (base <= 0).any():
