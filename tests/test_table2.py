@@ -53,6 +53,7 @@ def test_fig3_scores_the_last_snapshot_before_each_mark_and_resumes(tmp_path, ca
     lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip().startswith("ippo")]
     mine, again = [w[1:] for w in lines if w[1] != "(again)"], [w[2:] for w in lines if w[1] == "(again)"]
     assert len(mine) == 2 and again == mine and float(mine[0][2]) == pytest.approx(data["scores"][0]["max_regret"], abs=1e-3)
+    assert {w[-1] for w in mine} == {"-"}  # IPPO has no certificate: its max F column is empty, not nan
     other = tmp_path / "other.json"
     other.write_text(json.dumps({**data, "settings": {**data["settings"], "marks": 4}}))
     with pytest.raises(SystemExit, match=r"--compare .*other.json: measured .*'marks': 4.*compare runs of one protocol"):

@@ -134,7 +134,7 @@ def table(data: dict, algos: list[str]) -> str:
             f = [s["max_F"] for s in rows if s.get("max_F") is not None]
             lines.append(
                 f"  {algo:<{width}} {mark:>10,} {steps:>10,} {mean:>8.3f} [{low:.3f}, {high:.3f}] ({len(rows)} seeds)"
-                f"{'':<8} {np.mean(f) if f else float('nan'):>8.3f}"
+                f"{'':<8} {f'{np.mean(f):.3f}' if f else '-':>8}"  # a baseline has no certificate
             )
     return "\n".join(lines)
 
