@@ -110,7 +110,7 @@ def test_the_mixed_vmas_games_default_to_the_convex_potential_tied_within_roles(
     mixed = [settings_for(f"vmas:{s}") for s in ("simple_world_comm", "simple_tag", "simple_adversary")]
     tied = ("convex", {"tie": "role"}, "regret_weights")
     assert all((s["potential"], s["potential_kwargs"], s["outer_step"]) == tied for s in mixed)
-    assert [s["lr"] for s in mixed] == [0.2, 0.1, 0.1]  # each game's step, as measured there
+    assert [s["lr"] for s in mixed] == [0.4, 0.1, 0.1]  # each game's step, as measured there
     spread = settings_for("vmas:simple_spread")
     assert spread["outer_step"] == "zeroth_order"
     assert (spread["potential"], spread["potential_kwargs"], spread["delta"], spread["lr"]) == ("auto", {}, 0.0005, 0.01)
