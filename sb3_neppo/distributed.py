@@ -272,6 +272,7 @@ class JobQueue:
 
     def close(self) -> None:
         self._stop.set()
+        self._beater.join(timeout=self.timeout)  # no heartbeat left inside a storage call while the interpreter exits
         self.release()
 
     def _fail(self, trial_id: int) -> None:
